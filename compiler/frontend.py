@@ -1,0 +1,368 @@
+"""The front end: resolve names, sort the declarations, and lower the AST into the graph IR.
+
+Statements are declarations, so their order in the file is free: the front end orders them by their
+dependencies. Every node it emits records the line and column it came from and the summary row
+(statement or layer) it belongs to. Every mistake is a :class:`ModelError` at a source location.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from gradc.dsl import ast
+from gradc.dsl.diagnostics import Diagnostic, ModelError, ShapeError, SourceLocation, did_you_mean
+from gradc.dsl.train_schema import validate_train_block
+
+from .attributes import bind_keywords
+from .builder import Builder, Ref
+from .graph import Graph
+from .initializers import INITIALIZERS
+from .layers import LAYERS
+from .ops.registry import REGISTRY
+from .types import TensorType
+
+BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow", "@": "matmul"}
+DEFINING = (ast.InputDecl, ast.ParamDecl, ast.Assign, ast.OutputDecl, ast.LossDecl)
+
+
+@dataclass
+class ModelSpec:
+    """A checked model: its parsed-stage graph, its train settings and any warnings."""
+
+    name: str
+    path: str
+    source: str
+    graph: Graph
+    train: dict[str, Any] | None
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def callable_names() -> list[str]:
+    return sorted([op.name for op in REGISTRY.values() if op.public] + list(LAYERS))
+
+
+def build_model(module: ast.Module) -> ModelSpec:
+    """Check a parsed module and lower it to a graph."""
+    return _FrontEnd(module).run()
+
+
+class _FrontEnd:
+    def __init__(self, module: ast.Module):
+        self.module = module
+        self.path = module.path
+        self.definitions: dict[str, ast.Statement] = {}
+        self.env: dict[str, Ref | float | int] = {}
+        self.uses: Counter[str] = Counter()
+        self.warnings: list[Diagnostic] = []
+        self.layer_counts: Counter[tuple[str, str]] = Counter()
+
+    # ------------------------------------------------------------ driver
+    def run(self) -> ModelSpec:
+        name = self._model_name()
+        self._collect_definitions()
+        symbol = self._batch_symbol()
+        self.graph = Graph(name, symbol)
+        self.builder = Builder(self.graph)
+        for stmt in self._sorted_definitions():
+            self._lower_statement(stmt)
+        self._mark_outputs()
+        self._set_objective()
+        self._warn_unused()
+        train = self._train_settings()
+        return ModelSpec(name, self.path, self.module.source, self.graph, train, self.warnings)
+
+    def _model_name(self) -> str:
+        decls = [s for s in self.module.statements if isinstance(s, ast.ModelDecl)]
+        if not decls:
+            raise ModelError(
+                "missing 'model NAME' declaration", SourceLocation(self.path, 1, 1),
+                ["start the file with a line such as: model my_model"],
+            )
+        if len(decls) > 1:
+            raise ModelError(f"a file declares one model; 'model' appears again (first at line "
+                             f"{decls[0].loc.line})", decls[1].loc)
+        return decls[0].name
+
+    def _collect_definitions(self) -> None:
+        for stmt in self.module.statements:
+            if not isinstance(stmt, DEFINING):
+                continue
+            if isinstance(stmt, ast.OutputDecl) and stmt.value is None:
+                continue  # 'output NAME' marks an existing definition
+            first = self.definitions.get(stmt.name)
+            if first is not None:
+                raise ModelError(
+                    f"'{stmt.name}' is defined twice (first at line {first.loc.line})", stmt.name_loc
+                )
+            self.definitions[stmt.name] = stmt
+        for stmt in self.module.statements:
+            if isinstance(stmt, ast.OutputDecl) and stmt.value is None and stmt.name not in self.definitions:
+                raise ModelError(
+                    f"output '{stmt.name}' is not defined{did_you_mean(stmt.name, self.definitions)}",
+                    stmt.name_loc,
+                )
+
+    def _batch_symbol(self) -> str | None:
+        symbols: dict[str, SourceLocation] = {}
+        for stmt in self.definitions.values():
+            if not isinstance(stmt, ast.InputDecl | ast.ParamDecl):
+                continue
+            for dim, loc in zip(stmt.type.dims, stmt.type.dim_locs, strict=True):
+                if not isinstance(dim, str):
+                    continue
+                if isinstance(stmt, ast.ParamDecl):
+                    raise ModelError(
+                        f"parameter '{stmt.name}' must have a fixed shape; '{dim}' is the batch dimension",
+                        loc,
+                    )
+                if symbols and dim not in symbols:
+                    first = next(iter(symbols))
+                    raise ModelError(
+                        f"only one symbolic (batch) dimension is supported; '{dim}' differs from '{first}' "
+                        f"(line {symbols[first].line})",
+                        loc,
+                    )
+                symbols.setdefault(dim, loc)
+        return next(iter(symbols), None)
+
+    def _sorted_definitions(self) -> list[ast.Statement]:
+        deps = nx.DiGraph()
+        for name, stmt in self.definitions.items():
+            deps.add_node(name)
+            for ref in _references(stmt):
+                if ref.id not in self.definitions:
+                    raise ModelError(self._unknown_name_message(ref.id), ref.loc)
+                deps.add_edge(ref.id, name)
+                self.uses[ref.id] += 1
+        try:
+            order = list(nx.lexicographical_topological_sort(deps, key=lambda n: self.definitions[n].loc.line))
+        except nx.NetworkXUnfeasible:
+            cycle = [edge[0] for edge in nx.find_cycle(deps)]
+            first = min(cycle, key=lambda n: self.definitions[n].loc.line)
+            start = cycle.index(first)
+            cycle = cycle[start:] + cycle[:start]
+            raise ModelError(
+                "definitions form a cycle: " + " -> ".join([*cycle, first]),
+                self.definitions[first].name_loc,
+            ) from None
+        return [self.definitions[name] for name in order]
+
+    def _unknown_name_message(self, name: str) -> str:
+        if name in REGISTRY or name in LAYERS:
+            return f"'{name}' is an op; call it, as in {name}(x), or use it in a pipeline: x -> {name}"
+        return f"unknown name '{name}'{did_you_mean(name, self.definitions)}"
+
+    # ------------------------------------------------------------ statements
+    def _lower_statement(self, stmt: ast.Statement) -> None:
+        if isinstance(stmt, ast.InputDecl):
+            t = TensorType(stmt.type.dims, stmt.type.dtype)
+            self.env[stmt.name] = Ref(self.graph.add("input", (), t, line=stmt.loc.line, col=stmt.loc.col,
+                                                     name=stmt.name, origin=stmt.name))
+        elif isinstance(stmt, ast.ParamDecl):
+            self.env[stmt.name] = self._declare_param(stmt)
+        else:
+            with self.builder.at(stmt.loc.line, stmt.loc.col, origin=stmt.name):
+                value = self._expr(stmt.value, stmt)
+                if not isinstance(value, Ref):
+                    value = self.builder.const(value, "f32")
+            node = self.graph.node(value)
+            if node.name is None and node.op not in ("input", "param"):
+                self.graph.update(value, name=stmt.name)
+            if isinstance(stmt, ast.LossDecl):
+                if not node.type.is_scalar:
+                    raise ModelError(f"loss '{stmt.name}' must be a scalar, got {node.type}", stmt.name_loc,
+                                     ["reduce it first, e.g. mean(...)"])
+                self.graph.losses[stmt.name] = value
+            if isinstance(stmt, ast.OutputDecl):
+                self.graph.outputs[stmt.name] = value
+            self.env[stmt.name] = value
+
+    def _declare_param(self, stmt: ast.ParamDecl) -> Ref:
+        if stmt.type.dtype not in ("f32", "f64"):
+            raise ModelError(f"parameter '{stmt.name}' must be f32 or f64, got {stmt.type.dtype}", stmt.type.loc)
+        if stmt.init is None:
+            raise ModelError(
+                f"parameter '{stmt.name}' needs an initializer", stmt.name_loc,
+                [f"for example: param {stmt.name}: {stmt.type.dtype}... = zeros  (or a number, normal(std=0.1), "
+                 "xavier_uniform, he_normal)"],
+            )
+        spec = self._init_spec(stmt.init)
+        t = TensorType(stmt.type.dims, stmt.type.dtype)
+        return Ref(self.graph.add("param", (), t, {"init": spec}, line=stmt.loc.line, col=stmt.loc.col,
+                                  name=stmt.name, origin=stmt.name))
+
+    def _init_spec(self, expr: ast.Expr) -> dict[str, Any]:
+        if isinstance(expr, ast.Number):
+            return {"kind": "constant", "value": float(expr.value)}
+        if isinstance(expr, ast.Name):
+            name, args, kwargs, loc = expr.id, [], (), expr.loc
+        elif isinstance(expr, ast.Call) and not expr.piped:
+            name, args, kwargs, loc = expr.func, list(expr.args), expr.kwargs, expr.func_loc
+        else:
+            raise ModelError("an initializer is a number, a name such as zeros, or a call such as "
+                             "normal(std=0.1)", expr.loc)
+        init = INITIALIZERS.get(name)
+        if init is None or name == "constant":
+            choices = [n for n in INITIALIZERS if n != "constant"]
+            raise ModelError(f"unknown initializer '{name}'{did_you_mean(name, choices)}", loc,
+                             [f"initializers: a number, {', '.join(choices)}"])
+        values = bind_keywords(init.attrs, args, kwargs, name, loc, None)
+        return {"kind": name, **values}
+
+    def _mark_outputs(self) -> None:
+        for stmt in self.module.statements:
+            if isinstance(stmt, ast.OutputDecl) and stmt.value is None:
+                self.graph.outputs[stmt.name] = self.env[stmt.name]
+                self.uses[stmt.name] += 1
+
+    def _set_objective(self) -> None:
+        losses = list(self.graph.losses.values())
+        if len(losses) == 1:
+            self.graph.objective = losses[0]
+        elif losses:
+            with self.builder.at(None, None, origin="total loss"):
+                total = losses[0]
+                for other in losses[1:]:
+                    total = self.builder.add(Ref(total), Ref(other))
+            self.graph.objective = total
+        else:
+            scalars = [v for v in self.graph.outputs.values()
+                       if self.graph.node(v).type.is_scalar and self.graph.node(v).type.is_float]
+            if len(scalars) == 1:
+                self.graph.objective = scalars[0]
+
+    def _warn_unused(self) -> None:
+        marked = set(self.graph.outputs) | set(self.graph.losses)
+        for name, stmt in self.definitions.items():
+            if isinstance(stmt, ast.Assign | ast.ParamDecl) and name not in marked and not self.uses[name]:
+                self.warnings.append(Diagnostic("warning", f"'{name}' is defined but never used", stmt.name_loc))
+
+    def _train_settings(self) -> dict[str, Any] | None:
+        blocks = [s for s in self.module.statements if isinstance(s, ast.TrainBlock)]
+        if len(blocks) > 1:
+            raise ModelError(f"only one train block is allowed (first at line {blocks[0].loc.line})", blocks[1].loc)
+        return validate_train_block(blocks[0]) if blocks else None
+
+    # ------------------------------------------------------------ expressions
+    def _expr(self, expr: ast.Expr, stmt: ast.Statement) -> Ref | float | int:
+        if isinstance(expr, ast.Number):
+            return expr.value
+        if isinstance(expr, ast.Name):
+            return self.env[expr.id]
+        if isinstance(expr, ast.Neg):
+            operand = self._expr(expr.operand, stmt)
+            return -operand if not isinstance(operand, Ref) else self._emit("neg", [operand], {}, expr.loc, stmt)
+        if isinstance(expr, ast.BinOp):
+            left = self._expr(expr.left, stmt)
+            right = self._expr(expr.right, stmt)
+            return self._emit(BINARY_OPS[expr.op], [left, right], {}, expr.loc, stmt)
+        if isinstance(expr, ast.Call):
+            return self._call(expr, stmt)
+        if isinstance(expr, ast.String):
+            raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
+        if isinstance(expr, ast.ListLiteral):
+            raise ModelError("a list is only allowed as an argument such as shape=[-1, 8]", expr.loc)
+        raise ModelError(f"unsupported expression {type(expr).__name__}", expr.loc)
+
+    def _call(self, call: ast.Call, stmt: ast.Statement) -> Ref:
+        if call.func in LAYERS:
+            return self._layer(call, stmt)
+        op = REGISTRY.get(call.func)
+        if op is None or not op.public:
+            raise ModelError(
+                f"unknown op '{call.func}'{did_you_mean(call.func, callable_names())}", call.func_loc
+            )
+        count = len(op.operands)
+        if len(call.args) < count:
+            raise ModelError(
+                f"{op.name} takes {count} operand(s) ({', '.join(op.operands)}), got {len(call.args)}",
+                call.func_loc,
+            )
+        operands = [self._expr(arg, stmt) for arg in call.args[:count]]
+        attrs = bind_keywords(op.attrs, list(call.args[count:]), call.kwargs, op.name, call.func_loc,
+                              self.graph.batch_symbol)
+        origin = self._stage_origin(call, stmt)
+        with self.builder.at(call.loc.line, call.loc.col, origin=origin):
+            result = self._emit(op.name, operands, attrs, call.func_loc, stmt)
+        self._check_cross_entropy_input(op.name, result, call)
+        return result
+
+    def _layer(self, call: ast.Call, stmt: ast.Statement) -> Ref:
+        layer = LAYERS[call.func]
+        if not call.args:
+            raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
+                             call.func_loc)
+        x = self._expr(call.args[0], stmt)
+        if not isinstance(x, Ref):
+            raise ModelError(f"the input of {layer.name} must be a tensor, not a number", call.args[0].loc)
+        attrs = bind_keywords(layer.attrs, list(call.args[1:]), call.kwargs, layer.name, call.func_loc,
+                              self.graph.batch_symbol)
+        self.layer_counts[(stmt.name, layer.name)] += 1
+        prefix = f"{stmt.name}.{layer.name}{self.layer_counts[(stmt.name, layer.name)]}"
+
+        def new_param(role: str, shape: tuple[int, ...], init: dict[str, Any]) -> Ref:
+            t = TensorType(shape, self.graph.node(x).type.dtype)
+            return Ref(self.graph.add("param", (), t, {"init": init}, line=call.loc.line, col=call.loc.col,
+                                      name=f"{prefix}.{role}", origin=prefix))
+
+        with self.builder.at(call.loc.line, call.loc.col, origin=prefix):
+            try:
+                return layer.build(self.builder, x, attrs, new_param)
+            except ShapeError as exc:
+                raise self._shape_error(exc, call.func_loc, stmt) from None
+
+    def _stage_origin(self, call: ast.Call, stmt: ast.Statement) -> str | None:
+        if not call.piped:
+            return None
+        self.layer_counts[(stmt.name, call.func)] += 1
+        return f"{stmt.name}.{call.func}{self.layer_counts[(stmt.name, call.func)]}"
+
+    def _emit(self, op: str, operands: list, attrs: dict[str, Any], loc: SourceLocation, stmt) -> Ref:
+        with self.builder.at(loc.line, loc.col):
+            try:
+                return self.builder.emit(op, *operands, **attrs)
+            except ShapeError as exc:
+                raise self._shape_error(exc, loc, stmt) from None
+
+    def _shape_error(self, exc: ShapeError, loc: SourceLocation, stmt) -> ModelError:
+        return ShapeError(f"{exc.message} (in the definition of '{stmt.name}')", loc)
+
+    def _check_cross_entropy_input(self, op: str, result: Ref, call: ast.Call) -> None:
+        if op != "cross_entropy":
+            return
+        node = self.graph.node(result)
+        scores = self.graph.node(node.inputs[0])
+        if node.attrs["from_logits"] and scores.op == "softmax":
+            self.warnings.append(Diagnostic(
+                "warning",
+                "cross_entropy takes logits, but its input is a softmax; pass from_logits=false if these are "
+                "probabilities, or give it the logits",
+                call.func_loc,
+            ))
+
+
+def _references(stmt: ast.Statement) -> list[ast.Name]:
+    """The names a definition reads (not call names, keyword values or initializers)."""
+    expr = getattr(stmt, "value", None)
+    found: list[ast.Name] = []
+    if expr is not None and not isinstance(stmt, ast.ParamDecl):
+        _collect_names(expr, found)
+    return found
+
+
+def _collect_names(expr: ast.Expr, found: list[ast.Name]) -> None:
+    if isinstance(expr, ast.Name):
+        found.append(expr)
+    elif isinstance(expr, ast.BinOp):
+        _collect_names(expr.left, found)
+        _collect_names(expr.right, found)
+    elif isinstance(expr, ast.Neg):
+        _collect_names(expr.operand, found)
+    elif isinstance(expr, ast.Call):
+        operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
+        for arg in expr.args[:operand_count]:
+            _collect_names(arg, found)

@@ -1,0 +1,186 @@
+"""The graph IR: a typed DAG held in networkx.
+
+Each node is one value: the op that computes it, its operands (in order; an operand may repeat, as in
+``x * x``), its attributes, its :class:`TensorType`, and the line and column of the ``.model`` text it
+came from. Node ids are never reused, so the text form of two stages diffs cleanly. The graph also
+names its interface: outputs, losses, the objective that autodiff differentiates, and gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from .types import TensorType
+
+SOURCE_OPS = ("input", "param", "const")
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    op: str
+    inputs: tuple[int, ...]
+    type: TensorType
+    attrs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    line: int | None = None
+    col: int | None = None
+    name: str | None = None  # the user's name for this value, if it has one
+    origin: str | None = None  # the statement or layer that produced it (a row of the summary)
+
+    def attr_key(self) -> tuple:
+        """A hashable form of the attributes (arrays by content), for CSE."""
+        return tuple(sorted((k, _hashable(v)) for k, v in self.attrs.items()))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, float) and value != value:
+        return ("nan",)
+    return value
+
+
+class Graph:
+    """A typed computation DAG with a named interface (outputs, losses, objective, gradients)."""
+
+    def __init__(self, model_name: str, batch_symbol: str | None = None):
+        self.model_name = model_name
+        self.batch_symbol = batch_symbol
+        self.dag = nx.DiGraph()
+        self.outputs: dict[str, int] = {}
+        self.losses: dict[str, int] = {}
+        self.grads: dict[str, int] = {}
+        self.objective: int | None = None
+        self.next_id = 0
+
+    # ------------------------------------------------------------ building
+    def add(
+        self,
+        op: str,
+        inputs: Iterable[int],
+        type: TensorType,
+        attrs: dict[str, Any] | None = None,
+        *,
+        line: int | None = None,
+        col: int | None = None,
+        name: str | None = None,
+        origin: str | None = None,
+    ) -> int:
+        inputs = tuple(inputs)
+        for i in inputs:
+            if i not in self.dag:
+                raise KeyError(f"operand %{i} is not in the graph")
+        node_id = self.next_id
+        self.next_id += 1
+        node = Node(node_id, op, inputs, type, dict(attrs or {}), line, col, name, origin)
+        self.dag.add_node(node_id, node=node)
+        for i in inputs:
+            self.dag.add_edge(i, node_id)
+        return node_id
+
+    def update(self, node_id: int, **changes: Any) -> None:
+        """Replace fields of a node (its operands too, keeping the edges in step)."""
+        old = self.node(node_id)
+        new = replace(old, **changes)
+        if new.inputs != old.inputs:
+            for i in set(old.inputs):
+                self.dag.remove_edge(i, node_id)
+            for i in new.inputs:
+                self.dag.add_edge(i, node_id)
+        self.dag.nodes[node_id]["node"] = new
+
+    def replace_uses(self, old: int, new: int) -> None:
+        """Make every consumer of ``old`` (and every interface entry naming it) use ``new`` instead."""
+        if old == new:
+            return
+        for consumer in list(self.dag.successors(old)):
+            node = self.node(consumer)
+            self.update(consumer, inputs=tuple(new if i == old else i for i in node.inputs))
+        for table in (self.outputs, self.losses, self.grads):
+            for key, value in table.items():
+                if value == old:
+                    table[key] = new
+        if self.objective == old:
+            self.objective = new
+        old_node, new_node = self.node(old), self.node(new)
+        if new_node.name is None and old_node.name is not None and new_node.op not in SOURCE_OPS:
+            self.update(new, name=old_node.name)
+
+    def remove(self, node_id: int) -> None:
+        if any(True for _ in self.dag.successors(node_id)):
+            raise ValueError(f"%{node_id} still has consumers")
+        self.dag.remove_node(node_id)
+
+    def copy(self) -> Graph:
+        other = copy.copy(self)
+        other.dag = self.dag.copy()
+        other.outputs = dict(self.outputs)
+        other.losses = dict(self.losses)
+        other.grads = dict(self.grads)
+        return other
+
+    # ------------------------------------------------------------ reading
+    def node(self, node_id: int) -> Node:
+        return self.dag.nodes[node_id]["node"]
+
+    def __contains__(self, node_id: int) -> bool:
+        return node_id in self.dag
+
+    def __len__(self) -> int:
+        return self.dag.number_of_nodes()
+
+    def order(self) -> list[int]:
+        """Node ids in topological order, ties broken by id, so every printout is deterministic."""
+        return list(nx.lexicographical_topological_sort(self.dag))
+
+    def nodes(self) -> Iterator[Node]:
+        for node_id in self.order():
+            yield self.node(node_id)
+
+    def consumers(self, node_id: int) -> list[int]:
+        return sorted(self.dag.successors(node_id))
+
+    def by_op(self, op: str) -> list[Node]:
+        return [n for n in self.nodes() if n.op == op]
+
+    def inputs(self) -> dict[str, int]:
+        return {n.name: n.id for n in self.nodes() if n.op == "input"}
+
+    def params(self) -> dict[str, int]:
+        return {n.name: n.id for n in self.nodes() if n.op == "param"}
+
+    def roots(self) -> set[int]:
+        """The values the graph exists to compute: outputs, losses, the objective and gradients."""
+        roots = set(self.outputs.values()) | set(self.losses.values()) | set(self.grads.values())
+        if self.objective is not None:
+            roots.add(self.objective)
+        return roots
+
+    def kind(self, node_id: int) -> str:
+        """input, param, constant, output, loss, gradient or intermediate."""
+        op = self.node(node_id).op
+        if op == "input":
+            return "input"
+        if op == "param":
+            return "param"
+        if node_id in self.losses.values():
+            return "loss"
+        if node_id in self.outputs.values():
+            return "output"
+        if node_id == self.objective:
+            return "loss"
+        if node_id in self.grads.values():
+            return "gradient"
+        if op == "const":
+            return "constant"
+        return "intermediate"

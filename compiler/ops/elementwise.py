@@ -1,0 +1,266 @@
+"""Elementwise ops: arithmetic with NumPy broadcasting, math functions and activations.
+
+Gradients are graph-building rules; autodiff sums a broadcast gradient back to its operand's shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from gradc.dsl.diagnostics import ShapeError
+
+from ..types import TensorType, broadcast_shapes, promote
+from .registry import AttrSpec, OpDef, register
+
+SQRT_HALF = np.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+GELU_SIGMOID_SCALE = 1.702
+
+
+def same_float_type(name: str):
+    def infer(types: list[TensorType], attrs: dict) -> TensorType:
+        (t,) = types
+        if not t.is_float:
+            raise ShapeError(f"{name} expects a floating-point tensor, got {t}")
+        return t
+
+    return infer
+
+
+def same_type(types: list[TensorType], attrs: dict) -> TensorType:
+    return types[0]
+
+
+def broadcast_type(types: list[TensorType], attrs: dict) -> TensorType:
+    dtype = types[0].dtype
+    for t in types[1:]:
+        dtype = promote(dtype, t.dtype)
+    return TensorType(broadcast_shapes(*types), dtype)
+
+
+def float_broadcast_type(name: str):
+    def infer(types: list[TensorType], attrs: dict) -> TensorType:
+        for t in types:
+            if not t.is_float:
+                raise ShapeError(f"{name} expects floating-point tensors, got {t}")
+        return broadcast_type(types, attrs)
+
+    return infer
+
+
+def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=None) -> OpDef:
+    return register(
+        OpDef(
+            name=name,
+            operands=("x",),
+            infer=infer or same_float_type(name),
+            forward=forward,
+            grad=grad,
+            attrs=attrs,
+            public=public,
+            category="elementwise" if public else "internal",
+            formula=formula,
+            shape_rule="same as x",
+        )
+    )
+
+
+def binary(name: str, forward, grad, formula: str, infer=None, public=True, commutative=False) -> OpDef:
+    return register(
+        OpDef(
+            name=name,
+            operands=("a", "b"),
+            infer=infer or broadcast_type,
+            forward=forward,
+            grad=grad,
+            public=public,
+            commutative=commutative,
+            category="elementwise" if public else "internal",
+            formula=formula,
+            shape_rule="NumPy broadcast of a and b",
+        )
+    )
+
+
+# ---------------------------------------------------------------- arithmetic
+
+binary("add", lambda a, at: a[0] + a[1], lambda b, n, g: [lambda: g, lambda: g], "a + b", commutative=True)
+binary("sub", lambda a, at: a[0] - a[1], lambda b, n, g: [lambda: g, lambda: b.neg(g)], "a - b")
+binary(
+    "mul",
+    lambda a, at: a[0] * a[1],
+    lambda b, n, g: [lambda: b.mul(g, n.inputs[1]), lambda: b.mul(g, n.inputs[0])],
+    "a * b",
+    commutative=True,
+)
+binary(
+    "div",
+    lambda a, at: a[0] / a[1],
+    lambda b, n, g: [
+        lambda: b.div(g, n.inputs[1]),
+        lambda: b.neg(b.div(b.mul(g, n.id), n.inputs[1])),
+    ],
+    "a / b",
+    infer=float_broadcast_type("div"),
+)
+
+
+def _pow_forward(args, attrs):
+    a, e = args
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(np.asarray(e).dtype, np.integer):
+        return np.power(a.astype(np.float64), e)
+    return np.power(a, e)
+
+
+binary(
+    "pow",
+    _pow_forward,
+    lambda b, n, g: [
+        lambda: b.mul(g, b.mul(n.inputs[1], b.pow(n.inputs[0], b.sub(n.inputs[1], 1.0)))),
+        lambda: b.mul(g, b.mul(n.id, b.log(n.inputs[0]))),
+    ],
+    "a ^ b (written a^b)",
+    infer=lambda ts, at: TensorType(broadcast_shapes(*ts), promote(promote(ts[0].dtype, ts[1].dtype), "f32")),
+)
+unary("neg", lambda a, at: -a[0], lambda b, n, g: [lambda: b.neg(g)], "-x (written -x)",
+      infer=same_type)
+
+# ---------------------------------------------------------------- math functions
+
+unary("exp", lambda a, at: np.exp(a[0]), lambda b, n, g: [lambda: b.mul(g, n.id)], "e^x")
+unary("log", lambda a, at: np.log(a[0]), lambda b, n, g: [lambda: b.div(g, n.inputs[0])], "natural log")
+unary(
+    "sqrt",
+    lambda a, at: np.sqrt(a[0]),
+    lambda b, n, g: [lambda: b.div(g, b.mul(n.id, 2.0))],
+    "square root",
+)
+unary(
+    "abs",
+    lambda a, at: np.abs(a[0]),
+    lambda b, n, g: [lambda: b.mul(g, b.sign(n.inputs[0]))],
+    "|x| (gradient sign(x), 0 at 0)",
+)
+unary(
+    "clip",
+    lambda a, at: np.clip(a[0], at["low"], at["high"]),
+    lambda b, n, g: [lambda: b.mul(g, b.in_range(n.inputs[0], low=n.attrs["low"], high=n.attrs["high"]))],
+    "min(max(x, low), high)",
+    attrs=(AttrSpec("low", "float"), AttrSpec("high", "float")),
+)
+
+# ---------------------------------------------------------------- activations
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+unary(
+    "sigmoid",
+    lambda a, at: _sigmoid(a[0]),
+    lambda b, n, g: [lambda: b.mul(g, b.mul(n.id, b.sub(1.0, n.id)))],
+    "1 / (1 + e^-x)",
+)
+unary(
+    "tanh",
+    lambda a, at: np.tanh(a[0]),
+    lambda b, n, g: [lambda: b.mul(g, b.sub(1.0, b.mul(n.id, n.id)))],
+    "hyperbolic tangent",
+)
+unary(
+    "relu",
+    lambda a, at: np.maximum(a[0], 0).astype(a[0].dtype),
+    lambda b, n, g: [lambda: b.mul(g, b.step(n.inputs[0]))],
+    "max(x, 0)",
+)
+unary(
+    "leaky_relu",
+    lambda a, at: np.where(a[0] > 0, a[0], at["alpha"] * a[0]).astype(a[0].dtype),
+    lambda b, n, g: [
+        lambda: b.mul(g, b.add(b.mul(b.step(n.inputs[0]), 1.0 - n.attrs["alpha"]), n.attrs["alpha"]))
+    ],
+    "x if x > 0 else alpha * x",
+    attrs=(AttrSpec("alpha", "float", 0.01),),
+)
+
+
+def _gelu(x: np.ndarray, approximate: bool) -> np.ndarray:
+    if approximate:
+        return (x * _sigmoid(GELU_SIGMOID_SCALE * x)).astype(x.dtype)
+    return (0.5 * x * (1.0 + special.erf(x * SQRT_HALF))).astype(x.dtype)
+
+
+def _gelu_derivative(x: np.ndarray, approximate: bool) -> np.ndarray:
+    if approximate:
+        s = _sigmoid(GELU_SIGMOID_SCALE * x)
+        return (s + GELU_SIGMOID_SCALE * x * s * (1.0 - s)).astype(x.dtype)
+    cdf = 0.5 * (1.0 + special.erf(x * SQRT_HALF))
+    return (cdf + x * INV_SQRT_2PI * np.exp(-0.5 * x * x)).astype(x.dtype)
+
+
+unary(
+    "gelu",
+    lambda a, at: _gelu(a[0], at["approximate"]),
+    lambda b, n, g: [lambda: b.mul(g, b.gelu_grad(n.inputs[0], approximate=n.attrs["approximate"]))],
+    "x * Phi(x) with Phi the normal CDF (erf); approximate=true: x * sigmoid(1.702 x)",
+    attrs=(AttrSpec("approximate", "bool", False),),
+)
+unary(
+    "gelu_grad",
+    lambda a, at: _gelu_derivative(a[0], at["approximate"]),
+    None,
+    "d gelu(x) / dx",
+    attrs=(AttrSpec("approximate", "bool", False),),
+    public=False,
+)
+unary(
+    "softplus",
+    lambda a, at: (_softplus(at["beta"] * a[0]) / at["beta"]).astype(a[0].dtype),
+    lambda b, n, g: [lambda: b.mul(g, b.sigmoid(b.mul(n.inputs[0], n.attrs["beta"])))],
+    "log(1 + e^(beta x)) / beta",
+    attrs=(AttrSpec("beta", "float", 1.0),),
+)
+unary(
+    "swish",
+    lambda a, at: (a[0] * _sigmoid(at["beta"] * a[0])).astype(a[0].dtype),
+    lambda b, n, g: [lambda: _swish_grad(b, n, g)],
+    "x * sigmoid(beta x)",
+    attrs=(AttrSpec("beta", "float", 1.0),),
+)
+
+
+def _swish_grad(b, n, g):
+    beta = n.attrs["beta"]
+    s = b.sigmoid(b.mul(n.inputs[0], beta))
+    # d/dx x*s(beta x) = s + beta * y * (1 - s), with y = x * s the forward value
+    return b.mul(g, b.add(s, b.mul(b.mul(n.id, beta), b.sub(1.0, s))))
+
+
+# ---------------------------------------------------------------- helpers used by gradients
+
+unary("step", lambda a, at: (a[0] > 0).astype(a[0].dtype), None, "1 if x > 0 else 0", public=False)
+unary("sign", lambda a, at: np.sign(a[0]), None, "-1, 0 or 1", public=False)
+unary(
+    "in_range",
+    lambda a, at: ((a[0] >= at["low"]) & (a[0] <= at["high"])).astype(a[0].dtype),
+    None,
+    "1 if low <= x <= high else 0",
+    attrs=(AttrSpec("low", "float"), AttrSpec("high", "float")),
+    public=False,
+)
+binary(
+    "eq",
+    lambda a, at: (a[0] == a[1]).astype(np.result_type(a[0], a[1])),
+    None,
+    "1 if a == b else 0",
+    public=False,
+    commutative=True,
+)

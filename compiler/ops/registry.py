@@ -1,0 +1,114 @@
+"""The op registry: every op is declared once, here or in a sibling module, as an :class:`OpDef`.
+
+An OpDef holds everything the compiler and runtimes need to know about an op: its operands and
+attributes, its shape rule, its NumPy reference forward, its gradient (as graph-building rules, so the
+backward pass is an ordinary graph that the passes optimize), its FLOP count and its documentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..types import TensorType
+
+if TYPE_CHECKING:
+    from ..builder import Builder, Ref
+    from ..graph import Node
+
+REQUIRED = object()
+
+# A gradient rule returns, per operand, a thunk that builds that operand's gradient, or None where the
+# operand takes no gradient. Thunks let autodiff build only the gradients that are needed.
+GradThunk = Callable[[], "Ref"] | None
+GradRule = Callable[["Builder", "Node", "Ref"], Sequence[GradThunk]]
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """An attribute: a compile-time constant such as ``alpha`` or ``axis``.
+
+    kind is one of float, int, bool, axes (None, an int or a list of ints), axis (an int), shape (a list
+    of ints and the batch symbol) or choice (one of ``choices``).
+    """
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    operands: tuple[str, ...]
+    infer: Callable[[list[TensorType], dict[str, Any]], TensorType]
+    forward: Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
+    grad: GradRule | None = None
+    attrs: tuple[AttrSpec, ...] = ()
+    category: str = "elementwise"  # elementwise, reduction, linalg, shape, nn, loss, source, internal
+    public: bool = True  # callable from .model files
+    pure: bool = True  # same operands and attributes give the same value (CSE may merge it)
+    commutative: bool = False  # operand order does not matter (CSE matches a*b with b*a)
+    normalize: Callable[[list[TensorType], dict[str, Any]], dict[str, Any]] | None = None
+    flops: Callable[[list[TensorType], TensorType, dict[str, Any]], int] | None = None
+    shape_only: tuple[int, ...] = ()  # operands read only for their shape
+    # For ops that read only shapes: the value when the operand types fix it, else None (constant folding).
+    static_value: Callable[[list[TensorType], dict[str, Any]], np.ndarray | None] | None = None
+    domains: dict[int, str] = field(default_factory=dict)  # operand -> sampling domain for random tests
+    formula: str = ""
+    shape_rule: str = ""
+
+    @property
+    def signature(self) -> str:
+        parts = list(self.operands)
+        for a in self.attrs:
+            parts.append(a.name if a.required else f"{a.name}={_show_default(a.default)}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def attr_spec(self, name: str) -> AttrSpec | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+    def count_flops(self, in_types: list[TensorType], out: TensorType, attrs: dict[str, Any]) -> int:
+        if self.flops is not None:
+            return int(self.flops(in_types, out, attrs))
+        if self.category in ("source", "shape", "internal"):
+            return 0
+        return out.numel()
+
+
+def _show_default(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name!r} is declared twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    return REGISTRY[name]
+
+
+def public_ops() -> list[OpDef]:
+    return [op for op in REGISTRY.values() if op.public]

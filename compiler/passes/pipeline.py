@@ -1,0 +1,60 @@
+"""The optimization pipeline: named passes, each a function from graph to graph.
+
+``gradc graph --stage NAME`` shows the graph after any of them: ``parsed`` is the front end's graph,
+``autodiff`` the graph right after the gradients are added, ``optimized`` the end of the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..autodiff import autodiff
+from ..graph import Graph
+from .cse import cse
+from .dce import dce
+from .fold import constant_fold
+from .simplify import simplify
+from .stabilize import stabilize
+
+Pass = Callable[[Graph], Graph]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Pass
+    doc: str
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("stabilize", stabilize, "numerically stable rewrites (log_softmax, bce_with_logits, softplus)"),
+    Stage("fold", constant_fold, "evaluate nodes whose operands are constants"),
+    Stage("simplify", simplify, "algebraic identities: x*1, x+0, x^1, -(-x), dropout outside training"),
+    Stage("cse", cse, "merge equal subexpressions"),
+    Stage("dce", dce, "drop values nothing depends on"),
+    Stage("autodiff", autodiff, "reverse-mode gradients of the objective, added to the graph"),
+    Stage("fold-grad", constant_fold, "constant folding in the backward pass"),
+    Stage("simplify-grad", simplify, "algebraic identities in the backward pass"),
+    Stage("cse-grad", cse, "reuse forward values in the backward pass"),
+    Stage("dce-grad", dce, "drop what the gradients did not need"),
+)
+
+STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in PIPELINE), "optimized")
+
+
+def run_pipeline(graph: Graph, until: str = "optimized") -> Graph:
+    """Run the passes in order and return the graph after stage ``until``."""
+    if until not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGE_NAMES)}")
+    if until == "parsed":
+        return graph
+    for stage in PIPELINE:
+        graph = stage.run(graph)
+        if stage.name == until:
+            return graph
+    return graph
+
+
+def optimize(graph: Graph) -> Graph:
+    return run_pipeline(graph, "optimized")

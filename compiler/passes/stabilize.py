@@ -1,0 +1,66 @@
+"""Numerically stabilizing rewrites, run before autodiff so the gradients come from the stable forms:
+
+- log(softmax(x)) -> log_softmax(x)
+- cross_entropy(softmax(z), y, from_logits=false) -> cross_entropy(z, y, from_logits=true)
+- bce(sigmoid(z), y) -> bce_with_logits(z, y)
+- log(sigmoid(x)) -> -softplus(-x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..builder import Builder, Ref
+from ..graph import Graph, Node
+from .patterns import producer, replace_with
+
+Rewrite = Callable[[Builder, Node], Ref | None]
+
+
+def _log_of(b: Builder, node: Node) -> Ref | None:
+    g = b.graph
+    softmax = producer(g, node.inputs[0], "softmax")
+    if softmax is not None:
+        return b.log_softmax(Ref(softmax.inputs[0]), axis=softmax.attrs["axis"])
+    sigmoid = producer(g, node.inputs[0], "sigmoid")
+    if sigmoid is not None:
+        return b.neg(b.softplus(b.neg(Ref(sigmoid.inputs[0]))))
+    return None
+
+
+def _cross_entropy_of_softmax(b: Builder, node: Node) -> Ref | None:
+    softmax = producer(b.graph, node.inputs[0], "softmax")
+    last_axis = softmax is not None and softmax.attrs["axis"] == softmax.type.rank - 1
+    if node.attrs["from_logits"] or not last_axis:
+        return None
+    return b.cross_entropy(Ref(softmax.inputs[0]), Ref(node.inputs[1]),
+                           label_smoothing=node.attrs["label_smoothing"], from_logits=True)
+
+
+def _bce_of_sigmoid(b: Builder, node: Node) -> Ref | None:
+    sigmoid = producer(b.graph, node.inputs[0], "sigmoid")
+    if sigmoid is None:
+        return None
+    return b.bce_with_logits(Ref(sigmoid.inputs[0]), Ref(node.inputs[1]))
+
+
+REWRITES: dict[str, Rewrite] = {
+    "log": _log_of,
+    "cross_entropy": _cross_entropy_of_softmax,
+    "bce": _bce_of_sigmoid,
+}
+
+
+def stabilize(graph: Graph) -> Graph:
+    g = graph.copy()
+    b = Builder(g)
+    for node_id in g.order():
+        node = g.node(node_id)
+        rewrite = REWRITES.get(node.op)
+        if rewrite is None:
+            continue
+        with b.at(node.line, node.col, origin=node.origin):
+            replacement = rewrite(b, node)
+        if replacement is not None:
+            replace_with(g, node, replacement)
+    return g

@@ -1,0 +1,58 @@
+"""The Graphviz DOT form: inputs green, outputs and losses orange, intermediate values blue, parameters
+pale green with a double border, constants grey; every edge labelled with the shape it carries."""
+
+from __future__ import annotations
+
+from ..graph import Graph, Node
+from ..types import format_shape
+from .common import KIND_COLORS, format_attrs, node_type
+
+
+def node_label(graph: Graph, node: Node) -> tuple[str, str]:
+    """Two lines for a node: what it is, and its type."""
+    kind = graph.kind(node.id)
+    if node.op in ("input", "param"):
+        title = f"{node.name}"
+    elif node.op == "const":
+        title = format_attrs(node)
+    else:
+        title = node.op
+        names = [n for n, i in {**graph.outputs, **graph.losses}.items() if i == node.id]
+        names += [f"grad/{n}" for n, i in graph.grads.items() if i == node.id]
+        if names:
+            title = f"{names[0]} = {node.op}"
+    return title, f"%{node.id} {kind} {node_type(node)}"
+
+
+def edge_label(node: Node) -> str:
+    shape = format_shape(node.type.shape)
+    return shape[1:-1].replace(",", "×") if shape else "scalar"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(graph: Graph, stage: str = "") -> str:
+    title = f"{graph.model_name}" + (f" ({stage})" if stage else "")
+    lines = [
+        f"digraph {_quote(graph.model_name)} {{",
+        f"  label={_quote(title)}; labelloc=t; rankdir=TB; fontname=Helvetica;",
+        '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=11];',
+        "  edge [fontname=Helvetica, fontsize=9, color=\"#555555\"];",
+    ]
+    for node in graph.nodes():
+        kind = graph.kind(node.id)
+        title, subtitle = node_label(graph, node)
+        extra = ", peripheries=2" if kind == "param" else ""
+        extra += ", shape=ellipse" if kind == "constant" else ""
+        lines.append(
+            f"  n{node.id} [label={_quote(title)[:-1]}\\n{_quote(subtitle)[1:]}, "
+            f"fillcolor={_quote(KIND_COLORS[kind])}"
+            f"{extra}];"
+        )
+    for node in graph.nodes():
+        for operand in dict.fromkeys(node.inputs):
+            lines.append(f"  n{operand} -> n{node.id} [label={_quote(edge_label(graph.node(operand)))}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""The JSON form: ``{"nodes": [{"id", "op", "kind", "shape", "dtype", "line", "inputs": [ids]}], ...}``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..graph import Graph
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def to_dict(graph: Graph, stage: str = "") -> dict[str, Any]:
+    nodes = []
+    for node in graph.nodes():
+        entry = {
+            "id": node.id,
+            "op": node.op,
+            "kind": graph.kind(node.id),
+            "shape": list(node.type.shape),
+            "dtype": node.type.dtype,
+            "line": node.line,
+            "col": node.col,
+            "inputs": list(node.inputs),
+            "attrs": _jsonable(node.attrs),
+        }
+        if node.name is not None:
+            entry["name"] = node.name
+        if node.origin is not None:
+            entry["origin"] = node.origin
+        nodes.append(entry)
+    return {
+        "model": graph.model_name,
+        "stage": stage,
+        "batch_dimension": graph.batch_symbol,
+        "nodes": nodes,
+        "outputs": dict(graph.outputs),
+        "losses": dict(graph.losses),
+        "objective": graph.objective,
+        "grads": dict(graph.grads),
+    }
+
+
+def to_json(graph: Graph, stage: str = "") -> str:
+    return json.dumps(to_dict(graph, stage), indent=2) + "\n"

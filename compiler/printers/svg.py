@@ -1,0 +1,90 @@
+"""SVG drawings of a graph. Graphviz's ``dot`` renders the DOT form when it is installed; otherwise the
+graph is laid out in Python (:mod:`layout`) and drawn here, with the same colours and labels."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from html import escape
+
+from ..graph import Graph
+from .common import KIND_COLORS
+from .dot import edge_label, node_label, to_dot
+from .layout import layered_layout
+
+CHAR_WIDTH = 6.6
+NODE_HEIGHT = 38.0
+LEGEND = ("input", "param", "constant", "intermediate", "output", "loss", "gradient")
+
+
+def to_svg(graph: Graph, stage: str = "", use_graphviz: bool | None = None) -> str:
+    """Draw the graph. ``use_graphviz=None`` uses Graphviz when the ``dot`` program is on the PATH."""
+    dot_program = shutil.which("dot")
+    if use_graphviz is None:
+        use_graphviz = dot_program is not None
+    if use_graphviz and dot_program is not None:
+        done = subprocess.run([dot_program, "-Tsvg"], input=to_dot(graph, stage), capture_output=True,
+                              text=True, check=False, timeout=120)
+        if done.returncode == 0:
+            return done.stdout
+        raise RuntimeError(f"Graphviz dot failed: {done.stderr.strip()}")
+    return draw_svg(graph, stage)
+
+
+def draw_svg(graph: Graph, stage: str = "") -> str:
+    labels = {node.id: node_label(graph, node) for node in graph.nodes()}
+    sizes = {
+        node_id: (max(len(title), len(subtitle)) * CHAR_WIDTH + 22, NODE_HEIGHT)
+        for node_id, (title, subtitle) in labels.items()
+    }
+    layout = layered_layout(graph.dag, sizes)
+    width = max(layout.width, 20 + 84 * len(LEGEND))
+    height = layout.height + 10
+    title = escape(graph.model_name + (f" ({stage})" if stage else ""))
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="Helvetica, Arial, sans-serif">',
+        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" "
+        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/>"
+        "</marker></defs>",
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="20" y="22" font-size="14" font-weight="bold">{title}</text>',
+    ]
+    out.extend(_legend())
+    for (u, _v), points in layout.edges.items():
+        path = "M " + " L ".join(f"{px:.1f} {py:.1f}" for px, py in points)
+        out.append(f'<path d="{path}" fill="none" stroke="#555" stroke-width="1.2" marker-end="url(#arrow)"/>')
+        (x0, y0), (x1, y1) = points[0], points[1]
+        label = escape(edge_label(graph.node(u)))
+        out.append(f'<text x="{(x0 + x1) / 2 + 4:.1f}" y="{(y0 + y1) / 2 + 3:.1f}" font-size="9" '
+                   f'fill="#444">{label}</text>')
+    for node_id, place in layout.nodes.items():
+        kind = graph.kind(node_id)
+        color = KIND_COLORS[kind]
+        x, y = place.x - place.width / 2, place.y - place.height / 2
+        if kind == "constant":
+            out.append(f'<ellipse cx="{place.x:.1f}" cy="{place.y:.1f}" rx="{place.width / 2:.1f}" '
+                       f'ry="{place.height / 2:.1f}" fill="{color}" stroke="#888"/>')
+        else:
+            out.append(f'<rect class="node {kind}" x="{x:.1f}" y="{y:.1f}" width="{place.width:.1f}" '
+                       f'height="{place.height:.1f}" rx="7" fill="{color}" stroke="#333"/>')
+        if kind == "param":
+            out.append(f'<rect x="{x + 3:.1f}" y="{y + 3:.1f}" width="{place.width - 6:.1f}" '
+                       f'height="{place.height - 6:.1f}" rx="5" fill="none" stroke="#333"/>')
+        title, subtitle = labels[node_id]
+        out.append(f'<text x="{place.x:.1f}" y="{place.y - 3:.1f}" font-size="11" text-anchor="middle" '
+                   f'font-weight="bold">{escape(title)}</text>')
+        out.append(f'<text x="{place.x:.1f}" y="{place.y + 11:.1f}" font-size="9" text-anchor="middle" '
+                   f'fill="#222">{escape(subtitle)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _legend() -> list[str]:
+    items = []
+    for k, kind in enumerate(LEGEND):
+        lx, ly = 20 + k * 84, 32
+        items.append(f'<rect x="{lx:.0f}" y="{ly}" width="12" height="12" rx="2" fill="{KIND_COLORS[kind]}" '
+                     f'stroke="#333"/>')
+        items.append(f'<text x="{lx + 16:.0f}" y="{ly + 10}" font-size="10">{kind}</text>')
+    return items

@@ -1,0 +1,169 @@
+"""The ``train { ... }`` block: its keys, their value types and defaults, checked with located errors.
+
+Each key is declared once in :data:`TRAIN_KEYS`; optimizers and schedules are call-like values whose
+arguments are declared in :data:`OPTIMIZERS` and :data:`SCHEDULES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast
+from .diagnostics import ModelError, did_you_mean
+
+REQUIRED = object()
+
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "sgd": {"lr": 0.01},
+    "momentum": {"lr": 0.01, "mu": 0.9},
+    "nesterov": {"lr": 0.01, "mu": 0.9},
+    "adagrad": {"lr": 0.01, "eps": 1e-8},
+    "rmsprop": {"lr": 0.001, "rho": 0.9, "eps": 1e-8},
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "step": {"every": 10, "gamma": 0.1},
+    "exponential": {"gamma": 0.95},
+}
+
+
+@dataclass(frozen=True)
+class CallValue:
+    """A value such as ``adam(lr=0.001)``, with every argument filled in."""
+
+    name: str
+    args: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v:g}" for k, v in self.args.items())
+        return f"{self.name}({inner})"
+
+
+def _number(expr: ast.Expr, what: str) -> float | int:
+    if isinstance(expr, ast.Number):
+        return expr.value
+    raise ModelError(f"{what} must be a number", expr.loc)
+
+
+def positive_int(expr: ast.Expr, key: str) -> int:
+    value = _number(expr, key)
+    if not isinstance(value, int) or value <= 0:
+        raise ModelError(f"{key} must be a positive integer, got {value}", expr.loc)
+    return value
+
+
+def nonnegative_int(expr: ast.Expr, key: str) -> int:
+    value = _number(expr, key)
+    if not isinstance(value, int) or value < 0:
+        raise ModelError(f"{key} must be an integer >= 0, got {value}", expr.loc)
+    return value
+
+
+def integer(expr: ast.Expr, key: str) -> int:
+    value = _number(expr, key)
+    if not isinstance(value, int):
+        raise ModelError(f"{key} must be an integer, got {value}", expr.loc)
+    return value
+
+
+def nonnegative_float(expr: ast.Expr, key: str) -> float:
+    value = float(_number(expr, key))
+    if value < 0:
+        raise ModelError(f"{key} must be >= 0, got {value:g}", expr.loc)
+    return value
+
+
+def fraction(expr: ast.Expr, key: str) -> float:
+    value = float(_number(expr, key))
+    if not 0.0 <= value < 1.0:
+        raise ModelError(f"{key} must be in [0, 1), got {value:g}", expr.loc)
+    return value
+
+
+def name_or_string(expr: ast.Expr, key: str) -> str:
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.String):
+        return expr.value
+    raise ModelError(f"{key} must be a name or a quoted string", expr.loc)
+
+
+def call_value(table: dict[str, dict[str, Any]], what: str) -> Callable[[ast.Expr, str], CallValue]:
+    def convert(expr: ast.Expr, key: str) -> CallValue:
+        if isinstance(expr, ast.Name):
+            name, kwargs, positional, loc = expr.id, (), (), expr.loc
+        elif isinstance(expr, ast.Call) and not expr.piped:
+            name, kwargs, positional, loc = expr.func, expr.kwargs, expr.args, expr.func_loc
+        else:
+            raise ModelError(f"{key} must be a {what} such as {next(iter(table))}(...)", expr.loc)
+        if name not in table:
+            raise ModelError(
+                f"unknown {what} '{name}'{did_you_mean(name, table)} (known: {', '.join(table)})", loc
+            )
+        if positional:
+            raise ModelError(f"give the arguments of {name} by name, e.g. {name}(lr=0.1)", positional[0].loc)
+        args = dict(table[name])
+        for kw in kwargs:
+            if kw.name not in args:
+                hint = did_you_mean(kw.name, args) or f" ({name} takes {', '.join(args) or 'no arguments'})"
+                raise ModelError(f"unknown argument '{kw.name}' for {what} {name}{hint}", kw.loc)
+            args[kw.name] = _number(kw.value, f"argument '{kw.name}' of {name}")
+        for arg, value in args.items():
+            if value is REQUIRED:
+                raise ModelError(f"{what} {name} needs argument '{arg}'", loc)
+            if isinstance(value, int | float) and value < 0:
+                raise ModelError(f"argument '{arg}' of {name} must be >= 0, got {value:g}", loc)
+        return CallValue(name, args)
+
+    return convert
+
+
+@dataclass(frozen=True)
+class TrainKey:
+    convert: Callable[[ast.Expr, str], Any]
+    default: Any
+    doc: str
+
+
+TRAIN_KEYS: dict[str, TrainKey] = {
+    "data": TrainKey(name_or_string, None, "a built-in dataset name, or a path to .npz or .csv"),
+    "label": TrainKey(name_or_string, None, "the label column of a .csv file"),
+    "optimizer": TrainKey(call_value(OPTIMIZERS, "optimizer"), CallValue("sgd", dict(OPTIMIZERS["sgd"])),
+                          "sgd, momentum, nesterov, adagrad, rmsprop or adam, with arguments"),
+    "schedule": TrainKey(call_value(SCHEDULES, "schedule"), CallValue("constant", {}),
+                         "learning-rate schedule per epoch: constant, step or exponential"),
+    "batch": TrainKey(positive_int, 32, "examples per step"),
+    "epochs": TrainKey(positive_int, 10, "passes over the training split"),
+    "weight_decay": TrainKey(nonnegative_float, 0.0, "L2 penalty lambda/2 * sum of squared weights"),
+    "early_stopping": TrainKey(nonnegative_int, 0, "patience in epochs on validation loss; 0 is off"),
+    "seed": TrainKey(integer, 0, "seed for initialization, shuffling, dropout and the split"),
+    "validation": TrainKey(fraction, 0.15, "fraction of the data held out for validation"),
+    "test": TrainKey(fraction, 0.15, "fraction of the data held out for the test split"),
+}
+
+
+def validate_train_block(block: ast.TrainBlock) -> dict[str, Any]:
+    """Check every key and value of a train block; return the settings with defaults filled in."""
+    settings = {key: spec.default for key, spec in TRAIN_KEYS.items()}
+    seen: dict[str, ast.TrainItem] = {}
+    for item in block.items:
+        spec = TRAIN_KEYS.get(item.key)
+        if spec is None:
+            raise ModelError(
+                f"unknown train setting '{item.key}'{did_you_mean(item.key, TRAIN_KEYS)}",
+                item.loc,
+                [f"train settings are: {', '.join(TRAIN_KEYS)}"],
+            )
+        if item.key in seen:
+            raise ModelError(
+                f"train setting '{item.key}' is given twice (first at line {seen[item.key].loc.line})", item.loc
+            )
+        seen[item.key] = item
+        settings[item.key] = spec.convert(item.value, item.key)
+    if settings["validation"] + settings["test"] >= 1.0:
+        raise ModelError("validation and test fractions leave no training data", block.loc)
+    return settings

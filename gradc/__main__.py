@@ -1,0 +1,5 @@
+import sys
+
+from gradc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""gradc graph FILE --stage S --format F: print or write the graph at any stage of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gradc.compiler.passes import PIPELINE, STAGE_NAMES, run_pipeline
+from gradc.compiler.printers import FORMATS
+from gradc.runtime.files import atomic_write_text
+
+from .common import load_spec
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    stages = "; ".join(f"{s.name}: {s.doc}" for s in PIPELINE)
+    p = sub.add_parser("graph", help="show the graph at a stage (text, json, dot, svg)",
+                       description=f"Show the graph after a stage. parsed: the front end's graph; {stages}; "
+                                   "optimized: the end of the pipeline.")
+    p.add_argument("file", help="the .model file")
+    p.add_argument("--stage", choices=STAGE_NAMES, default="optimized")
+    p.add_argument("--format", choices=tuple(FORMATS), default="text")
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.file)
+    graph = run_pipeline(spec.graph, args.stage)
+    text = FORMATS[args.format](graph, args.stage)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output} ({args.format}, stage {args.stage}, {len(graph)} nodes)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
