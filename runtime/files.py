@@ -16,7 +16,16 @@ from gradc.dsl.diagnostics import DataError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is written
+    directly: renaming over it would replace the device.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return
     if path.parent and not path.parent.exists():
         raise DataError(f"cannot write {path}: directory {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -1,0 +1,41 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from gradc.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = sorted((ROOT / "models").glob("*.model"))
+
+os.environ.setdefault("GRADC_DEBUG", "1")
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"CliResult(code={self.code}, out={self.out[-500:]!r}, err={self.err[-800:]!r})"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the gradc CLI in-process and capture its exit code and output."""
+
+    def run(*args: str) -> CliResult:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def write_model(tmp_path):
+    def write(text: str, name: str = "m.model") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,99 @@
+"""Every mistake in a .model file: ``path:line:col: error: message``, the source line, a caret, exit 1."""
+
+from __future__ import annotations
+
+import pytest
+
+HEADER = "model m\ninput x: f32[N, 4]\ninput y: i64[N]\n"
+
+# (source, line, col, fragment of the message)
+CASES = [
+    # syntax
+    ("model m\ny = (x + 1\n", 2, 10, "unexpected end of file; expected ')'"),
+    ("model m\ninput x: f32[N]\ny = x +\n", 3, 8, "expected an expression"),
+    ("model m\ninput x: f32\ny = x $ 2\n", 3, 7, "unexpected character '$'"),
+    ("model m\ninptu x: f32\n", 2, 1, "unknown statement 'inptu'; did you mean 'input'?"),
+    ("model m\ninput x f32\n", 2, 9, "expected ':'"),
+    ("model m\ninput x: f23\n", 2, 10, "unknown type 'f23'; did you mean 'f32'?"),
+    ("model m\ninput x: f32[0]\n", 2, 14, "positive integer"),
+    ("model m\ninput x: f32\ny = f(a=1, x)\n", 3, 12, "positional argument cannot follow"),
+    # names and statements
+    ("input x: f32\noutput y = x\n", 1, 1, "missing 'model NAME'"),
+    (HEADER + "h = x1 * 2\n", 4, 5, "unknown name 'x1'; did you mean 'x'?"),
+    (HEADER + "h = x\nh = x * 2\n", 5, 1, "'h' is defined twice (first at line 4)"),
+    (HEADER + "a = b + 1\nb = a * 2\noutput a\n", 4, 1, "definitions form a cycle: a -> b -> a"),
+    (HEADER + "output z\n", 4, 8, "output 'z' is not defined"),
+    (HEADER + "h = relu\n", 4, 5, "'relu' is an op; call it"),
+    # ops and arguments
+    (HEADER + "h = rleu(x)\n", 4, 5, "unknown op 'rleu'; did you mean 'relu'?"),
+    (HEADER + "h = leaky_relu(x, alpah=0.2)\n", 4, 19, "unknown argument 'alpah' for leaky_relu; did you mean"),
+    (HEADER + "h = leaky_relu(x, alpha=true)\n", 4, 25, "argument 'alpha' of leaky_relu must be a number"),
+    (HEADER + "h = gelu(x, approximate=2)\n", 4, 25, "must be true or false"),
+    (HEADER + "h = x -> dense(8, init=he_normla)\n", 4, 24, "did you mean 'he_normal'?"),
+    (HEADER + "h = x -> dense()\n", 4, 10, "dense needs argument 'units'"),
+    (HEADER + "h = mse(x)\n", 4, 5, "mse takes 2 operand(s)"),
+    (HEADER + "h = reshape(x, shape=[M, 4])\n", 4, 23, "unknown dimension 'M'"),
+    (HEADER + "h = relu(x, 3)\n", 4, 13, "relu takes at most 0 argument(s)"),
+    # shapes and types
+    ("model m\ninput a: f32[N, 3]\ninput b: f32[4]\nh = a + b\n", 4, 7,
+     "cannot broadcast f32[N,3] and f32[4]: dimension 3 does not match 4 (in the definition of 'h')"),
+    ("model m\ninput a: f32[N, 64]\nparam w: f32[30, 8] = zeros\nh = a @ w\n", 4, 7,
+     "matmul: inner dimensions do not match: f32[N,64] @ f32[30,8] (64 vs 30)"),
+    (HEADER + "loss L = cross_entropy(x, x)\n", 4, 10, "expects integer class labels"),
+    ("model m\ninput s: f32[N, 4]\ninput y: i64[N, 2]\nloss L = cross_entropy(s, y)\n", 4, 10,
+     "labels i64[N,2] do not match scores f32[N,4]"),
+    ("model m\ninput p: f32[N, 1]\ninput t: f32[N]\nloss L = mse(p, t)\n", 4, 10,
+     "prediction f32[N,1] and target f32[N] must have the same shape"),
+    (HEADER + "loss L = x * 2\n", 4, 6, "loss 'L' must be a scalar, got f32[N,4]"),
+    (HEADER + "h = exp(y)\n", 4, 5, "exp expects a floating-point tensor, got i64[N]"),
+    (HEADER + "h = reshape(x, shape=[-1])\n", 4, 5, "would merge the batch dimension"),
+    (HEADER + "h = sum(x, axis=2)\n", 4, 5, "axis 2 is out of range"),
+    ("model m\ninput x: f32[N]\ninput z: f32[M]\n", 3, 14, "only one symbolic (batch) dimension"),
+    ("model m\nparam w: f32[N] = zeros\n", 2, 14, "must have a fixed shape"),
+    ("model m\nparam w: f32[3]\n", 2, 7, "needs an initializer"),
+    ("model m\nparam w: f32[3] = gaussian\n", 2, 19, "unknown initializer 'gaussian'"),
+    ("model m\nparam w: f32[3] = normal(sd=1)\n", 2, 26, "unknown argument 'sd' for normal; did you mean 'std'?"),
+    # train block
+    (HEADER + "train {\n  epoch = 3\n}\n", 5, 3, "unknown train setting 'epoch'; did you mean 'epochs'?"),
+    (HEADER + "train {\n  optimizer = adamw(lr=0.1)\n}\n", 5, 15, "unknown optimizer 'adamw'; did you mean 'adam'?"),
+    (HEADER + "train {\n  optimizer = adam(lr=0.1, beta=0.9)\n}\n", 5, 28, "unknown argument 'beta' for optimizer"),
+    (HEADER + "train {\n  batch = 0\n}\n", 5, 11, "batch must be a positive integer"),
+    (HEADER + "train {\n  epochs = 2.5\n}\n", 5, 12, "epochs must be a positive integer"),
+    (HEADER + "train {\n  batch = 8\n  batch = 16\n}\n", 6, 3, "given twice"),
+    (HEADER + "train {\n  schedule = stepp(every=2)\n}\n", 5, 14, "unknown schedule 'stepp'; did you mean 'step'?"),
+]
+
+
+@pytest.mark.parametrize("source, line, col, fragment", CASES, ids=[c[3][:40] for c in CASES])
+def test_model_error_is_located(cli, write_model, source, line, col, fragment):
+    path = write_model(source)
+    result = cli("check", path)
+    assert result.code == 1, result
+    first = result.err.splitlines()[0]
+    assert first.startswith(f"{path}:{line}:{col}: error: "), result.err
+    assert fragment in first, result.err
+    assert "Traceback" not in result.err
+    # the source line and a caret under the column
+    lines = result.err.splitlines()
+    assert lines[1] == "    " + source.splitlines()[line - 1].expandtabs(1)
+    assert lines[2].index("^") == 4 + col - 1
+
+
+def test_missing_file(cli, tmp_path):
+    result = cli("check", tmp_path / "nope.model")
+    assert result.code == 1
+    assert "no such model file" in result.err
+
+
+def test_warning_for_unused_definition(cli, write_model):
+    path = write_model(HEADER + "h = x * 2\nloss L = cross_entropy(x, y)\n")
+    result = cli("check", path)
+    assert result.code == 0
+    assert f"{path}:4:1: warning: 'h' is defined but never used" in result.err
+
+
+def test_warning_for_softmax_into_cross_entropy(cli, write_model):
+    path = write_model(HEADER + "p = softmax(x)\nloss L = cross_entropy(p, y)\n")
+    result = cli("check", path)
+    assert result.code == 0
+    assert "cross_entropy takes logits, but its input is a softmax" in result.err
