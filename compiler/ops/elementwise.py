@@ -123,7 +123,7 @@ binary(
     "a ^ b (written a^b)",
     infer=lambda ts, at: TensorType(broadcast_shapes(*ts), promote(promote(ts[0].dtype, ts[1].dtype), "f32")),
 )
-unary("neg", lambda a, at: -a[0], lambda b, n, g: [lambda: b.neg(g)], "-x (written -x)",
+unary("neg", lambda a, at: -a[0], lambda b, n, g: [lambda: b.neg(g)], "negation (written -x)",
       infer=same_type)
 
 # ---------------------------------------------------------------- math functions
@@ -140,7 +140,7 @@ unary(
     "abs",
     lambda a, at: np.abs(a[0]),
     lambda b, n, g: [lambda: b.mul(g, b.sign(n.inputs[0]))],
-    "|x| (gradient sign(x), 0 at 0)",
+    "absolute value; gradient sign(x), 0 at 0",
 )
 unary(
     "clip",
