@@ -53,6 +53,9 @@ def summarize(graph: Graph) -> Summary:
                 activation_bytes += n.type.numel() * n.type.numpy_dtype().itemsize
         rows.append(Row(origin, _row_op(origin, result), format_type(result.type.shape, result.type.dtype),
                         n_params, flops))
+        if computed:  # a layer: list the parameters it created, by name
+            rows.extend(Row(f"  {p.name}", "param", format_type(p.type.shape, p.type.dtype), p.type.numel(), 0)
+                        for p in params)
         total_params += n_params
         param_bytes += sum(p.type.numel() * p.type.numpy_dtype().itemsize for p in params)
         total_flops += flops

@@ -27,6 +27,7 @@ def test_check_prints_summary(cli, model):
 def test_check_summary_of_mlp(cli):
     out = cli("check", ROOT / "models" / "mlp_digits.model").out
     assert "logits.dense1  " in out and "8,320" in out
+    assert "  logits.dense1.weight  param" in out and "8,192" in out
     assert "parameters: 17,226" in out
     assert "train: data=digits, optimizer=adam(lr=0.001" in out
 
