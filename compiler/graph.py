@@ -22,6 +22,23 @@ SOURCE_OPS = ("input", "param", "const")
 
 
 @dataclass(frozen=True)
+class Kernel:
+    """One unit of generated code: a fused loop nest, or one op that a target lowers on its own.
+
+    kind "loop": ``nodes`` are elementwise ops over the ``domain`` shape, computed per element, and
+    reductions of that domain that end the loop; ``stored`` are the nodes written to memory (the rest live
+    in registers). kind "op": a single node (a matrix product, softmax, a loss) lowered by the target's
+    table. The kernel IR is target-neutral: the CPU and CUDA targets lower the same kernels.
+    """
+
+    id: int
+    kind: str
+    nodes: tuple[int, ...]
+    domain: tuple[int | str, ...] = ()
+    stored: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Node:
     id: int
     op: str
@@ -62,6 +79,7 @@ class Graph:
         self.grads: dict[str, int] = {}
         self.objective: int | None = None
         self.next_id = 0
+        self.kernels: tuple[Kernel, ...] | None = None  # set by the fusion pass (stage "fused")
 
     # ------------------------------------------------------------ building
     def add(
@@ -165,6 +183,10 @@ class Graph:
         if self.objective is not None:
             roots.add(self.objective)
         return roots
+
+    def kernel_of(self) -> dict[int, int]:
+        """node id -> kernel id, once the graph is fused."""
+        return {n: k.id for k in self.kernels or () for n in k.nodes}
 
     def kind(self, node_id: int) -> str:
         """input, param, constant, output, loss, gradient or intermediate."""

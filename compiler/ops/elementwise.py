@@ -49,7 +49,7 @@ def float_broadcast_type(name: str):
     return infer
 
 
-def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=None) -> OpDef:
+def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=None, scalar=None) -> OpDef:
     return register(
         OpDef(
             name=name,
@@ -62,11 +62,12 @@ def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=N
             category="elementwise" if public else "internal",
             formula=formula,
             shape_rule="same as x",
+            scalar=scalar,
         )
     )
 
 
-def binary(name: str, forward, grad, formula: str, infer=None, public=True, commutative=False) -> OpDef:
+def binary(name: str, forward, grad, formula: str, infer=None, public=True, commutative=False, scalar=None) -> OpDef:
     return register(
         OpDef(
             name=name,
@@ -79,20 +80,24 @@ def binary(name: str, forward, grad, formula: str, infer=None, public=True, comm
             category="elementwise" if public else "internal",
             formula=formula,
             shape_rule="NumPy broadcast of a and b",
+            scalar=scalar,
         )
     )
 
 
 # ---------------------------------------------------------------- arithmetic
 
-binary("add", lambda a, at: a[0] + a[1], lambda b, n, g: [lambda: g, lambda: g], "a + b", commutative=True)
-binary("sub", lambda a, at: a[0] - a[1], lambda b, n, g: [lambda: g, lambda: b.neg(g)], "a - b")
+binary("add", lambda a, at: a[0] + a[1], lambda b, n, g: [lambda: g, lambda: g], "a + b", commutative=True,
+       scalar="({a} + {b})")
+binary("sub", lambda a, at: a[0] - a[1], lambda b, n, g: [lambda: g, lambda: b.neg(g)], "a - b",
+       scalar="({a} - {b})")
 binary(
     "mul",
     lambda a, at: a[0] * a[1],
     lambda b, n, g: [lambda: b.mul(g, n.inputs[1]), lambda: b.mul(g, n.inputs[0])],
     "a * b",
     commutative=True,
+    scalar="({a} * {b})",
 )
 binary(
     "div",
@@ -103,6 +108,7 @@ binary(
     ],
     "a / b",
     infer=float_broadcast_type("div"),
+    scalar="({a} / {b})",
 )
 
 
@@ -121,26 +127,30 @@ binary(
         lambda: b.mul(g, b.mul(n.id, b.log(n.inputs[0]))),
     ],
     "a ^ b (written a^b)",
+    scalar="power({a}, {b})",
     infer=lambda ts, at: TensorType(broadcast_shapes(*ts), promote(promote(ts[0].dtype, ts[1].dtype), "f32")),
 )
 unary("neg", lambda a, at: -a[0], lambda b, n, g: [lambda: b.neg(g)], "negation (written -x)",
-      infer=same_type)
+      infer=same_type, scalar="(-{x})")
 
 # ---------------------------------------------------------------- math functions
 
-unary("exp", lambda a, at: np.exp(a[0]), lambda b, n, g: [lambda: b.mul(g, n.id)], "e^x")
-unary("log", lambda a, at: np.log(a[0]), lambda b, n, g: [lambda: b.div(g, n.inputs[0])], "natural log")
+unary("exp", lambda a, at: np.exp(a[0]), lambda b, n, g: [lambda: b.mul(g, n.id)], "e^x", scalar="math.exp({x})")
+unary("log", lambda a, at: np.log(a[0]), lambda b, n, g: [lambda: b.div(g, n.inputs[0])], "natural log",
+      scalar="log({x})")
 unary(
     "sqrt",
     lambda a, at: np.sqrt(a[0]),
     lambda b, n, g: [lambda: b.div(g, b.mul(n.id, 2.0))],
     "square root",
+    scalar="sqrt({x})",
 )
 unary(
     "abs",
     lambda a, at: np.abs(a[0]),
     lambda b, n, g: [lambda: b.mul(g, b.sign(n.inputs[0]))],
     "absolute value; gradient sign(x), 0 at 0",
+    scalar="abs({x})",
 )
 unary(
     "clip",
@@ -148,6 +158,7 @@ unary(
     lambda b, n, g: [lambda: b.mul(g, b.in_range(n.inputs[0], low=n.attrs["low"], high=n.attrs["high"]))],
     "min(max(x, low), high)",
     attrs=(AttrSpec("low", "float"), AttrSpec("high", "float")),
+    scalar="min(max({x}, {low}), {high})",
 )
 
 # ---------------------------------------------------------------- activations
@@ -168,18 +179,21 @@ unary(
     lambda a, at: _sigmoid(a[0]),
     lambda b, n, g: [lambda: b.mul(g, b.mul(n.id, b.sub(1.0, n.id)))],
     "1 / (1 + e^-x)",
+    scalar="sigmoid({x})",
 )
 unary(
     "tanh",
     lambda a, at: np.tanh(a[0]),
     lambda b, n, g: [lambda: b.mul(g, b.sub(1.0, b.mul(n.id, n.id)))],
     "hyperbolic tangent",
+    scalar="math.tanh({x})",
 )
 unary(
     "relu",
     lambda a, at: np.maximum(a[0], 0).astype(a[0].dtype),
     lambda b, n, g: [lambda: b.mul(g, b.step(n.inputs[0]))],
     "max(x, 0)",
+    scalar="relu({x})",
 )
 unary(
     "leaky_relu",
@@ -189,6 +203,7 @@ unary(
     ],
     "x if x > 0 else alpha * x",
     attrs=(AttrSpec("alpha", "float", 0.01),),
+    scalar="({x} if {x} > 0 else {alpha} * {x})",
 )
 
 
@@ -212,6 +227,7 @@ unary(
     lambda b, n, g: [lambda: b.mul(g, b.gelu_grad(n.inputs[0], approximate=n.attrs["approximate"]))],
     "x * Phi(x) with Phi the normal CDF (erf); approximate=true: x * sigmoid(1.702 x)",
     attrs=(AttrSpec("approximate", "bool", False),),
+    scalar="gelu({x}, {approximate})",
 )
 unary(
     "gelu_grad",
@@ -220,6 +236,7 @@ unary(
     "d gelu(x) / dx",
     attrs=(AttrSpec("approximate", "bool", False),),
     public=False,
+    scalar="gelu_grad({x}, {approximate})",
 )
 unary(
     "softplus",
@@ -227,6 +244,7 @@ unary(
     lambda b, n, g: [lambda: b.mul(g, b.sigmoid(b.mul(n.inputs[0], n.attrs["beta"])))],
     "log(1 + e^(beta x)) / beta",
     attrs=(AttrSpec("beta", "float", 1.0),),
+    scalar="(softplus({beta} * {x}) / {beta})",
 )
 unary(
     "swish",
@@ -234,6 +252,7 @@ unary(
     lambda b, n, g: [lambda: _swish_grad(b, n, g)],
     "x * sigmoid(beta x)",
     attrs=(AttrSpec("beta", "float", 1.0),),
+    scalar="({x} * sigmoid({beta} * {x}))",
 )
 
 
@@ -246,8 +265,9 @@ def _swish_grad(b, n, g):
 
 # ---------------------------------------------------------------- helpers used by gradients
 
-unary("step", lambda a, at: (a[0] > 0).astype(a[0].dtype), None, "1 if x > 0 else 0", public=False)
-unary("sign", lambda a, at: np.sign(a[0]), None, "-1, 0 or 1", public=False)
+unary("step", lambda a, at: (a[0] > 0).astype(a[0].dtype), None, "1 if x > 0 else 0", public=False,
+      scalar="(1.0 if {x} > 0 else 0.0)")
+unary("sign", lambda a, at: np.sign(a[0]), None, "-1, 0 or 1", public=False, scalar="sign({x})")
 unary(
     "in_range",
     lambda a, at: ((a[0] >= at["low"]) & (a[0] <= at["high"])).astype(a[0].dtype),
@@ -255,6 +275,7 @@ unary(
     "1 if low <= x <= high else 0",
     attrs=(AttrSpec("low", "float"), AttrSpec("high", "float")),
     public=False,
+    scalar="(1.0 if {low} <= {x} <= {high} else 0.0)",
 )
 binary(
     "eq",
@@ -263,4 +284,5 @@ binary(
     "1 if a == b else 0",
     public=False,
     commutative=True,
+    scalar="(1.0 if {a} == {b} else 0.0)",
 )

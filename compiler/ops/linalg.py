@@ -204,6 +204,7 @@ register(
         shape_only=(1,),
         formula="x broadcast to the shape of like",
         shape_rule="like's shape",
+        scalar="{x}",
     )
 )
 

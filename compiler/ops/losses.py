@@ -194,6 +194,7 @@ register(
         public=False,
         formula="(p - y) / (p (1 - p))",
         shape_rule="same as p",
+        scalar="bce_grad({p}, {y})",
     )
 )
 register(
@@ -206,6 +207,7 @@ register(
         public=False,
         formula="log p - log(1 - p), logs clamped at -100",
         shape_rule="same as p",
+        scalar="logit({p})",
     )
 )
 

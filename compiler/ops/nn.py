@@ -94,6 +94,7 @@ register(
         flops=lambda ts, out, at: 0,
         formula="identity outside training; in training, zero each unit with probability p, scale by 1/(1-p)",
         shape_rule="same as x",
+        scalar="{x}",
     )
 )
 
@@ -121,6 +122,8 @@ register(
         shape_only=(1,),
         formula="1 where the last index equals the label, else 0",
         shape_rule="like's shape",
+        scalar="(1.0 if {labels} == {i_last} else 0.0)",
+        left_aligned=(0,),
     )
 )
 

@@ -41,7 +41,7 @@ def keep(b, n, g):
     return b.expand_dims(g, axis=n.attrs["axis"])
 
 
-def reduction(name: str, forward, grad, formula: str) -> OpDef:
+def reduction(name: str, forward, grad, formula: str, reduce: str) -> OpDef:
     return register(
         OpDef(
             name=name,
@@ -55,16 +55,18 @@ def reduction(name: str, forward, grad, formula: str) -> OpDef:
             flops=lambda ts, out, at: ts[0].numel(),
             formula=formula,
             shape_rule="x without the reduced axes (kept as 1 with keepdims=true)",
+            reduce=reduce,
         )
     )
 
 
-reduction("sum", np.sum, lambda b, n, g: [lambda: keep(b, n, g)], "sum over the axes")
+reduction("sum", np.sum, lambda b, n, g: [lambda: keep(b, n, g)], "sum over the axes", "sum")
 reduction(
     "mean",
     np.mean,
     lambda b, n, g: [lambda: b.div(keep(b, n, g), b.shape_size(n.inputs[0], axis=n.attrs["axis"]))],
     "mean over the axes",
+    "mean",
 )
 
 
@@ -77,4 +79,4 @@ def _max_grad(b, n, g):
     return b.mul(keep(b, n, g), b.div(mask, count))
 
 
-reduction("max", np.max, lambda b, n, g: [lambda: _max_grad(b, n, g)], "maximum over the axes")
+reduction("max", np.max, lambda b, n, g: [lambda: _max_grad(b, n, g)], "maximum over the axes", "max")

@@ -66,6 +66,12 @@ class OpDef:
     domains: dict[int, str] = field(default_factory=dict)  # operand -> sampling domain for random tests
     formula: str = ""
     shape_rule: str = ""
+    # Kernel template for loop fusion, the same for every target: a scalar expression over the operands
+    # ({x}, {a}, ...) and attributes ({alpha}, ...); helpers such as sigmoid() come from the target's
+    # kernel library. Ops without one (matmul, softmax, losses) are lowered by each target's own table.
+    scalar: str | None = None
+    reduce: str | None = None  # reductions that can end a fused loop: "sum", "mean" or "max"
+    left_aligned: tuple[int, ...] = ()  # operands indexed by the leading loop indices (labels of onehot)
 
     @property
     def signature(self) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..autodiff import autodiff
+from ..fusion import fuse
 from ..graph import Graph
 from .cse import cse
 from .dce import dce
@@ -40,11 +41,12 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("dce-grad", dce, "drop what the gradients did not need"),
 )
 
-STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in PIPELINE), "optimized")
+STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in PIPELINE), "optimized", "fused")
 
 
 def run_pipeline(graph: Graph, until: str = "optimized") -> Graph:
-    """Run the passes in order and return the graph after stage ``until``."""
+    """Run the passes in order and return the graph after stage ``until``; ``fused`` adds the kernel IR
+    (the fusion pass) to the optimized graph."""
     if until not in STAGE_NAMES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGE_NAMES)}")
     if until == "parsed":
@@ -53,7 +55,7 @@ def run_pipeline(graph: Graph, until: str = "optimized") -> Graph:
         graph = stage.run(graph)
         if stage.name == until:
             return graph
-    return graph
+    return fuse(graph) if until == "fused" else graph
 
 
 def optimize(graph: Graph) -> Graph:

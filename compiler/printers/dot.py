@@ -41,16 +41,27 @@ def to_dot(graph: Graph, stage: str = "") -> str:
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=11];',
         "  edge [fontname=Helvetica, fontsize=9, color=\"#555555\"];",
     ]
+    kernel_of = graph.kernel_of()
+    clusters: dict[int, list[str]] = {}
     for node in graph.nodes():
         kind = graph.kind(node.id)
         title, subtitle = node_label(graph, node)
         extra = ", peripheries=2" if kind == "param" else ""
         extra += ", shape=ellipse" if kind == "constant" else ""
-        lines.append(
+        line = (
             f"  n{node.id} [label={_quote(title)[:-1]}\\n{_quote(subtitle)[1:]}, "
             f"fillcolor={_quote(KIND_COLORS[kind])}"
             f"{extra}];"
         )
+        if node.id in kernel_of:
+            clusters.setdefault(kernel_of[node.id], []).append("  " + line)
+        else:
+            lines.append(line)
+    for kernel in graph.kernels or ():
+        lines.append(f"  subgraph cluster_k{kernel.id} {{")
+        lines.append(f"    label=\"k{kernel.id} {kernel.kind}\"; style=\"rounded,dashed\"; color=\"#6a51a3\";")
+        lines.extend(clusters.get(kernel.id, []))
+        lines.append("  }")
     for node in graph.nodes():
         for operand in dict.fromkeys(node.inputs):
             lines.append(f"  n{operand} -> n{node.id} [label={_quote(edge_label(graph.node(operand)))}];")

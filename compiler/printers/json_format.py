@@ -24,6 +24,7 @@ def _jsonable(value: Any) -> Any:
 
 def to_dict(graph: Graph, stage: str = "") -> dict[str, Any]:
     nodes = []
+    kernel_of = graph.kernel_of()
     for node in graph.nodes():
         entry = {
             "id": node.id,
@@ -40,6 +41,8 @@ def to_dict(graph: Graph, stage: str = "") -> dict[str, Any]:
             entry["name"] = node.name
         if node.origin is not None:
             entry["origin"] = node.origin
+        if node.id in kernel_of:
+            entry["kernel"] = kernel_of[node.id]
         nodes.append(entry)
     return {
         "model": graph.model_name,
@@ -50,6 +53,10 @@ def to_dict(graph: Graph, stage: str = "") -> dict[str, Any]:
         "losses": dict(graph.losses),
         "objective": graph.objective,
         "grads": dict(graph.grads),
+        "kernels": [
+            {"id": k.id, "kind": k.kind, "nodes": list(k.nodes), "domain": list(k.domain), "stored": list(k.stored)}
+            for k in graph.kernels or ()
+        ],
     }
 
 

@@ -51,6 +51,7 @@ def draw_svg(graph: Graph, stage: str = "") -> str:
         f'<text x="20" y="22" font-size="14" font-weight="bold">{title}</text>',
     ]
     out.extend(_legend())
+    out.extend(_kernel_boxes(graph, layout))
     for (u, _v), points in layout.edges.items():
         path = "M " + " L ".join(f"{px:.1f} {py:.1f}" for px, py in points)
         out.append(f'<path d="{path}" fill="none" stroke="#555" stroke-width="1.2" marker-end="url(#arrow)"/>')
@@ -78,6 +79,24 @@ def draw_svg(graph: Graph, stage: str = "") -> str:
                    f'fill="#222">{escape(subtitle)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _kernel_boxes(graph: Graph, layout) -> list[str]:
+    """A dashed box around the nodes of each kernel of a fused graph, labelled with its id and kind."""
+    boxes = []
+    for kernel in graph.kernels or ():
+        places = [layout.nodes[n] for n in kernel.nodes if n in layout.nodes]
+        if not places:
+            continue
+        left = min(p.x - p.width / 2 for p in places) - 8
+        right = max(p.x + p.width / 2 for p in places) + 8
+        top = min(p.y - p.height / 2 for p in places) - 14
+        bottom = max(p.y + p.height / 2 for p in places) + 6
+        boxes.append(f'<rect class="kernel" x="{left:.1f}" y="{top:.1f}" width="{right - left:.1f}" '
+                     f'height="{bottom - top:.1f}" rx="9" fill="#f2f0f7" stroke="#6a51a3" stroke-dasharray="5,3"/>')
+        boxes.append(f'<text x="{left + 6:.1f}" y="{top + 10:.1f}" font-size="9" fill="#6a51a3">'
+                     f'k{kernel.id} {kernel.kind}</text>')
+    return boxes
 
 
 def _legend() -> list[str]:

@@ -6,6 +6,7 @@ Node ids are stable across passes, so two stages of the same model diff cleanly.
 from __future__ import annotations
 
 from ..graph import Graph
+from ..types import format_shape
 from .common import format_attrs, interface_names, node_type
 
 
@@ -15,6 +16,7 @@ def to_text(graph: Graph, stage: str = "") -> str:
         header += f", batch dimension {graph.batch_symbol}"
     lines = [header]
     names = interface_names(graph)
+    kernel_of = graph.kernel_of()
     for node in graph.nodes():
         args = [f"%{i}" for i in node.inputs]
         attrs = format_attrs(node)
@@ -23,6 +25,8 @@ def to_text(graph: Graph, stage: str = "") -> str:
         else:
             rhs = f"{node.op}({', '.join(args + ([attrs] if attrs else []))})"
         comment = []
+        if node.id in kernel_of:
+            comment.append(f"k{kernel_of[node.id]}")
         if node.line is not None:
             comment.append(f"line {node.line}")
         carried = names.get(node.id, [])
@@ -41,4 +45,13 @@ def to_text(graph: Graph, stage: str = "") -> str:
         lines.append(f"objective = %{graph.objective}")
     for name, node_id in graph.grads.items():
         lines.append(f"grad {name} = %{node_id}")
+    for kernel in graph.kernels or ():
+        lines.append(describe_kernel(graph, kernel))
     return "\n".join(lines) + "\n"
+
+
+def describe_kernel(graph: Graph, kernel) -> str:
+    ops = ", ".join(graph.node(n).op for n in kernel.nodes)
+    where = f" over {format_shape(kernel.domain) or 'a scalar'}" if kernel.kind == "loop" else ""
+    stores = " ".join(f"%{n}" for n in kernel.stored)
+    return f"kernel k{kernel.id} {kernel.kind}{where}: {ops}; stores {stores}"
