@@ -38,12 +38,15 @@ def graph(model: str | Path | ModelSpec, stage: str = "optimized") -> Graph:
 
 def compile(
     model: str | Path | ModelSpec,
-    target: str = "reference",
+    target: str = "cpu",
     seed: int = 0,
     params: Mapping[str, np.ndarray] | None = None,
+    cache: bool = True,
 ) -> Program:
-    """Optimize a model and build a program for ``target``, with parameters initialized from ``seed``
-    (or taken from ``params``)."""
+    """Optimize a model and build a program for ``target`` ("cpu": Numba; "reference": NumPy, node by node),
+    with parameters initialized from ``seed`` (or taken from ``params``). With ``cache``, compiled code is
+    kept on disk and reused by later processes."""
     spec = model if isinstance(model, ModelSpec) else load(model)
     optimized = optimize(spec.graph)
-    return Program(optimized, params if params is not None else init_params(optimized, seed), target)
+    params = params if params is not None else init_params(optimized, seed)
+    return Program(optimized, params, target, use_cache=cache)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from gradc.compiler.graph import Graph
+from gradc.compiler.ops.registry import get_op
 from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import DataError
 
@@ -61,3 +62,19 @@ def _check_one(name: str, array: np.ndarray, want: TensorType, bindings: dict[st
             return array.astype(want.numpy_dtype)
         raise DataError(f"input '{name}' is {want} and needs integer values, got dtype {array.dtype}")
     return array.astype(want.numpy_dtype, copy=False)
+
+
+def check_label_ranges(graph: Graph, feeds: Mapping[str, np.ndarray]) -> None:
+    """Class labels must index the scores they select from: ``0 <= label < classes``."""
+    for name, node_id in graph.inputs().items():
+        for consumer in graph.consumers(node_id):
+            node = graph.node(consumer)
+            domains = get_op(node.op).domains
+            for position, operand in enumerate(node.inputs):
+                if operand != node_id or domains.get(position) != "labels":
+                    continue
+                classes = graph.node(node.inputs[0]).type.shape[-1]
+                labels = feeds[name]
+                if labels.size and (labels.min() < 0 or labels.max() >= classes):
+                    bad = labels.min() if labels.min() < 0 else labels.max()
+                    raise DataError(f"{node.op}: label {bad} in input '{name}' is out of range [0, {classes})")

@@ -1,7 +1,8 @@
 """A compiled program: a graph for a target, with the parameters it owns.
 
 ``run`` evaluates every output and loss, and with ``grad=True`` the gradient of the objective with
-respect to every parameter and floating-point input, under the keys ``grad/<name>``.
+respect to every parameter and floating-point input, under the keys ``grad/<name>``. ``step`` runs one
+plain-SGD training step in place and returns the loss.
 """
 
 from __future__ import annotations
@@ -13,34 +14,46 @@ import numpy as np
 from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import GradcError
 
-from .feeds import check_feeds
+from .backends import BACKENDS
+from .feeds import check_feeds, check_label_ranges
 from .params import check_params
-from .reference import evaluate
 
-TARGETS = ("reference",)
+TARGETS = tuple(BACKENDS)
 
 
 class Program:
-    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], target: str = "reference"):
-        if target not in TARGETS:
+    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], target: str = "cpu",
+                 use_cache: bool = True):
+        if target not in BACKENDS:
             raise GradcError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
         self.graph = graph
         self.target = target
         self.params: dict[str, np.ndarray] = check_params(graph, params)
+        self.backend = BACKENDS[target](graph, use_cache=use_cache)
 
     @property
     def name(self) -> str:
         return self.graph.model_name
 
+    def _feeds(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds, _ = check_feeds(self.graph, inputs)
+        check_label_ranges(self.graph, feeds)
+        return feeds
+
     def run(self, inputs: Mapping[str, np.ndarray], grad: bool = False) -> dict[str, np.ndarray]:
         if grad and self.graph.objective is None:
             raise GradcError("nothing to differentiate: the model has no loss and no single scalar output")
-        feeds, _ = check_feeds(self.graph, inputs)
-        wanted: dict[str, int] = {**self.graph.outputs, **self.graph.losses}
+        feeds = self._feeds(inputs)
         if grad:
-            wanted.update({f"grad/{name}": node_id for name, node_id in self.graph.grads.items()})
-        values = evaluate(self.graph, feeds, self.params, wanted.values())
-        return {key: values[node_id] for key, node_id in wanted.items()}
+            return self.backend.gradients(feeds, self.params)
+        return self.backend.forward(feeds, self.params)
+
+    def step(self, inputs: Mapping[str, np.ndarray], lr: float) -> float:
+        """One training step of plain SGD, in place: forward, backward, ``p -= lr * grad``. Returns the loss
+        before the update."""
+        if self.graph.objective is None:
+            raise GradcError("nothing to train: the model has no loss")
+        return self.backend.sgd_step(self._feeds(inputs), self.params, lr)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         self.params = check_params(self.graph, values)

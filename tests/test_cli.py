@@ -128,7 +128,7 @@ def test_run_batch_mismatch_and_label_range(cli, tmp_path):
     np.savez(bad, x=np.zeros((4, 64), np.float32), y=np.zeros(3, np.int64))
     assert "input 'y' has N=3 on axis 0 but input 'x' has N=4" in cli("run", model, "--inputs", bad).err
     np.savez(bad, x=np.zeros((4, 64), np.float32), y=np.array([0, 1, 2, 10]))
-    assert "label 10 is out of range [0, 10)" in cli("run", model, "--inputs", bad).err
+    assert "label 10 in input 'y' is out of range [0, 10)" in cli("run", model, "--inputs", bad).err
     np.savez(bad, x=np.zeros((4, 64), np.float32), y=np.array([0.5, 1, 2, 1]))
     assert "needs integer values" in cli("run", model, "--inputs", bad).err
     bad.write_text("not a zip")

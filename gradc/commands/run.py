@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", help=".npz file with every parameter (default: initialize from --seed)")
     p.add_argument("--seed", type=int, default=0, help="seed for parameter initialization (default 0)")
     p.add_argument("--grad", action="store_true", help="also compute gradients")
-    p.add_argument("--target", choices=TARGETS, default="reference")
+    p.add_argument("--target", choices=TARGETS, default="cpu",
+                   help="cpu: compiled with Numba (default); reference: NumPy, node by node")
+    p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.add_argument("-o", "--output", help="write every result to this .npz file")
     p.set_defaults(handler=run)
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_npz(args.inputs, "inputs") if args.inputs else {}
     inputs.update(parse_assignments(args.input))
     params = load_npz(args.params, "parameters") if args.params else None
-    program = compile_model(spec, target=args.target, seed=args.seed, params=params)
+    program = compile_model(spec, target=args.target, seed=args.seed, params=params, cache=not args.no_cache)
     results = program.run(inputs, grad=args.grad)
     width = max(len(k) for k in results) if results else 0
     for key, value in results.items():

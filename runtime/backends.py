@@ -1,0 +1,159 @@
+"""Backends execute a graph for a target. Each offers the same three entry points:
+
+- ``forward(feeds, params)``: outputs and losses;
+- ``gradients(feeds, params)``: also ``grad/<name>`` for every parameter and float input;
+- ``sgd_step(feeds, params, lr)``: forward, backward and ``p -= lr * grad`` on the parameter arrays in
+  place; returns the objective before the update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradc.compiler.fusion import fuse
+from gradc.compiler.graph import Graph
+from gradc.compiler.lower.cpu import ENTRY_POINTS, lower_cpu, typed_dummy
+from gradc.dsl.diagnostics import GradcError
+
+from .compile_cache import compiled_entry_points, load_source, program_key
+from .reference import evaluate
+
+Arrays = Mapping[str, np.ndarray]
+
+
+class ReferenceBackend:
+    """Node by node with the NumPy reference forwards: exact, slow, the yardstick for the other targets."""
+
+    target = "reference"
+
+    def __init__(self, graph: Graph, use_cache: bool = True):
+        self.graph = graph
+
+    def forward(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        return self._run(feeds, params, {**self.graph.outputs, **self.graph.losses})
+
+    def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        grads = {f"grad/{n}": i for n, i in self.graph.grads.items()}
+        return self._run(feeds, params, {**self.graph.outputs, **self.graph.losses, **grads})
+
+    def sgd_step(self, feeds: Arrays, params: dict[str, np.ndarray], lr: float) -> float:
+        g = self.graph
+        wanted = {"objective": g.objective, **{n: g.grads[n] for n in g.params()}}
+        values = self._run(feeds, params, wanted)
+        for name in g.params():
+            params[name] -= np.asarray(lr * values[name], dtype=params[name].dtype)
+        return float(values["objective"])
+
+    def _run(self, feeds: Arrays, params: Arrays, wanted: dict[str, int]) -> dict[str, np.ndarray]:
+        values = evaluate(self.graph, feeds, params, wanted.values())
+        return {key: values[node_id] for key, node_id in wanted.items()}
+
+
+@dataclass
+class CompileReport:
+    target: str
+    key: str
+    directory: str
+    cache_hit: bool
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    kernels: int = 0
+
+
+class CpuBackend:
+    """The Numba CPU target: the fused graph lowered to one ``@njit`` function per entry point."""
+
+    target = "cpu"
+
+    def __init__(self, graph: Graph, use_cache: bool = True):
+        self.graph = graph if graph.kernels is not None else fuse(graph)
+        self.lowered = lower_cpu(self.graph, cache=use_cache)
+        key = program_key(self.graph, self.target)
+        start = time.perf_counter()
+        self.loaded = load_source(self.lowered.source, key, use_cache)
+        self.report = CompileReport(self.target, key, str(self.loaded.directory), False,
+                                    seconds=time.perf_counter() - start, kernels=len(self.graph.kernels))
+        self.use_cache = use_cache
+        self._compiled: set[str] = set()
+
+    # -------------------------------------------------------------- compiling
+    def compile(self, entry_points: tuple[str, ...] = ENTRY_POINTS) -> CompileReport:
+        """Compile entry points ahead of their first call; say whether the cache served them, and why not."""
+        wanted = [e for e in entry_points if e in self.lowered.entry_points and e not in self._compiled]
+        cached = compiled_entry_points(self.loaded.directory) if self.use_cache else set()
+        reasons = []
+        if not self.use_cache:
+            reasons.append("the cache is off (--no-cache)")
+        elif not self.loaded.cached_source:
+            reasons.append(f"no entry for key {self.report.key[:16]}: a new graph, target or gradc/Numba/NumPy "
+                           "version")
+        missing = [e for e in wanted if e not in cached]
+        if self.use_cache and self.loaded.cached_source and missing:
+            reasons.append(f"entry found, but {', '.join(missing)} not compiled in it yet")
+        start = time.perf_counter()
+        for name in wanted:
+            self._function(name)
+        self.report.seconds += time.perf_counter() - start
+        self.report.cache_hit = not reasons
+        self.report.reasons = reasons
+        return self.report
+
+    def _function(self, name: str):
+        function = getattr(self.loaded.module, name)
+        if name not in self._compiled:
+            args = [typed_dummy(t) for t in self._arg_types()]
+            signature = tuple(function.typeof_pyval(a) for a in args)
+            if name == "sgd_step":
+                signature += (function.typeof_pyval(0.1),)
+            function.compile(signature)
+            self._compiled.add(name)
+        return function
+
+    def _arg_types(self):
+        g = self.graph
+        types = []
+        for arg in self.lowered.args:
+            kind, _, name = arg.partition(":")
+            if kind == "input":
+                types.append(g.node(g.inputs()[name]).type)
+            elif kind == "param":
+                types.append(g.node(g.params()[name]).type)
+            else:
+                types.append(g.node(int(name)).type)
+        return types
+
+    # -------------------------------------------------------------- running
+    def _args(self, feeds: Arrays, params: Arrays) -> list[np.ndarray]:
+        args = []
+        for arg in self.lowered.args:
+            kind, _, name = arg.partition(":")
+            if kind == "input":
+                args.append(np.ascontiguousarray(feeds[name]))
+            elif kind == "param":
+                args.append(params[name])
+            else:
+                args.append(self.lowered.const_arrays[int(name)])
+        return args
+
+    def forward(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        return self._call("forward", feeds, params)
+
+    def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        return self._call("gradients", feeds, params)
+
+    def sgd_step(self, feeds: Arrays, params: dict[str, np.ndarray], lr: float) -> float:
+        if "sgd_step" not in self.lowered.entry_points:
+            raise GradcError("nothing to train: the model has no objective or no parameters")
+        return float(self._function("sgd_step")(*self._args(feeds, params), float(lr)))
+
+    def _call(self, name: str, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        results = self._function(name)(*self._args(feeds, params))
+        point = self.lowered.entry_points[name]
+        return {key: np.asarray(value) for key, value in zip(point.returns, results, strict=True)}
+
+
+BACKENDS = {"reference": ReferenceBackend, "cpu": CpuBackend}
