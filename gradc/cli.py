@@ -12,9 +12,9 @@ from pathlib import Path
 from gradc.dsl.diagnostics import GradcError, format_error
 
 from . import __version__
-from .commands import check, gradcheck, graph, run
+from .commands import cache, check, compile, gradcheck, graph, run
 
-COMMANDS = (check, graph, run, gradcheck)
+COMMANDS = (check, graph, compile, run, gradcheck, cache)
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70
 
