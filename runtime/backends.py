@@ -79,6 +79,8 @@ class CpuBackend:
                                     seconds=time.perf_counter() - start, kernels=len(self.graph.kernels))
         self.use_cache = use_cache
         self._compiled: set[str] = set()
+        self._plan = [(kind, int(key) if kind == "const" else key)
+                      for kind, _, key in (arg.partition(":") for arg in self.lowered.args)]
 
     # -------------------------------------------------------------- compiling
     def compile(self, entry_points: tuple[str, ...] = ENTRY_POINTS) -> CompileReport:
@@ -128,16 +130,9 @@ class CpuBackend:
 
     # -------------------------------------------------------------- running
     def _args(self, feeds: Arrays, params: Arrays) -> list[np.ndarray]:
-        args = []
-        for arg in self.lowered.args:
-            kind, _, name = arg.partition(":")
-            if kind == "input":
-                args.append(np.ascontiguousarray(feeds[name]))
-            elif kind == "param":
-                args.append(params[name])
-            else:
-                args.append(self.lowered.const_arrays[int(name)])
-        return args
+        """The call's arguments in the generated signature's order; inputs made C-contiguous."""
+        return [np.ascontiguousarray(feeds[key]) if kind == "input" else params[key] if kind == "param"
+                else self.lowered.const_arrays[key] for kind, key in self._plan]
 
     def forward(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         return self._call("forward", feeds, params)

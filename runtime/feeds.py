@@ -1,13 +1,16 @@
 """Check the arrays a person feeds a program against the graph's declared inputs.
 
-A missing, extra or wrongly shaped input, a non-integer array for an integer input, or a NaN is a
-:class:`DataError` that names the input. Floating-point inputs accept any real array (cast to the declared
-dtype); the batch dimension must have one size across all inputs.
+A missing, extra or wrongly shaped input, a non-integer array for an integer input, a NaN, or a class
+label out of range is a :class:`DataError` that names the input. Floating-point inputs accept any real
+array (cast to the declared dtype); the batch dimension must have one size across all inputs.
+
+:class:`FeedSpec` is built once per program, so checking a batch costs a few microseconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,35 +20,70 @@ from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import DataError
 
 
-def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Validate and cast the inputs; return them with the binding of the batch dimension."""
-    declared = {name: graph.node(i).type for name, i in graph.inputs().items()}
-    missing = [name for name in declared if name not in feeds]
-    if missing:
-        raise DataError(f"missing input {', '.join(repr(m) for m in missing)} "
-                        f"(the model takes {', '.join(_describe(n, t) for n, t in declared.items())})")
-    extra = [name for name in feeds if name not in declared]
-    if extra:
+@dataclass(frozen=True)
+class LabelUse:
+    input: str
+    op: str
+    classes: int
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    declared: dict[str, TensorType]
+    labels: tuple[LabelUse, ...]
+
+    @classmethod
+    def from_graph(cls, graph: Graph) -> FeedSpec:
+        declared = {name: graph.node(i).type for name, i in graph.inputs().items()}
+        labels = []
+        for name, node_id in graph.inputs().items():
+            for consumer in graph.consumers(node_id):
+                node = graph.node(consumer)
+                domains = get_op(node.op).domains
+                for position, operand in enumerate(node.inputs):
+                    if operand == node_id and domains.get(position) == "labels":
+                        labels.append(LabelUse(name, node.op, int(graph.node(node.inputs[0]).type.shape[-1])))
+        return cls(declared, tuple(labels))
+
+    def check(self, feeds: Mapping[str, np.ndarray], scan_values: bool = True) -> dict[str, np.ndarray]:
+        """Validate and cast the inputs. ``scan_values`` also checks every value (NaN, label range)."""
+        if feeds.keys() != self.declared.keys():
+            self._wrong_names(feeds)
+        bindings: dict[str, tuple[int, str]] = {}
+        out = {name: _check_one(name, feeds[name], want, bindings, scan_values)
+               for name, want in self.declared.items()}
+        if scan_values:
+            for use in self.labels:
+                labels = out[use.input]
+                if labels.size and (labels.min() < 0 or labels.max() >= use.classes):
+                    bad = labels.min() if labels.min() < 0 else labels.max()
+                    raise DataError(f"{use.op}: label {bad} in input '{use.input}' is out of range "
+                                    f"[0, {use.classes})")
+        return out
+
+    def _wrong_names(self, feeds: Mapping[str, np.ndarray]) -> None:
+        missing = [name for name in self.declared if name not in feeds]
+        if missing:
+            takes = ", ".join(f"{n}: {t}" for n, t in self.declared.items())
+            raise DataError(f"missing input {', '.join(repr(m) for m in missing)} (the model takes {takes})")
+        extra = [name for name in feeds if name not in self.declared]
         raise DataError(f"unexpected input {', '.join(repr(e) for e in extra)} "
-                        f"(the model takes {', '.join(declared)})")
-    bindings: dict[str, tuple[int, str]] = {}
-    out = {}
-    for name, want in declared.items():
-        out[name] = _check_one(name, np.asarray(feeds[name]), want, bindings)
-    return out, {symbol: size for symbol, (size, _) in bindings.items()}
+                        f"(the model takes {', '.join(self.declared)})")
 
 
-def _describe(name: str, t: TensorType) -> str:
-    return f"{name}: {t}"
+def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray], scan_values: bool = True) -> dict[str, np.ndarray]:
+    return FeedSpec.from_graph(graph).check(feeds, scan_values)
 
 
-def _check_one(name: str, array: np.ndarray, want: TensorType, bindings: dict[str, tuple[int, str]]):
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+def _check_one(name: str, value, want: TensorType, bindings: dict[str, tuple[int, str]], scan_values: bool):
+    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    kind = array.dtype.kind
+    if kind not in "biuf":
         raise DataError(f"input '{name}' must be numeric, got dtype {array.dtype}")
-    if len(array.shape) != want.rank:
+    if array.ndim != want.rank:
         raise DataError(f"input '{name}' expects {want}, got an array of shape {array.shape}")
     for axis, (dim, size) in enumerate(zip(want.shape, array.shape, strict=True)):
-        if isinstance(dim, str):
+        if dim.__class__ is str:
             seen = bindings.setdefault(dim, (size, name))
             if seen[0] != size:
                 raise DataError(f"input '{name}' has {dim}={size} on axis {axis} but input '{seen[1]}' "
@@ -54,27 +92,9 @@ def _check_one(name: str, array: np.ndarray, want: TensorType, bindings: dict[st
             raise DataError(f"input '{name}' expects {want}, got an array of shape {array.shape} "
                             f"(axis {axis} should be {dim})")
     if want.is_float:
-        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        if scan_values and kind == "f" and not np.isfinite(array).all():
             raise DataError(f"input '{name}' contains NaN or infinite values")
-        return array.astype(want.numpy_dtype, copy=False)
-    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-        if np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-            return array.astype(want.numpy_dtype)
-        raise DataError(f"input '{name}' is {want} and needs integer values, got dtype {array.dtype}")
+    elif kind == "f":
+        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise DataError(f"input '{name}' is {want} and needs integer values, got dtype {array.dtype}")
     return array.astype(want.numpy_dtype, copy=False)
-
-
-def check_label_ranges(graph: Graph, feeds: Mapping[str, np.ndarray]) -> None:
-    """Class labels must index the scores they select from: ``0 <= label < classes``."""
-    for name, node_id in graph.inputs().items():
-        for consumer in graph.consumers(node_id):
-            node = graph.node(consumer)
-            domains = get_op(node.op).domains
-            for position, operand in enumerate(node.inputs):
-                if operand != node_id or domains.get(position) != "labels":
-                    continue
-                classes = graph.node(node.inputs[0]).type.shape[-1]
-                labels = feeds[name]
-                if labels.size and (labels.min() < 0 or labels.max() >= classes):
-                    bad = labels.min() if labels.min() < 0 else labels.max()
-                    raise DataError(f"{node.op}: label {bad} in input '{name}' is out of range [0, {classes})")

@@ -61,7 +61,7 @@ def gradcheck(
     rng = np.random.default_rng(seed)
     if inputs is None:
         inputs = random_inputs(g, batch, rng)
-    feeds, _ = check_feeds(g, inputs)
+    feeds = check_feeds(g, inputs)
     if params is None:
         params = {k: v + PARAM_JITTER * rng.normal(size=v.shape) for k, v in init_params(g, seed).items()}
     values = {

@@ -15,7 +15,7 @@ from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import GradcError
 
 from .backends import BACKENDS
-from .feeds import check_feeds, check_label_ranges
+from .feeds import FeedSpec
 from .params import check_params
 
 TARGETS = tuple(BACKENDS)
@@ -30,15 +30,14 @@ class Program:
         self.target = target
         self.params: dict[str, np.ndarray] = check_params(graph, params)
         self.backend = BACKENDS[target](graph, use_cache=use_cache)
+        self.feed_spec = FeedSpec.from_graph(graph)
 
     @property
     def name(self) -> str:
         return self.graph.model_name
 
-    def _feeds(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds, _ = check_feeds(self.graph, inputs)
-        check_label_ranges(self.graph, feeds)
-        return feeds
+    def _feeds(self, inputs: Mapping[str, np.ndarray], validate: bool = True) -> dict[str, np.ndarray]:
+        return self.feed_spec.check(inputs, scan_values=validate)
 
     def run(self, inputs: Mapping[str, np.ndarray], grad: bool = False) -> dict[str, np.ndarray]:
         if grad and self.graph.objective is None:
@@ -48,12 +47,13 @@ class Program:
             return self.backend.gradients(feeds, self.params)
         return self.backend.forward(feeds, self.params)
 
-    def step(self, inputs: Mapping[str, np.ndarray], lr: float) -> float:
+    def step(self, inputs: Mapping[str, np.ndarray], lr: float, validate: bool = True) -> float:
         """One training step of plain SGD, in place: forward, backward, ``p -= lr * grad``. Returns the loss
-        before the update."""
+        before the update. ``validate=False`` skips the scans of the values (NaN, label range) for data
+        that was checked when it was loaded; shapes and dtypes are always checked."""
         if self.graph.objective is None:
             raise GradcError("nothing to train: the model has no loss")
-        return self.backend.sgd_step(self._feeds(inputs), self.params, lr)
+        return self.backend.sgd_step(self._feeds(inputs, validate), self.params, lr)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         self.params = check_params(self.graph, values)
