@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 LR = 0.01
+PAUSE_S = 0.3
 SIZES = (784, 256, 256, 10)
 Step = Callable[[], float]
 
@@ -196,6 +197,9 @@ def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -
         samples: dict[str, list[float]] = {name: [] for name in ready}
         for _ in range(rounds):
             for name, step in ready.items():
+                # OpenBLAS and OpenMP workers spin for a while after each call; let the pools of the
+                # framework that ran before go idle, as they would in a process that trains with one.
+                time.sleep(PAUSE_S)
                 for _ in range(2):  # warm
                     step()
                 start = time.perf_counter()

@@ -120,3 +120,10 @@ def test_run_on_both_targets_from_the_cli(cli):
         result = cli("run", ROOT / "models" / "polynomial.model", "-i", "x=1", "-i", "y=2", "--grad",
                      "--target", target)
         assert result.out.split() == ["f", "12", "grad/x", "10", "grad/y", "7"], (target, result)
+
+
+def test_division_by_zero_follows_numpy_on_every_target():
+    spec = gradc.loads("model d\ninput a: f32[N]\ninput b: f32[N]\noutput y = a / b\n")
+    for target in ("reference", "cpu"):
+        y = gradc.compile(spec, target=target).run({"a": np.array([1.0, 0.0]), "b": np.array([0.0, 0.0])})["y"]
+        assert np.isinf(y[0]) and np.isnan(y[1]), target

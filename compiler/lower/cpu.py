@@ -138,7 +138,7 @@ class _Function:
     def emit(self) -> list[str]:
         arg_names = self._arg_names()
         extra = ", lr" if self.point.name == "sgd_step" else ""
-        self.lines += [f"@njit(cache={self.cache}, nogil=True)",
+        self.lines += [f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\")",
                        f"def {self.point.name}({', '.join(arg_names)}{extra}):"]
         if self.names.batch_source is not None:
             self.put(f"nb = {self.names.batch_source}")
@@ -299,15 +299,19 @@ class _Function:
     def _sgd_update(self) -> None:
         self.put("# parameter update, in place: p -= lr * grad")
         for k, name in enumerate(self.g.params()):
-            grad = self.ref(self.g.grads[name])
-            self.put(f"sgd_update(p{k}.reshape(p{k}.size), np.ascontiguousarray({grad}).reshape(p{k}.size), lr)")
+            grad = _contiguous(self, self.g.grads[name])
+            self.put(f"sgd_update(p{k}.reshape(p{k}.size), {grad}.reshape(p{k}.size), lr)")
 
 
 # ------------------------------------------------------------------ the CPU lowering of non-loop kernels
 
 
 def _contiguous(f: _Function, node_id: int) -> str:
-    return f"np.ascontiguousarray({f.ref(node_id)})"
+    """A C-contiguous view of a value: every value is C-contiguous except a 2-D transpose (an F view)."""
+    node = f.node(node_id)
+    if node.op == "transpose" and node.type.rank == 2:
+        return f"np.ascontiguousarray({f.ref(node_id)})"
+    return f.ref(node_id)
 
 
 def _matmul(f: _Function, node: Node) -> None:

@@ -15,7 +15,7 @@ SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 GELU_SIGMOID_SCALE = 1.702
 
-jit = njit(cache=True, fastmath=False, nogil=True)
+jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
 # ---------------------------------------------------------------- scalar helpers
 
