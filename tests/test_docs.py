@@ -25,7 +25,7 @@ def test_ci_runs_the_readme_commands():
 
 def test_readme_gradc_commands_succeed(cli, tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
-    lines = re.findall(r"^gradc (?:check|graph|run|gradcheck) .*$", readme, re.MULTILINE)
+    lines = re.findall(r"^gradc (?:check|graph|compile|run|gradcheck|cache) .*$", readme, re.MULTILINE)
     commands = [shlex.split(line)[1:] for line in lines]
     commands += [shlex.split(cmd)[1:] for cmd in re.findall(r"&& (gradc .*)$", readme, re.MULTILINE)]
     assert len(commands) >= 5
