@@ -127,3 +127,29 @@ def test_division_by_zero_follows_numpy_on_every_target():
     for target in ("reference", "cpu"):
         y = gradc.compile(spec, target=target).run({"a": np.array([1.0, 0.0]), "b": np.array([0.0, 0.0])})["y"]
         assert np.isinf(y[0]) and np.isnan(y[1]), target
+
+
+MIXED_MODELS = {
+    "integer-arithmetic": "model a\ninput y: i64[N]\ninput x: f32[N]\noutput z = y * 2 + 1\noutput w = x * y\n"
+                          "loss L = mean(x * y)\n",
+    "keepdims-max": "model b\ninput x: f32[N, 3, 4]\nh = x - max(x, axis=[1, 2], keepdims=true)\n"
+                    "loss L = mean(exp(h) / sum(exp(h), axis=2, keepdims=true))\n",
+    "batched-reshape": "model c\ninput x: f32[N, 3, 4]\nparam w: f32[4, 5] = xavier_uniform\n"
+                       "h = x @ w -> gelu -> transpose(axes=[0, 2, 1])\noutput o = reshape(h, shape=[N, -1])\n"
+                       "loss L = mean(o ^ 2) + l2(w)\n",
+    "scalars": "model d\ninput a: f64\nparam p: f64 = 2\nloss L = (a - p)^2 + abs(p) + sqrt(p) + log(p)\n",
+    "distributions": "model e\ninput x: f32[N, 5]\ninput t: f32[N, 5]\n"
+                     "loss L = kl_div(softmax(x, axis=1), softmax(t)) + huber(x, t, delta=0.3) + mae(x, t)\n",
+    "loss-mix": "model f\ninput s: f32[N, 4]\ninput y: i64[N]\ninput p: f32[N, 4]\n"
+                "loss L = hinge(s, y) + cross_entropy(s, y, label_smoothing=0.2) + bce(sigmoid(s), p)"
+                " + bce_with_logits(s, p)\n",
+    "vector-batch-matrix": "model g\ninput v: f32[4]\ninput m: f32[N, 4, 3]\noutput o = v @ m\nloss L = sum(o * o)\n",
+}
+
+
+@pytest.mark.parametrize("source", MIXED_MODELS.values(), ids=MIXED_MODELS.keys())
+def test_mixed_models_on_cpu_match_reference(source):
+    spec = gradc.loads(source)
+    reference, cpu = gradc.compile(spec, target="reference"), gradc.compile(spec, target="cpu")
+    inputs = random_inputs(reference.graph, 5, np.random.default_rng(1))
+    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
