@@ -70,8 +70,10 @@ def lower_cpu(graph: Graph, cache: bool = True) -> LoweredProgram:
         "from numba import njit",
         "",
         "from gradc.compiler.lower.cpu_lib import (",
-        "    bce1, bce_grad, bce_with_logits1, cross_entropy2, gelu, gelu_grad, hinge2, hinge_grad2, huber1,",
-        "    kl_div2, l2_1, log, logit, mae1, mse1, power, relu, sgd_update, sigmoid, sign, softmax3, softplus, sqrt,",
+        "    bce1, bce_grad, bce_with_logits1, contiguous, cross_entropy2, dot, empty_f32, empty_f64, empty_i32,",
+        "    empty_i64, empty_like, gelu, gelu_grad, hinge2, hinge_grad2, huber1, item, kl_div2, l2_1, log, logit,",
+        "    lowest_f64, mae1, mse1, power, relu, reshape, sgd_update, sigmoid, sign, softmax3, softplus, sqrt,",
+        "    to_f32, to_f64, to_i32, to_i64, transpose2, zeros_f64,",
         ")",
         "",
         "_ = math  # scalar templates may call math.exp, math.tanh",
@@ -165,7 +167,7 @@ class _Function:
         self._place_loops()
         if self.point.name == "sgd_step":
             self._sgd_update()
-            self.put(f"return {self.ref(self.g.objective)}.item()")
+            self.put(f"return item({self.ref(self.g.objective)})")
         else:
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
@@ -242,8 +244,7 @@ class _Function:
     def _sgd_update(self) -> None:
         self.put("# parameter update, in place: p -= lr * grad")
         for k, name in enumerate(self.g.params()):
-            grad = _contiguous(self, self.g.grads[name])
-            self.put(f"sgd_update(p{k}.reshape(p{k}.size), {grad}.reshape(p{k}.size), lr)")
+            self.put(f"sgd_update(p{k}, {self.ref(self.g.grads[name])}, lr)")
 
 
 _LOCAL_NAME = re.compile(r"\b[dxota][0-9]+\b")
@@ -311,13 +312,13 @@ class _LoopWriter:
 
     def _write(self) -> None:
         for n in self.stored:
-            self.put(f"{self.result[n.id]} = np.empty({self._shape()}, {NUMPY_NAMES[n.type.dtype]})")
+            self.put(f"{self.result[n.id]} = empty_{n.type.dtype}({self._shape()})")
         for r in self.reductions:
             start = "-np.inf" if get_op(r.op).reduce == "max" else "0.0"
             if self._is_total(r):
                 self.put(f"a{self.outputs.index(r.id)} = {start}")
             else:
-                fill = "np.full({}, -np.inf)" if get_op(r.op).reduce == "max" else "np.zeros({})"
+                fill = "lowest_f64({})" if get_op(r.op).reduce == "max" else "zeros_f64({})"
                 self.put(f"a{self.outputs.index(r.id)} = {fill.format(self._reduced_shape(r))}")
         depth = 0
         for k in range(len(self.domain)):
@@ -354,7 +355,7 @@ class _LoopWriter:
             return literal(source.attrs["value"], source.type.dtype)
         name = self._external(operand)
         if not source.type.shape:
-            return f"{name}.item()"  # in Numba, x[()] of a 0-d array is an array, not a number
+            return f"item({name})"  # in Numba, x[()] of a 0-d array is an array, not a number
         left = position in get_op(node.op).left_aligned
         return f"{name}[{self._index(source.type.shape, left)}]"
 
@@ -387,16 +388,15 @@ class _LoopWriter:
 
     def _reduction_finish(self, node: Node) -> None:
         j = self.outputs.index(node.id)
-        dtype = NUMPY_NAMES[node.type.dtype]
         scale = ""
         if get_op(node.op).reduce == "mean":
             count = " * ".join(self.dims[a] for a in node.attrs["axis"]) or "1"
             scale = f" / ({count})"
         if self._is_total(node):
-            self.put(f"o{j} = np.empty({self._reduced_shape(node)}, {dtype})")
+            self.put(f"o{j} = empty_{node.type.dtype}({self._reduced_shape(node)})")
             self.put(f"o{j}[{', '.join('0' for _ in node.type.shape) or '()'}] = a{j}{scale}")
         else:
-            self.put(f"o{j} = (a{j}{scale}).astype({dtype})")
+            self.put(f"o{j} = to_{node.type.dtype}(a{j}{scale})")
 
 
 # ------------------------------------------------------------------ the CPU lowering of non-loop kernels
@@ -406,7 +406,7 @@ def _contiguous(f: _Function, node_id: int) -> str:
     """A C-contiguous view of a value: every value is C-contiguous except a 2-D transpose (an F view)."""
     node = f.node(node_id)
     if node.op == "transpose" and node.type.rank == 2:
-        return f"np.ascontiguousarray({f.ref(node_id)})"
+        return f"contiguous({f.ref(node_id)})"
     return f.ref(node_id)
 
 
@@ -414,17 +414,16 @@ def _matmul(f: _Function, node: Node) -> None:
     a, b = node.inputs
     ta, tb = f.node(a).type, f.node(b).type
     out = f"v{node.id}"
-    dtype = NUMPY_NAMES[node.type.dtype]
     if ta.rank <= 2 and tb.rank <= 2:
         if ta.rank == 1 and tb.rank == 1:
-            f.put(f"{out} = np.empty((), {dtype})")
-            f.put(f"{out}[()] = np.dot({f.ref(a)}, {f.ref(b)})")
+            f.put(f"{out} = empty_{node.type.dtype}(())")
+            f.put(f"{out}[()] = dot({f.ref(a)}, {f.ref(b)})")
         else:
-            f.put(f"{out} = np.dot({f.ref(a)}, {f.ref(b)})")
+            f.put(f"{out} = dot({f.ref(a)}, {f.ref(b)})")
         return
     if tb.rank <= 2 and ta.rank > 2:  # [..., n, k] @ [k, m] or [k]: one product on the flattened rows
-        rows = f"{_contiguous(f, a)}.reshape((-1, {f.dim(ta.shape[-1])}))"
-        f.put(f"{out} = np.dot({rows}, {f.ref(b)}).reshape({f.shape(node.type.shape)})")
+        rows = f"reshape({_contiguous(f, a)}, (-1, {f.dim(ta.shape[-1])}))"
+        f.put(f"{out} = reshape(dot({rows}, {f.ref(b)}), {f.shape(node.type.shape)})")
         return
     # tb has batch dimensions: one product per batch entry
     batch = tb.shape[:-2]
@@ -435,34 +434,34 @@ def _matmul(f: _Function, node: Node) -> None:
         )
     count = " * ".join(f.dim(d) for d in batch)
     k, m = f.dim(tb.shape[-2]), f.dim(tb.shape[-1])
-    f.put(f"b3_{node.id} = {_contiguous(f, b)}.reshape(({count}, {k}, {m}))")
+    f.put(f"b3_{node.id} = reshape({_contiguous(f, b)}, ({count}, {k}, {m}))")
     if ta.rank > 2:
-        f.put(f"a3_{node.id} = {_contiguous(f, a)}.reshape(({count}, {f.dim(ta.shape[-2])}, {k}))")
+        f.put(f"a3_{node.id} = reshape({_contiguous(f, a)}, ({count}, {f.dim(ta.shape[-2])}, {k}))")
         left, rows = f"a3_{node.id}[j]", f"{f.dim(ta.shape[-2])}, "
     else:
         left, rows = f.ref(a), (f"{f.dim(ta.shape[0])}, " if ta.rank == 2 else "")
-    f.put(f"o3_{node.id} = np.empty(({count}, {rows}{m}), {dtype})")
+    f.put(f"o3_{node.id} = empty_{node.type.dtype}(({count}, {rows}{m}))")
     f.put(f"for j in range({count}):")
-    f.put(f"o3_{node.id}[j] = np.dot({left}, b3_{node.id}[j])", 2)
-    f.put(f"{out} = o3_{node.id}.reshape({f.shape(node.type.shape)})")
+    f.put(f"o3_{node.id}[j] = dot({left}, b3_{node.id}[j])", 2)
+    f.put(f"{out} = reshape(o3_{node.id}, {f.shape(node.type.shape)})")
 
 
 def _transpose(f: _Function, node: Node) -> None:
     (x,) = node.inputs
     if f.node(x).type.rank == 2:
-        f.put(f"v{node.id} = {f.ref(x)}.T")
+        f.put(f"v{node.id} = transpose2({f.ref(x)})")
     else:
-        f.put(f"v{node.id} = np.ascontiguousarray(np.transpose({f.ref(x)}, {node.attrs['axes']!r}))")
+        f.put(f"v{node.id} = contiguous(np.transpose({f.ref(x)}, {node.attrs['axes']!r}))")
 
 
 def _reshape(f: _Function, node: Node) -> None:
-    f.put(f"v{node.id} = {_contiguous(f, node.inputs[0])}.reshape({f.shape(node.type.shape)})")
+    f.put(f"v{node.id} = reshape({_contiguous(f, node.inputs[0])}, {f.shape(node.type.shape)})")
 
 
 def _shape_size(f: _Function, node: Node) -> None:
     shape = f.node(node.inputs[0]).type.shape
     count = " * ".join(f.dim(shape[a]) for a in node.attrs["axis"]) or "1"
-    f.put(f"v{node.id} = np.empty((), {NUMPY_NAMES[node.type.dtype]})")
+    f.put(f"v{node.id} = empty_{node.type.dtype}(())")
     f.put(f"v{node.id}[()] = {count}")
 
 
@@ -470,36 +469,36 @@ def _three_d(f: _Function, node_id: int, axis: int) -> str:
     shape = f.node(node_id).type.shape
     outer = " * ".join(f.dim(d) for d in shape[:axis]) or "1"
     inner = " * ".join(f.dim(d) for d in shape[axis + 1:]) or "1"
-    return f"{_contiguous(f, node_id)}.reshape(({outer}, {f.dim(shape[axis])}, {inner}))"
+    return f"reshape({_contiguous(f, node_id)}, ({outer}, {f.dim(shape[axis])}, {inner}))"
 
 
 def _softmax(log_output: bool) -> Callable[[_Function, Node], None]:
     def lower(f: _Function, node: Node) -> None:
         (x,) = node.inputs
         f.put(f"x3_{node.id} = {_three_d(f, x, node.attrs['axis'])}")
-        f.put(f"o3_{node.id} = np.empty_like(x3_{node.id})")
+        f.put(f"o3_{node.id} = empty_like(x3_{node.id})")
         f.put(f"softmax3(x3_{node.id}, o3_{node.id}, {log_output})")
-        f.put(f"v{node.id} = o3_{node.id}.reshape({f.shape(node.type.shape)})")
+        f.put(f"v{node.id} = reshape(o3_{node.id}, {f.shape(node.type.shape)})")
 
     return lower
 
 
 def _scalar_result(f: _Function, node: Node, call: str) -> None:
-    f.put(f"v{node.id} = np.empty((), {NUMPY_NAMES[node.type.dtype]})")
+    f.put(f"v{node.id} = empty_{node.type.dtype}(())")
     f.put(f"v{node.id}[()] = {call}")
 
 
 def _rows(f: _Function, node_id: int) -> str:
     shape = f.node(node_id).type.shape
-    return f"{_contiguous(f, node_id)}.reshape((-1, {f.dim(shape[-1])}))"
+    return f"reshape({_contiguous(f, node_id)}, (-1, {f.dim(shape[-1])}))"
 
 
 def _flat(f: _Function, node_id: int) -> str:
-    return f"{_contiguous(f, node_id)}.reshape(-1)"
+    return f"reshape({_contiguous(f, node_id)}, (-1,))"
 
 
 def _labels(f: _Function, node_id: int) -> str:
-    return f"{_contiguous(f, node_id)}.reshape(-1)"
+    return _flat(f, node_id)
 
 
 def _flat_loss(helper: str, *attrs: str) -> Callable[[_Function, Node], None]:
@@ -524,9 +523,9 @@ def _hinge(f: _Function, node: Node) -> None:
 
 def _hinge_grad(f: _Function, node: Node) -> None:
     scores, labels = node.inputs
-    f.put(f"o2_{node.id} = np.empty_like({_rows(f, scores)})")
+    f.put(f"o2_{node.id} = empty_like({_rows(f, scores)})")
     f.put(f"hinge_grad2({_rows(f, scores)}, {_labels(f, labels)}, {literal(node.attrs['delta'], 'f64')}, o2_{node.id})")
-    f.put(f"v{node.id} = o2_{node.id}.reshape({f.shape(node.type.shape)})")
+    f.put(f"v{node.id} = reshape(o2_{node.id}, {f.shape(node.type.shape)})")
 
 
 def _kl_div(f: _Function, node: Node) -> None:

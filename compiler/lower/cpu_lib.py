@@ -239,5 +239,95 @@ def l2_1(x):
 
 @jit
 def sgd_update(p, g, lr):
-    for i in range(p.size):
-        p[i] -= lr * g[i]
+    """p -= lr * g, in place, for parameters of any rank (p is C-contiguous)."""
+    flat_p = p.reshape(p.size)
+    flat_g = np.ascontiguousarray(g).reshape(g.size)
+    for i in range(flat_p.size):
+        flat_p[i] -= lr * flat_g[i]
+
+
+@jit
+def dot(a, b):
+    """BLAS through np.dot, compiled once per operand layout and kept in the cache, so a new program in a
+    new process loads it instead of typing np.dot again."""
+    return np.dot(a, b)
+
+
+# ---------------------------------------------------------------- array helpers
+# The generated code calls these instead of np.empty, .reshape, .astype, ...: each is typed and compiled
+# once per argument type and kept in the cache, so compiling a new program does not type them again.
+
+
+@jit
+def empty_f32(shape):
+    return np.empty(shape, np.float32)
+
+
+@jit
+def empty_f64(shape):
+    return np.empty(shape, np.float64)
+
+
+@jit
+def empty_i32(shape):
+    return np.empty(shape, np.int32)
+
+
+@jit
+def empty_i64(shape):
+    return np.empty(shape, np.int64)
+
+
+@jit
+def zeros_f64(shape):
+    return np.zeros(shape, np.float64)
+
+
+@jit
+def lowest_f64(shape):
+    return np.full(shape, -np.inf)
+
+
+@jit
+def empty_like(a):
+    return np.empty_like(a)
+
+
+@jit
+def to_f32(a):
+    return a.astype(np.float32)
+
+
+@jit
+def to_f64(a):
+    return a.astype(np.float64)
+
+
+@jit
+def to_i32(a):
+    return a.astype(np.int32)
+
+
+@jit
+def to_i64(a):
+    return a.astype(np.int64)
+
+
+@jit
+def reshape(a, shape):
+    return a.reshape(shape)
+
+
+@jit
+def contiguous(a):
+    return np.ascontiguousarray(a)
+
+
+@jit
+def transpose2(a):
+    return a.T
+
+
+@jit
+def item(a):
+    return a.item()
