@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 LR = 0.01
-PAUSE_S = 0.3
+PAUSE_S = 1.0
 SIZES = (784, 256, 256, 10)
 Step = Callable[[], float]
 
@@ -195,8 +195,11 @@ def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -
             except ImportError as exc:
                 results["missing"][name] = str(exc)
         samples: dict[str, list[float]] = {name: [] for name in ready}
-        for _ in range(rounds):
-            for name, step in ready.items():
+        order = list(ready.items())
+        for round_index in range(rounds):
+            # rotate the order each round, so no framework always follows the same one
+            shift = round_index % len(order)
+            for name, step in order[shift:] + order[:shift]:
                 # OpenBLAS and OpenMP workers spin for a while after each call; let the pools of the
                 # framework that ran before go idle, as they would in a process that trains with one.
                 time.sleep(PAUSE_S)
