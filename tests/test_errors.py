@@ -97,3 +97,10 @@ def test_warning_for_softmax_into_cross_entropy(cli, write_model):
     result = cli("check", path)
     assert result.code == 0
     assert "cross_entropy takes logits, but its input is a softmax" in result.err
+
+
+def test_unclosed_bracket_is_named(cli, write_model):
+    path = write_model("model m\ny = f(x,\n")
+    result = cli("check", path)
+    assert result.code == 1
+    assert "note: '(' opened at 2:6 is not closed" in result.err
