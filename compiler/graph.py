@@ -168,9 +168,6 @@ class Graph:
     def consumers(self, node_id: int) -> list[int]:
         return sorted(self.dag.successors(node_id))
 
-    def by_op(self, op: str) -> list[Node]:
-        return [n for n in self.nodes() if n.op == op]
-
     def inputs(self) -> dict[str, int]:
         return {n.name: n.id for n in self.nodes() if n.op == "input"}
 

@@ -91,8 +91,8 @@ class CpuBackend:
         if not self.use_cache:
             reasons.append("the cache is off (--no-cache)")
         elif not self.loaded.cached_source:
-            reasons.append(f"no entry for key {self.report.key[:16]}: a new graph, target or gradc/Numba/NumPy "
-                           "version")
+            reasons.append(f"no up-to-date entry for key {self.report.key[:16]}: a new graph, target, "
+                           "gradc/Numba/NumPy version, or a different build of gradc's code generator")
         missing = [e for e in wanted if e not in cached]
         if self.use_cache and self.loaded.cached_source and missing:
             reasons.append(f"entry found, but {', '.join(missing)} not compiled in it yet")

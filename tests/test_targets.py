@@ -104,7 +104,7 @@ def test_second_process_hits_the_cache(tmp_path):
     env = {**os.environ, "GRADC_CACHE_DIR": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "gradc", "compile", str(ROOT / "models" / "tiny_regression.model"), "-v"]
     first = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    assert "(cache miss)" in first.stdout and "cache miss: no entry for key" in first.stdout
+    assert "(cache miss)" in first.stdout and "cache miss: no up-to-date entry for key" in first.stdout
     second = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     assert "(cache hit)" in second.stdout
     info = subprocess.run([sys.executable, "-m", "gradc", "cache", "info"], capture_output=True, text=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -43,7 +42,3 @@ def describe_array(value: np.ndarray) -> str:
         shown = np.array2string(value, precision=6, separator=", ", suppress_small=False)
         return shown if value.ndim else f"{value.item():.6g}"
     return f"array {value.shape} {value.dtype}, mean {float(np.mean(value)):.6g}"
-
-
-def output_path(path: str | None) -> Path | None:
-    return Path(path) if path else None
