@@ -2,8 +2,8 @@
 
 - ``forward(feeds, params)``: outputs and losses;
 - ``gradients(feeds, params)``: also ``grad/<name>`` for every parameter and float input;
-- ``sgd_step(feeds, params, lr)``: forward, backward and ``p -= lr * grad`` on the parameter arrays in
-  place; returns the objective before the update.
+- ``train_step(feeds, params, optimizer)``: forward, backward and the optimizer's update of the parameter
+  and state arrays in place; returns the objective before the update.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import numpy as np
 
 from gradc.compiler.fusion import fuse
 from gradc.compiler.graph import Graph
-from gradc.compiler.lower.cpu import ENTRY_POINTS, lower_cpu, typed_dummy
+from gradc.compiler.lower.cpu import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, lower_cpu, typed_dummy
 from gradc.dsl.diagnostics import GradcError
 
 from .compile_cache import compiled_entry_points, load_source, program_key
+from .optimizer_state import OptimizerState
 from .reference import evaluate
 
 Arrays = Mapping[str, np.ndarray]
@@ -40,12 +41,13 @@ class ReferenceBackend:
         grads = {f"grad/{n}": i for n, i in self.graph.grads.items()}
         return self._run(feeds, params, {**self.graph.outputs, **self.graph.losses, **grads})
 
-    def sgd_step(self, feeds: Arrays, params: dict[str, np.ndarray], lr: float) -> float:
+    def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState) -> float:
         g = self.graph
-        wanted = {"objective": g.objective, **{n: g.grads[n] for n in g.params()}}
+        wanted = {"objective": g.objective, **{n: g.grads[n] for n in params}}
         values = self._run(feeds, params, wanted)
-        for name in g.params():
-            params[name] -= np.asarray(lr * values[name], dtype=params[name].dtype)
+        for name in params:
+            optimizer.definition.reference(params[name], values[name], optimizer.state[name], optimizer.hyper,
+                                           optimizer.t)
         return float(values["objective"])
 
     def _run(self, feeds: Arrays, params: Arrays, wanted: dict[str, int]) -> dict[str, np.ndarray]:
@@ -81,9 +83,10 @@ class CpuBackend:
         self._compiled: set[str] = set()
         self._plan = [(kind, int(key) if kind == "const" else key)
                       for kind, _, key in (arg.partition(":") for arg in self.lowered.args)]
+        self._param_order = list(self.graph.params())  # computed once: the graph's order is a sort
 
     # -------------------------------------------------------------- compiling
-    def compile(self, entry_points: tuple[str, ...] = ENTRY_POINTS) -> CompileReport:
+    def compile(self, entry_points: tuple[str, ...] = DEFAULT_ENTRY_POINTS) -> CompileReport:
         """Compile entry points ahead of their first call; say whether the cache served them, and why not."""
         wanted = [e for e in entry_points if e in self.lowered.entry_points and e not in self._compiled]
         cached = compiled_entry_points(self.loaded.directory) if self.use_cache else set()
@@ -108,12 +111,18 @@ class CpuBackend:
         function = getattr(self.loaded.module, name)
         if name not in self._compiled:
             args = [typed_dummy(t) for t in self._arg_types()]
+            point = self.lowered.entry_points[name]
+            if point.optimizer is not None:
+                args += [typed_dummy(t) for t in self._param_types() for _ in point.optimizer.state]
+                args += [0.1] * len(point.optimizer.hyperparameters) + [1]
             signature = tuple(function.typeof_pyval(a) for a in args)
-            if name == "sgd_step":
-                signature += (function.typeof_pyval(0.1),)
             function.compile(signature)
             self._compiled.add(name)
         return function
+
+    def _param_types(self):
+        g = self.graph
+        return [g.node(node_id).type for node_id in g.params().values()]
 
     def _arg_types(self):
         g = self.graph
@@ -140,10 +149,12 @@ class CpuBackend:
     def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         return self._call("gradients", feeds, params)
 
-    def sgd_step(self, feeds: Arrays, params: dict[str, np.ndarray], lr: float) -> float:
-        if "sgd_step" not in self.lowered.entry_points:
+    def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState) -> float:
+        name = TRAIN_PREFIX + optimizer.definition.name
+        if name not in self.lowered.entry_points:
             raise GradcError("nothing to train: the model has no objective or no parameters")
-        return float(self._function("sgd_step")(*self._args(feeds, params), float(lr)))
+        args = self._args(feeds, params) + optimizer.arrays(self._param_order)
+        return float(self._function(name)(*args, *optimizer.hyperparameters(), optimizer.t))
 
     def _call(self, name: str, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         results = self._function(name)(*self._args(feeds, params))

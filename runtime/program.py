@@ -2,7 +2,7 @@
 
 ``run`` evaluates every output and loss, and with ``grad=True`` the gradient of the objective with
 respect to every parameter and floating-point input, under the keys ``grad/<name>``. ``step`` runs one
-plain-SGD training step in place and returns the loss.
+training step in place (plain SGD, or the optimizer chosen with ``set_optimizer``) and returns the loss.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gradc.dsl.diagnostics import GradcError
 
 from .backends import BACKENDS
 from .feeds import FeedSpec
+from .optimizer_state import OptimizerState
 from .params import check_params
 
 TARGETS = tuple(BACKENDS)
@@ -31,6 +32,7 @@ class Program:
         self.params: dict[str, np.ndarray] = check_params(graph, params)
         self.backend = BACKENDS[target](graph, use_cache=use_cache)
         self.feed_spec = FeedSpec.from_graph(graph)
+        self.optimizer = OptimizerState.create("sgd", self.params)
 
     @property
     def name(self) -> str:
@@ -47,13 +49,26 @@ class Program:
             return self.backend.gradients(feeds, self.params)
         return self.backend.forward(feeds, self.params)
 
-    def step(self, inputs: Mapping[str, np.ndarray], lr: float, validate: bool = True) -> float:
-        """One training step of plain SGD, in place: forward, backward, ``p -= lr * grad``. Returns the loss
-        before the update. ``validate=False`` skips the scans of the values (NaN, label range) for data
-        that was checked when it was loaded; shapes and dtypes are always checked."""
+    def set_optimizer(self, name: str = "sgd", **hyperparameters: float) -> OptimizerState:
+        """Train with ``name`` (sgd, momentum, nesterov, adagrad, rmsprop, adam) from now on; its state starts
+        at zero. Unnamed hyperparameters take the train block's defaults."""
+        self.optimizer = OptimizerState.create(name, self.params, **hyperparameters)
+        return self.optimizer
+
+    def step(self, inputs: Mapping[str, np.ndarray], lr: float | None = None, validate: bool = True) -> float:
+        """One training step, in place: forward, backward and the optimizer's update of the parameters (plain
+        SGD unless :meth:`set_optimizer` chose another), in one native call on the cpu target. ``lr``, when
+        given, becomes the optimizer's learning rate from this step on (a schedule sets it each epoch).
+        Returns the loss before the update. ``validate=False`` skips the scans of the values (NaN, label
+        range) for data that was checked when it was loaded; shapes and dtypes are always checked."""
         if self.graph.objective is None:
             raise GradcError("nothing to train: the model has no loss")
-        return self.backend.sgd_step(self._feeds(inputs, validate), self.params, lr)
+        feeds = self._feeds(inputs, validate)
+        if lr is not None:
+            self.optimizer.hyper["lr"] = float(lr)
+        self.optimizer.t += 1
+        return self.backend.train_step(feeds, self.params, self.optimizer)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         self.params = check_params(self.graph, values)
+        self.optimizer = OptimizerState.create(self.optimizer.definition.name, self.params, **self.optimizer.hyper)

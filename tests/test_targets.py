@@ -153,3 +153,71 @@ def test_mixed_models_on_cpu_match_reference(source):
     reference, cpu = gradc.compile(spec, target="reference"), gradc.compile(spec, target="cpu")
     inputs = random_inputs(reference.graph, 5, np.random.default_rng(1))
     assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+
+
+TEXTBOOK = {
+    "sgd": {"lr": 0.05},
+    "momentum": {"lr": 0.05, "mu": 0.9},
+    "nesterov": {"lr": 0.05, "mu": 0.8},
+    "adagrad": {"lr": 0.5, "eps": 1e-8},
+    "rmsprop": {"lr": 0.01, "rho": 0.9, "eps": 1e-8},
+    "adam": {"lr": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+
+
+def textbook_trajectory(name: str, h: dict, x: np.ndarray, t: np.ndarray, steps: int) -> list[tuple]:
+    """(loss, w, b) after each step of the linear model L = mean((w x + b - t)^2), written independently."""
+    w, b = 0.5, 0.0
+    state = {"v": np.zeros(2), "s": np.zeros(2), "m": np.zeros(2), "u": np.zeros(2)}
+    out = []
+    for step in range(1, steps + 1):
+        r = w * x + b - t
+        loss = np.mean(r**2)
+        g = np.array([np.mean(2 * r * x), np.mean(2 * r)])
+        p = np.array([w, b])
+        if name == "sgd":
+            p = p - h["lr"] * g
+        elif name == "momentum":
+            state["v"] = h["mu"] * state["v"] - h["lr"] * g
+            p = p + state["v"]
+        elif name == "nesterov":
+            previous = state["v"]
+            state["v"] = h["mu"] * previous - h["lr"] * g
+            p = p - h["mu"] * previous + (1 + h["mu"]) * state["v"]
+        elif name == "adagrad":
+            state["s"] = state["s"] + g**2
+            p = p - h["lr"] * g / (np.sqrt(state["s"]) + h["eps"])
+        elif name == "rmsprop":
+            state["s"] = h["rho"] * state["s"] + (1 - h["rho"]) * g**2
+            p = p - h["lr"] * g / (np.sqrt(state["s"]) + h["eps"])
+        elif name == "adam":
+            state["m"] = h["beta1"] * state["m"] + (1 - h["beta1"]) * g
+            state["u"] = h["beta2"] * state["u"] + (1 - h["beta2"]) * g**2
+            m_hat = state["m"] / (1 - h["beta1"] ** step)
+            u_hat = state["u"] / (1 - h["beta2"] ** step)
+            p = p - h["lr"] * m_hat / (np.sqrt(u_hat) + h["eps"])
+        w, b = p
+        out.append((loss, w, b))
+    return out
+
+
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+@pytest.mark.parametrize("name", TEXTBOOK)
+def test_optimizer_matches_textbook(name, target):
+    spec = gradc.loads("model lin\ninput x: f64[N]\ninput t: f64[N]\nparam w: f64 = 0.5\nparam b: f64 = 0\n"
+                       "loss L = mean((w*x + b - t)^2)\n")
+    prog = gradc.compile(spec, target=target)
+    prog.set_optimizer(name, **TEXTBOOK[name])
+    x, t = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.5])
+    for loss, w, b in textbook_trajectory(name, TEXTBOOK[name], x, t, steps=6):
+        assert prog.step({"x": x, "t": t}) == pytest.approx(loss, rel=1e-12)
+        assert prog.params["w"] == pytest.approx(w, rel=1e-12)
+        assert prog.params["b"] == pytest.approx(b, rel=1e-12, abs=1e-15)
+
+
+def test_optimizer_errors_name_the_mistake():
+    prog = gradc.compile(gradc.loads("model m\ninput x: f32\nparam w: f32 = 1\nloss L = (w * x)^2\n"))
+    with pytest.raises(gradc.GradcError, match="unknown optimizer 'adamw'; did you mean 'adam'"):
+        prog.set_optimizer("adamw")
+    with pytest.raises(gradc.GradcError, match="unknown argument 'beta' for optimizer adam"):
+        prog.set_optimizer("adam", beta=0.9)

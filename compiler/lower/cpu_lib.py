@@ -331,3 +331,57 @@ def transpose2(a):
 @jit
 def item(a):
     return a.item()
+
+
+# ---------------------------------------------------------------- optimizer updates (in place; see
+# gradc.compiler.optimizers for the formulas). p is C-contiguous; g may be any layout.
+
+
+@jit
+def sgd_update_t(p, g, lr, t):
+    sgd_update(p, g, lr)
+
+
+@jit
+def momentum_update(p, g, v, lr, mu, t):
+    fp, fv, fg = p.reshape(p.size), v.reshape(v.size), np.ascontiguousarray(g).reshape(g.size)
+    for i in range(fp.size):
+        fv[i] = mu * fv[i] - lr * fg[i]
+        fp[i] += fv[i]
+
+
+@jit
+def nesterov_update(p, g, v, lr, mu, t):
+    fp, fv, fg = p.reshape(p.size), v.reshape(v.size), np.ascontiguousarray(g).reshape(g.size)
+    for i in range(fp.size):
+        previous = fv[i]
+        fv[i] = mu * fv[i] - lr * fg[i]
+        fp[i] += -mu * previous + (1.0 + mu) * fv[i]
+
+
+@jit
+def adagrad_update(p, g, s, lr, eps, t):
+    fp, fs, fg = p.reshape(p.size), s.reshape(s.size), np.ascontiguousarray(g).reshape(g.size)
+    for i in range(fp.size):
+        fs[i] += fg[i] * fg[i]
+        fp[i] -= lr * fg[i] / (math.sqrt(fs[i]) + eps)
+
+
+@jit
+def rmsprop_update(p, g, s, lr, rho, eps, t):
+    fp, fs, fg = p.reshape(p.size), s.reshape(s.size), np.ascontiguousarray(g).reshape(g.size)
+    for i in range(fp.size):
+        fs[i] = rho * fs[i] + (1.0 - rho) * fg[i] * fg[i]
+        fp[i] -= lr * fg[i] / (math.sqrt(fs[i]) + eps)
+
+
+@jit
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
+    fp, fm, fv = p.reshape(p.size), m.reshape(m.size), v.reshape(v.size)
+    fg = np.ascontiguousarray(g).reshape(g.size)
+    correct1 = 1.0 - beta1**t
+    correct2 = 1.0 - beta2**t
+    for i in range(fp.size):
+        fm[i] = beta1 * fm[i] + (1.0 - beta1) * fg[i]
+        fv[i] = beta2 * fv[i] + (1.0 - beta2) * fg[i] * fg[i]
+        fp[i] -= lr * (fm[i] / correct1) / (math.sqrt(fv[i] / correct2) + eps)

@@ -18,9 +18,9 @@ COMPILED_TARGETS = ("cpu",)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a model for a target and show the kernels",
-                       description="Generate the program for a target, compile every entry point (forward, "
-                                   "gradients, sgd_step), and report the kernels, the compile time and "
-                                   "whether the on-disk cache was hit.")
+                       description="Generate the program for a target, compile its entry points (forward, "
+                                   "gradients, train_sgd; the other optimizers' steps compile on first use), and "
+                                   "report the kernels, the compile time and whether the on-disk cache was hit.")
     p.add_argument("file", help="the .model file")
     p.add_argument("--target", choices=COMPILED_TARGETS, default="cpu")
     p.add_argument("--emit", metavar="DIR", help="write the generated source into DIR")
