@@ -138,7 +138,8 @@ TRAIN_KEYS: dict[str, TrainKey] = {
                          "learning-rate schedule per epoch: constant, step or exponential"),
     "batch": TrainKey(positive_int, 32, "examples per step"),
     "epochs": TrainKey(positive_int, 10, "passes over the training split"),
-    "weight_decay": TrainKey(nonnegative_float, 0.0, "L2 penalty lambda/2 * sum of squared weights"),
+    "weight_decay": TrainKey(nonnegative_float, 0.0, "L2 penalty lambda/2 * sum of squared weights; a weight is "
+                             "any parameter not used only in + and - (biases are not decayed)"),
     "early_stopping": TrainKey(nonnegative_int, 0, "patience in epochs on validation loss; 0 is off"),
     "seed": TrainKey(integer, 0, "seed for initialization, shuffling, dropout and the split"),
     "validation": TrainKey(fraction, 0.15, "fraction of the data held out for validation"),
