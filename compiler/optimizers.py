@@ -83,7 +83,7 @@ def _adam(p, g, state, h, t):
 OPTIMIZERS: dict[str, OptimizerDef] = {
     o.name: o
     for o in (
-        OptimizerDef("sgd", (), _sgd, "sgd_update_t"),
+        OptimizerDef("sgd", (), _sgd, "sgd_update"),
         OptimizerDef("momentum", ("velocity",), _momentum, "momentum_update"),
         OptimizerDef("nesterov", ("velocity",), _nesterov, "nesterov_update"),
         OptimizerDef("adagrad", ("sum_sq",), _adagrad, "adagrad_update"),

@@ -121,21 +121,14 @@ class CpuBackend:
         return function
 
     def _param_types(self):
-        g = self.graph
-        return [g.node(node_id).type for node_id in g.params().values()]
+        params = self.graph.params()
+        return [self.graph.node(params[name]).type for name in self._param_order]
 
     def _arg_types(self):
         g = self.graph
-        types = []
-        for arg in self.lowered.args:
-            kind, _, name = arg.partition(":")
-            if kind == "input":
-                types.append(g.node(g.inputs()[name]).type)
-            elif kind == "param":
-                types.append(g.node(g.params()[name]).type)
-            else:
-                types.append(g.node(int(name)).type)
-        return types
+        inputs, params = g.inputs(), g.params()
+        ids = {"input": inputs, "param": params}
+        return [g.node(key if kind == "const" else ids[kind][key]).type for kind, key in self._plan]
 
     # -------------------------------------------------------------- running
     def _args(self, feeds: Arrays, params: Arrays) -> list[np.ndarray]:

@@ -21,29 +21,39 @@ from gradc.dsl.diagnostics import DataError
 
 
 @dataclass(frozen=True)
-class LabelUse:
+class DomainUse:
+    """An input read by an op that constrains its values: labels (with a class count), probabilities..."""
+
     input: str
     op: str
-    classes: int
+    domain: str
+    classes: int  # for labels: the size of the scores' last axis (2 when it is the batch dimension)
+
+
+def domain_uses(graph: Graph) -> list[DomainUse]:
+    """Every input used in a constrained domain, from the op declarations' ``domains``."""
+    uses = []
+    for name, node_id in graph.inputs().items():
+        for consumer in graph.consumers(node_id):
+            node = graph.node(consumer)
+            domains = get_op(node.op).domains
+            for position, operand in enumerate(node.inputs):
+                if operand == node_id and position in domains:
+                    classes = graph.node(node.inputs[0]).type.shape[-1] if domains[position] == "labels" else 0
+                    uses.append(DomainUse(name, node.op, domains[position],
+                                          classes if isinstance(classes, int) else 2))
+    return uses
 
 
 @dataclass(frozen=True)
 class FeedSpec:
     declared: dict[str, TensorType]
-    labels: tuple[LabelUse, ...]
+    labels: tuple[DomainUse, ...]
 
     @classmethod
     def from_graph(cls, graph: Graph) -> FeedSpec:
         declared = {name: graph.node(i).type for name, i in graph.inputs().items()}
-        labels = []
-        for name, node_id in graph.inputs().items():
-            for consumer in graph.consumers(node_id):
-                node = graph.node(consumer)
-                domains = get_op(node.op).domains
-                for position, operand in enumerate(node.inputs):
-                    if operand == node_id and domains.get(position) == "labels":
-                        labels.append(LabelUse(name, node.op, int(graph.node(node.inputs[0]).type.shape[-1])))
-        return cls(declared, tuple(labels))
+        return cls(declared, tuple(u for u in domain_uses(graph) if u.domain == "labels"))
 
     def check(self, feeds: Mapping[str, np.ndarray], scan_values: bool = True) -> dict[str, np.ndarray]:
         """Validate and cast the inputs. ``scan_values`` also checks every value (NaN, label range)."""

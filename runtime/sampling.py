@@ -6,28 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from gradc.compiler.graph import Graph
-from gradc.compiler.ops.registry import get_op
 
-
-def _domain(graph: Graph, node_id: int) -> tuple[str, int]:
-    """The sampling domain of an input, from the ops that consume it, and a class count for labels."""
-    for consumer in graph.consumers(node_id):
-        node = graph.node(consumer)
-        op = get_op(node.op)
-        for position, operand in enumerate(node.inputs):
-            if operand == node_id and position in op.domains:
-                domain = op.domains[position]
-                classes = graph.node(node.inputs[0]).type.shape[-1] if domain == "labels" else 0
-                return domain, int(classes) if isinstance(classes, int) else 2
-    return "real", 2
+from .feeds import DomainUse, domain_uses
 
 
 def random_inputs(graph: Graph, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     out = {}
+    first_use: dict[str, DomainUse] = {}
+    for use in domain_uses(graph):
+        first_use.setdefault(use.input, use)
     for name, node_id in graph.inputs().items():
         t = graph.node(node_id).type
         shape = tuple(batch if isinstance(d, str) else d for d in t.shape)
-        domain, classes = _domain(graph, node_id)
+        use = first_use.get(name)
+        domain, classes = (use.domain, use.classes) if use else ("real", 2)
         if not t.is_float:
             out[name] = rng.integers(0, classes, size=shape).astype(t.numpy_dtype)
         elif domain == "probability":

@@ -101,7 +101,7 @@ class _ArgNames:
     """Mangled argument names: inputs, then parameters, then constant arrays."""
 
     def __init__(self, graph: Graph):
-        self.by_node: dict[int, str] = {}
+        self.by_node: dict[int, str] = {}  # node id -> its argument's name, in call order
         args = []
         for k, node_id in enumerate(graph.inputs().values()):
             self.by_node[node_id] = f"in{k}"
@@ -116,6 +116,7 @@ class _ArgNames:
                 self.const_arrays[node.id] = np.ascontiguousarray(node.attrs["value"])
                 args.append(f"const:{node.id}")
         self.args = tuple(args)
+        self.positional = list(self.by_node.values())
         self.batch_source: str | None = None
         for node_id in graph.inputs().values():
             shape = graph.node(node_id).type.shape
@@ -165,7 +166,7 @@ class _Function:
 
     # -------------------------------------------------------------- structure
     def emit(self) -> list[str]:
-        arg_names = self._arg_names()
+        arg_names = self.names.positional
         extra = "".join(", " + a for a in self._optimizer_args())
         self.lines += [f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\")",
                        f"def {self.point.name}({', '.join(arg_names)}{extra}):"]
@@ -182,10 +183,6 @@ class _Function:
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
         self.lines += ["", ""]
         return self.lines
-
-    def _arg_names(self) -> list[str]:
-        return ([f"in{k}" for k in range(len(self.g.inputs()))] + [f"p{k}" for k in range(len(self.g.params()))]
-                + [f"c{i}" for i in self.names.const_arrays])
 
     def put(self, line: str, depth: int = 1) -> None:
         self.lines.append("    " * depth + line)

@@ -238,7 +238,7 @@ def l2_1(x):
 
 
 @jit
-def sgd_update(p, g, lr):
+def sgd_update(p, g, lr, t):
     """p -= lr * g, in place, for parameters of any rank (p is C-contiguous)."""
     flat_p = p.reshape(p.size)
     flat_g = np.ascontiguousarray(g).reshape(g.size)
@@ -335,11 +335,6 @@ def item(a):
 
 # ---------------------------------------------------------------- optimizer updates (in place; see
 # gradc.compiler.optimizers for the formulas). p is C-contiguous; g may be any layout.
-
-
-@jit
-def sgd_update_t(p, g, lr, t):
-    sgd_update(p, g, lr)
 
 
 @jit
