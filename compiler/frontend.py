@@ -39,6 +39,7 @@ class ModelSpec:
     graph: Graph
     train: dict[str, Any] | None
     warnings: list[Diagnostic] = field(default_factory=list)
+    train_given: tuple[str, ...] = ()  # the keys the train block sets (the others are defaults)
 
 
 def callable_names() -> list[str]:
@@ -73,7 +74,8 @@ class _FrontEnd:
         self._set_objective()
         self._warn_unused()
         train = self._train_settings()
-        return ModelSpec(name, self.path, self.module.source, self.graph, train, self.warnings)
+        given = tuple(item.key for s in self.module.statements if isinstance(s, ast.TrainBlock) for item in s.items)
+        return ModelSpec(name, self.path, self.module.source, self.graph, train, self.warnings, given)
 
     def _model_name(self) -> str:
         decls = [s for s in self.module.statements if isinstance(s, ast.ModelDecl)]

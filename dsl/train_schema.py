@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ast
-from .diagnostics import ModelError, did_you_mean
+from .diagnostics import GradcError, ModelError, did_you_mean
 
 REQUIRED = object()
 
@@ -168,3 +168,61 @@ def validate_train_block(block: ast.TrainBlock) -> dict[str, Any]:
     if settings["validation"] + settings["test"] >= 1.0:
         raise ModelError("validation and test fractions leave no training data", block.loc)
     return settings
+
+
+def setting_from_text(key: str, text: str) -> Any:
+    """A train setting given on the command line (``--optimizer 'adam(lr=0.01)'``), read by the same parser
+    and checks as the train block, so both accept exactly the same values."""
+    from .parser import parse_source
+
+    if key not in TRAIN_KEYS:
+        raise GradcError(f"unknown train setting '{key}'{did_you_mean(key, TRAIN_KEYS)}")
+    if any(c in text for c in "\n{}#"):
+        raise GradcError(f"--{option_name(key)}: {text!r} is not a single value")
+    if key in ("data", "label"):  # a dataset name or a path, taken as written
+        return text
+    source = f"model _\ntrain {{\n  {key} = {text}\n}}\n"
+    try:
+        return validate_train_block(_train_block(parse_source(source, f"--{option_name(key)}")))[key]
+    except ModelError as error:
+        raise GradcError(f"--{option_name(key)} {text}: {error.message}") from None
+
+
+def _train_block(module: ast.Module) -> ast.TrainBlock:
+    return next(s for s in module.statements if isinstance(s, ast.TrainBlock))
+
+
+def option_name(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def override(settings: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``settings`` with ``key`` set from a Python value (a number, a name, or a CallValue); ``lr`` sets the
+    optimizer's learning rate and ``optimizer`` given as a name takes that optimizer's defaults."""
+    out = dict(settings)
+    if key == "lr":
+        optimizer = out["optimizer"]
+        out["optimizer"] = CallValue(optimizer.name, {**optimizer.args, "lr": float(value)})
+        return out
+    if key in ("optimizer", "schedule") and isinstance(value, str):
+        out[key] = setting_from_text(key, value)
+        return out
+    if key not in TRAIN_KEYS:
+        raise GradcError(f"unknown train setting '{key}'{did_you_mean(key, [*TRAIN_KEYS, 'lr'])}")
+    if isinstance(value, CallValue) or key in ("data", "label"):
+        out[key] = value
+        return out
+    out[key] = setting_from_text(key, repr(value) if not isinstance(value, str) else value)
+    return out
+
+
+def default_settings() -> dict[str, Any]:
+    return {key: spec.default for key, spec in TRAIN_KEYS.items()}
+
+
+def format_setting(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value.isidentifier() else f'"{value}"'
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)

@@ -3,6 +3,13 @@
     spec = gradc.load("models/polynomial.model")          # parse and check
     prog = gradc.compile("models/polynomial.model")       # optimize and build a program
     prog.run({"x": 1.0, "y": 2.0}, grad=True)             # {"f": 12.0, "grad/x": 10.0, "grad/y": 7.0}
+
+    prog = gradc.compile("models/mlp_digits.model")
+    result = prog.fit("digits", epochs=5)                  # the train block's settings, any overridden
+    prog.evaluate("digits").metrics                        # {"accuracy": ...} on the test split
+    prog.save("digits.npz")
+    prog = gradc.load_checkpoint("models/mlp_digits.model", "digits.npz")
+    prog.predict({"x": images})["probs"]
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from gradc.compiler.frontend import ModelSpec, build_model
 from gradc.compiler.graph import Graph
 from gradc.compiler.passes import optimize, run_pipeline
 from gradc.dsl import parse_file, parse_source
+from gradc.dsl.train_schema import default_settings
+from gradc.runtime.checkpoints import Checkpoint
 from gradc.runtime.params import init_params
 from gradc.runtime.program import Program
+from gradc.runtime.training import restore
 
 
 def load(path: str | Path) -> ModelSpec:
@@ -49,4 +59,17 @@ def compile(
     spec = model if isinstance(model, ModelSpec) else load(model)
     optimized = optimize(spec.graph)
     params = params if params is not None else init_params(optimized, seed)
-    return Program(optimized, params, target, use_cache=cache)
+    settings = spec.train or default_settings()
+    return Program(optimized, params, target, use_cache=cache, source=spec.graph,
+                   weight_decay=settings["weight_decay"], seed=seed, train_settings=settings)
+
+
+def load_checkpoint(model: str | Path | ModelSpec, checkpoint: str | Path, target: str = "cpu",
+                    cache: bool = True) -> Program:
+    """A program with the parameters, optimizer state and feature scaling of a checkpoint written by
+    ``gradc train`` or ``Program.save``. A checkpoint of a different model is refused."""
+    spec = model if isinstance(model, ModelSpec) else load(model)
+    saved = Checkpoint.load(checkpoint)
+    program = compile(spec, target=target, cache=cache)
+    restore(program, saved, checkpoint)
+    return program

@@ -12,9 +12,9 @@ from pathlib import Path
 from gradc.dsl.diagnostics import GradcError, format_error
 
 from . import __version__
-from .commands import cache, check, compile, gradcheck, graph, run
+from .commands import cache, check, compile, evaluate, gradcheck, graph, predict, run, train
 
-COMMANDS = (check, graph, compile, run, gradcheck, cache)
+COMMANDS = (check, graph, compile, run, gradcheck, train, evaluate, predict, cache)
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70
 
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except GradcError as error:
         print(format_error(error, _source_of(error)), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:  # the reader went away (gradc ... | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("gradc: interrupted", file=sys.stderr)

@@ -3,36 +3,55 @@
 ``run`` evaluates every output and loss, and with ``grad=True`` the gradient of the objective with
 respect to every parameter and floating-point input, under the keys ``grad/<name>``. ``step`` runs one
 training step in place (plain SGD, or the optimizer chosen with ``set_optimizer``) and returns the loss.
+``fit``, ``evaluate``, ``predict`` and ``save`` train and use the program on whole datasets.
+
+A program holds two graphs when it was built from a model (``source``): the evaluation graph (dropout is
+the identity) that ``run``, ``evaluate`` and ``predict`` use, and the training graph (dropout masks fed each
+step, weight decay in the objective) that ``step`` and ``fit`` use; both share the parameters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gradc.compiler.graph import Graph
+from gradc.compiler.passes.training import dropout_rates, training_graph
 from gradc.dsl.diagnostics import GradcError
 
 from .backends import BACKENDS
+from .data import Scaling
 from .feeds import FeedSpec
 from .optimizer_state import OptimizerState
 from .params import check_params
+from .training import Evaluation, FitResult, evaluate_data, fit, predict, save_program
 
 TARGETS = tuple(BACKENDS)
 
 
 class Program:
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], target: str = "cpu",
-                 use_cache: bool = True):
+                 use_cache: bool = True, source: Graph | None = None, weight_decay: float = 0.0, seed: int = 0,
+                 train_settings: dict[str, Any] | None = None):
         if target not in BACKENDS:
             raise GradcError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
         self.graph = graph
+        self.source = source if source is not None else graph
         self.target = target
+        self.use_cache = use_cache
         self.params: dict[str, np.ndarray] = check_params(graph, params)
         self.backend = BACKENDS[target](graph, use_cache=use_cache)
         self.feed_spec = FeedSpec.from_graph(graph)
         self.optimizer = OptimizerState.create("sgd", self.params)
+        self.weight_decay = weight_decay
+        self.mask_rng = np.random.default_rng([seed, 2])
+        self._training: tuple[Any, FeedSpec, dict[str, float]] | None = None
+        self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
+        self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
+        self.epoch = 0  # epochs trained
 
     @property
     def name(self) -> str:
@@ -49,26 +68,81 @@ class Program:
             return self.backend.gradients(feeds, self.params)
         return self.backend.forward(feeds, self.params)
 
+    # ------------------------------------------------------------ training
     def set_optimizer(self, name: str = "sgd", **hyperparameters: float) -> OptimizerState:
         """Train with ``name`` (sgd, momentum, nesterov, adagrad, rmsprop, adam) from now on; its state starts
         at zero. Unnamed hyperparameters take the train block's defaults."""
         self.optimizer = OptimizerState.create(name, self.params, **hyperparameters)
         return self.optimizer
 
+    def set_weight_decay(self, strength: float) -> None:
+        """Train with objective + strength/2 * sum of squared weights from now on (rebuilds the training graph)."""
+        if strength != self.weight_decay:
+            self.weight_decay = float(strength)
+            self._training = None
+
+    def training_backend(self):
+        """The backend, feed checks and dropout rates of the training graph (built on first use)."""
+        if self._training is None:
+            graph = training_graph(self.source, self.weight_decay)
+            rates = dropout_rates(graph)
+            if not rates and self.weight_decay == 0.0:  # the training graph is the evaluation graph
+                self._training = (self.backend, self.feed_spec, {})
+            else:
+                check_params(graph, self.params)
+                self._training = (BACKENDS[self.target](graph, use_cache=self.use_cache),
+                                  FeedSpec.from_graph(graph), rates)
+        return self._training
+
     def step(self, inputs: Mapping[str, np.ndarray], lr: float | None = None, validate: bool = True) -> float:
         """One training step, in place: forward, backward and the optimizer's update of the parameters (plain
         SGD unless :meth:`set_optimizer` chose another), in one native call on the cpu target. ``lr``, when
         given, becomes the optimizer's learning rate from this step on (a schedule sets it each epoch).
-        Returns the loss before the update. ``validate=False`` skips the scans of the values (NaN, label
-        range) for data that was checked when it was loaded; shapes and dtypes are always checked."""
+        Dropout masks are drawn from the program's seeded generator. Returns the loss before the update.
+        ``validate=False`` skips the scans of the values (NaN, label range) for data that was checked when it
+        was loaded; shapes and dtypes are always checked."""
         if self.graph.objective is None:
             raise GradcError("nothing to train: the model has no loss")
-        feeds = self._feeds(inputs, validate)
+        backend, spec, rates = self.training_backend()
+        if rates:
+            inputs = {**inputs, **self._masks(inputs, spec, rates)}
+        feeds = spec.check(inputs, scan_values=validate)
         if lr is not None:
             self.optimizer.hyper["lr"] = float(lr)
         self.optimizer.t += 1
-        return self.backend.train_step(feeds, self.params, self.optimizer)
+        return backend.train_step(feeds, self.params, self.optimizer)
+
+    def _masks(self, inputs: Mapping[str, np.ndarray], spec: FeedSpec, rates: dict[str, float]):
+        batch = len(next(iter(inputs.values())))
+        masks = {}
+        for name, p in rates.items():
+            t = spec.declared[name]
+            shape = tuple(batch if isinstance(d, str) else d for d in t.shape)
+            keep = self.mask_rng.random(shape) >= p
+            masks[name] = (keep / (1.0 - p)).astype(t.numpy_dtype)
+        return masks
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         self.params = check_params(self.graph, values)
         self.optimizer = OptimizerState.create(self.optimizer.definition.name, self.params, **self.optimizer.hyper)
+
+    # ------------------------------------------------------------ whole datasets
+    def fit(self, data: Any = None, **settings: Any) -> FitResult:
+        """Train on ``data`` (a built-in dataset name, a .npz/.csv path, or a dict of arrays named after the
+        inputs) with the model's train block, any key overridden by ``settings`` (epochs=, batch=, optimizer=,
+        lr=, schedule=, weight_decay=, early_stopping=, seed=, validation=, test=, out=, quiet=...).
+        Returns the history, the best epoch and the test evaluation."""
+        return fit(self, data, **settings)
+
+    def evaluate(self, data: Any = None, split: str = "test", **settings: Any) -> Evaluation:
+        """Loss and metrics on a split (test, validation, train or all) of ``data``."""
+        return evaluate_data(self, data, split, **settings)
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's outputs for raw inputs (standardized like the training data when the program was
+        trained or loaded from a checkpoint)."""
+        return predict(self, inputs)
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint (parameters, optimizer state, scaling and metadata)."""
+        save_program(self, path)

@@ -6,7 +6,10 @@ import argparse
 import sys
 
 from gradc.compiler.passes import PIPELINE, STAGE_NAMES, run_pipeline
+from gradc.compiler.passes.training import TRAINING_STAGE_NAMES, training_graph
 from gradc.compiler.printers import FORMATS
+from gradc.dsl.diagnostics import GradcError
+from gradc.dsl.train_schema import default_settings
 from gradc.runtime.files import atomic_write_text
 
 from .common import load_spec
@@ -18,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=f"Show the graph after a stage. parsed: the front end's graph; {stages}; "
                                    "optimized: the end of the pipeline.")
     p.add_argument("file", help="the .model file")
-    p.add_argument("--stage", choices=STAGE_NAMES, default="optimized")
+    p.add_argument("--stage", choices=TRAINING_STAGE_NAMES, default="optimized")
+    p.add_argument("--train", action="store_true",
+                   help="the training graph: stages train-mode (dropout becomes x * mask) and weight-decay "
+                        "(the train block's weight_decay) run before the pipeline")
     p.add_argument("--format", choices=tuple(FORMATS), default="text")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     p.set_defaults(handler=run)
@@ -26,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
-    graph = run_pipeline(spec.graph, args.stage)
+    if args.train:
+        decay = (spec.train or default_settings())["weight_decay"]
+        graph = training_graph(spec.graph, decay, args.stage)
+    elif args.stage not in STAGE_NAMES:
+        raise GradcError(f"stage {args.stage} is a stage of the training graph: add --train")
+    else:
+        graph = run_pipeline(spec.graph, args.stage)
     text = FORMATS[args.format](graph, args.stage)
     if args.output:
         atomic_write_text(args.output, text)

@@ -1,0 +1,80 @@
+"""gradc train FILE: train a model with its train block, any setting overridden from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gradc.compiler.frontend import ModelSpec
+from gradc.dsl.train_schema import TRAIN_KEYS, default_settings, format_setting, option_name, setting_from_text
+from gradc.runtime.program import TARGETS
+
+from ..api import compile as compile_model
+from .common import load_spec
+
+ALIASES = {"batch": ("--batch-size",)}
+
+
+def add_setting_options(p: argparse.ArgumentParser, keys: tuple[str, ...] = tuple(TRAIN_KEYS)) -> None:
+    """One option per train-block key (``--epochs``, ``--weight-decay``...), plus ``--lr``."""
+    group = p.add_argument_group("train settings (override the train block)")
+    for key in keys:
+        spec = TRAIN_KEYS[key]
+        group.add_argument(f"--{option_name(key)}", *ALIASES.get(key, ()), dest=f"set_{key}", metavar="VALUE",
+                           help=f"{spec.doc} (default: {format_setting(spec.default)})")
+    if "optimizer" in keys:
+        group.add_argument("--lr", type=float, metavar="RATE", help="the optimizer's learning rate")
+
+
+def resolve(spec: ModelSpec, args: argparse.Namespace, base: dict[str, Any] | None = None
+            ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings in force (``base``, else the train block) and where each came from (default, the file,
+    the command line)."""
+    settings = dict(base or spec.train or default_settings())
+    sources = {key: "train block" if spec.train is not None and key in spec.train_given else "default"
+               for key in TRAIN_KEYS}
+    for key in TRAIN_KEYS:
+        text = getattr(args, f"set_{key}", None)
+        if text is not None:
+            settings[key] = setting_from_text(key, text)
+            sources[key] = "command line"
+    if getattr(args, "lr", None) is not None:
+        settings = {**settings, "optimizer": type(settings["optimizer"])(
+            settings["optimizer"].name, {**settings["optimizer"].args, "lr": args.lr})}
+        sources["optimizer"] = "command line"
+    return settings, sources
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on its data",
+                       description="Train with the model's train block on the compiled training step: a line per "
+                                   "epoch with the losses, metrics, learning rate and time; checkpoints, "
+                                   "metrics.jsonl and curves.png in runs/<model>-<timestamp>/.")
+    p.add_argument("file", help="the .model file")
+    add_setting_options(p)
+    p.add_argument("--target", choices=TARGETS, default="cpu", help="cpu (default) or reference (NumPy, slow)")
+    p.add_argument("--out", metavar="DIR", help="the run folder (default: runs/<model>-<timestamp>)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (last.npz) of the same model and "
+                                                     "settings")
+    p.add_argument("--print-config", action="store_true", help="show the settings in force and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the final result")
+    p.add_argument("--log-json", action="store_true", help="print JSON lines instead of text")
+    p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.file)
+    settings, sources = resolve(spec, args)
+    if args.print_config:
+        width = max(map(len, TRAIN_KEYS))
+        print(f"# settings in force for {spec.name} (from {args.file})")
+        print("train {")
+        for key, value in settings.items():
+            print(f"  {key:<{width}} = {format_setting(value):<40} # {sources[key]}")
+        print("}")
+        return 0
+    program = compile_model(spec, target=args.target, seed=settings["seed"], cache=not args.no_cache)
+    program.train_settings = settings
+    program.fit(None, out=args.out, resume=args.resume, quiet=args.quiet, log_json=args.log_json)
+    return 0

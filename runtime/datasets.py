@@ -1,0 +1,221 @@
+"""Datasets that work right after install, with no download, and a person's own .npz and .csv files.
+
+Built in:
+
+- ``digits`` (1,797 8x8 images, 64 features, 10 classes), ``iris`` (150 flowers, 4 features, 3 classes) and
+  ``breast_cancer`` (569 tumours, 30 features, 2 classes: 0 malignant, 1 benign): the copies of the UCI
+  datasets that ship inside scikit-learn's package, read straight from its data folder (scikit-learn is not
+  imported).
+- generated from the seed: ``xor`` (400 points in [-1, 1]^2, class = sign(x0 * x1) > 0), ``moons`` (two
+  interleaved half circles, 400 points, noise 0.1), ``spirals`` (3 arms of 200 points, the classic example
+  that no linear model can separate), ``curve`` (1-D regression, 400 points, t = tanh(2x) + 0.05 noise).
+
+A tabular dataset has a feature matrix and one label column; binding it to a model's inputs is the job
+of :mod:`.data`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradc.dsl.diagnostics import DataError, did_you_mean
+
+from .files import load_npz
+
+
+@dataclass
+class Table:
+    """Features [n, d] (float64) and labels [n] (int64 class indices or float64 targets)."""
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    feature_names: tuple[str, ...]
+    label_name: str
+    class_names: tuple[str, ...] | None = None  # None for regression
+
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.labels):
+            raise DataError(f"{self.name}: {len(self.features)} feature rows but {len(self.labels)} labels")
+
+
+@dataclass
+class NamedArrays:
+    """Arrays named after the model's inputs (from an .npz file)."""
+
+    name: str
+    arrays: dict[str, np.ndarray]
+
+
+Dataset = Table | NamedArrays
+
+
+def _sklearn_data(filename: str) -> Path:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("the built-in datasets digits, iris and breast_cancer are read from scikit-learn's package; "
+                        "install it with: pip install scikit-learn")
+    path = Path(spec.origin).parent / "datasets" / "data" / filename
+    if not path.exists():
+        raise DataError(f"scikit-learn's data file {path} is missing; reinstall scikit-learn")
+    return path
+
+
+def _sklearn_csv(filename: str, name: str, feature_names: tuple[str, ...] | None = None) -> Table:
+    """scikit-learn's format: a first row 'n_samples, n_features, class names...', then rows of numbers
+    whose last column is the class index."""
+    path = _sklearn_data(filename)
+    opener = gzip.open if filename.endswith(".gz") else open
+    with opener(path, "rt") as handle:
+        rows = list(csv.reader(handle))
+    if filename.startswith("digits"):  # no header: 64 pixels then the digit
+        header, body = None, rows
+    else:
+        header, body = rows[0], rows[1:]
+    data = np.array(body, dtype=np.float64)
+    features, labels = data[:, :-1], data[:, -1].astype(np.int64)
+    classes = tuple(header[2:]) if header else tuple(str(c) for c in range(int(labels.max()) + 1))
+    names = feature_names or tuple(f"x{i}" for i in range(features.shape[1]))
+    return Table(name, features, labels, names, "class", classes)
+
+
+def digits(seed: int) -> Table:
+    return _sklearn_csv("digits.csv.gz", "digits", tuple(f"pixel{r}{c}" for r in range(8) for c in range(8)))
+
+
+def iris(seed: int) -> Table:
+    return _sklearn_csv("iris.csv", "iris", ("sepal_length", "sepal_width", "petal_length", "petal_width"))
+
+
+def breast_cancer(seed: int) -> Table:
+    return _sklearn_csv("breast_cancer.csv", "breast_cancer")
+
+
+def xor(seed: int, n: int = 400) -> Table:
+    rng = np.random.default_rng([seed, 1])
+    x = rng.uniform(-1.0, 1.0, size=(n, 2))
+    return Table("xor", x, (x[:, 0] * x[:, 1] > 0).astype(np.int64), ("x0", "x1"), "class", ("0", "1"))
+
+
+def moons(seed: int, n: int = 400, noise: float = 0.1) -> Table:
+    rng = np.random.default_rng([seed, 2])
+    labels = np.arange(n) % 2
+    angle = rng.uniform(0.0, np.pi, size=n)
+    x = np.where(labels[:, None] == 0,
+                 np.stack([np.cos(angle), np.sin(angle)], axis=1),
+                 np.stack([1.0 - np.cos(angle), 0.5 - np.sin(angle)], axis=1))
+    x = x + rng.normal(0.0, noise, size=x.shape)
+    return Table("moons", x, labels.astype(np.int64), ("x0", "x1"), "class", ("0", "1"))
+
+
+def spirals(seed: int, per_class: int = 200, arms: int = 3, noise: float = 0.2) -> Table:
+    rng = np.random.default_rng([seed, 3])
+    radius = np.tile(np.linspace(0.0, 1.0, per_class), arms)
+    labels = np.repeat(np.arange(arms), per_class)
+    theta = labels * (2 * np.pi / arms) + radius * 4.0 + rng.normal(0.0, noise, size=radius.shape)
+    x = np.stack([radius * np.sin(theta), radius * np.cos(theta)], axis=1)
+    return Table("spirals", x, labels.astype(np.int64), ("x0", "x1"), "class", tuple(map(str, range(arms))))
+
+
+def curve(seed: int, n: int = 400) -> Table:
+    rng = np.random.default_rng([seed, 4])
+    x = rng.uniform(-2.0, 2.0, size=(n, 1))
+    t = np.tanh(2.0 * x[:, 0]) + rng.normal(0.0, 0.05, size=n)
+    return Table("curve", x, t, ("x",), "t", None)
+
+
+BUILTIN: dict[str, Callable[[int], Table]] = {
+    "digits": digits, "iris": iris, "breast_cancer": breast_cancer,
+    "xor": xor, "moons": moons, "spirals": spirals, "curve": curve,
+}
+
+
+def load_dataset(source: str, seed: int = 0, label: str | None = None) -> Dataset:
+    """A built-in dataset by name, or a path to a .npz or .csv file."""
+    if source in BUILTIN:
+        return BUILTIN[source](seed)
+    path = Path(source)
+    if path.suffix == ".npz":
+        return NamedArrays(path.name, load_npz(path, "data"))
+    if path.suffix == ".csv":
+        return read_csv(path, label)
+    if not path.suffix and not path.exists():
+        raise DataError(f"unknown dataset '{source}'{did_you_mean(source, BUILTIN)} "
+                        f"(built in: {', '.join(BUILTIN)}; or a path to a .npz or .csv file)")
+    raise DataError(f"data file {source}: expected a .npz or .csv file, or a built-in dataset "
+                    f"({', '.join(BUILTIN)})")
+
+
+def read_csv(path: str | Path, label: str | None = None) -> Table:
+    """A .csv with a header row; ``label`` names the label column (default: the last column). Feature
+    columns must be numbers; the label column may hold numbers or class names (mapped to 0, 1, ... in
+    sorted order)."""
+    path = Path(path)
+    header, columns = _read_columns(path)
+    label = label or header[-1]
+    if label not in header:
+        raise DataError(f"{path}: no label column '{label}'{did_you_mean(label, header)} "
+                        f"(columns: {', '.join(header)})")
+    features = np.stack([_numeric_column(path, name, columns[name]) for name in header if name != label], axis=1)
+    labels, classes = _label_column(path, label, columns[label])
+    return Table(path.name, features, labels, tuple(h for h in header if h != label), label, classes)
+
+
+def read_csv_features(path: str | Path) -> np.ndarray:
+    """Every column of a headed .csv, as a float64 matrix [rows, columns] (inputs for prediction)."""
+    path = Path(path)
+    header, columns = _read_columns(path)
+    return np.stack([_numeric_column(path, name, columns[name]) for name in header], axis=1)
+
+
+def _read_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{number}: {len(row)} values, but the header has {len(header)} columns")
+    return header, {name: [row[i].strip() for row in rows[1:]] for i, name in enumerate(header)}
+
+
+def _numeric_column(path: Path, name: str, cells: list[str]) -> np.ndarray:
+    values = np.empty(len(cells))
+    for row, cell in enumerate(cells, start=2):
+        try:
+            values[row - 2] = float(cell)
+        except ValueError:
+            raise DataError(f"{path}:{row}: column '{name}' holds {cell!r}, not a number") from None
+        if not np.isfinite(values[row - 2]):
+            raise DataError(f"{path}:{row}: column '{name}' holds {cell!r} (NaN or infinite values are not allowed)")
+    return values
+
+
+def _label_column(path: Path, name: str, cells: list[str]) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    numeric = [_is_number(c) for c in cells]
+    if not any(numeric):  # class names
+        classes = tuple(sorted(set(cells)))
+        return np.array([classes.index(c) for c in cells], dtype=np.int64), classes
+    return _numeric_column(path, name, cells), None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

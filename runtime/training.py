@@ -1,0 +1,385 @@
+"""The training loop: data prepared once, then epochs of shuffled mini-batches through the compiled
+training step, a validation pass per epoch, the learning-rate schedule, early stopping, the NaN guard,
+checkpoints and the run folder; and evaluation and prediction on whole datasets.
+
+Reproducibility: everything random is drawn from the seed and the epoch number (the split from the seed,
+each epoch's shuffle and dropout masks from ``(seed, epoch)``), so a resumed run continues exactly as the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+
+from gradc.dsl.diagnostics import DataError, GradcError
+from gradc.dsl.train_schema import CallValue, default_settings, override
+
+from .checkpoints import Checkpoint, spec_hash
+from .data import Arrays, Scaling, Splits, Task, batches, bind, count, data_inputs, feature_names, find_task, split
+from .datasets import NamedArrays, load_dataset
+from .metrics import confusion_matrix, score
+from .optimizer_state import OptimizerState
+from .reporting import Reporter
+from .runs import RunDirectory
+from .schedules import learning_rate
+
+if TYPE_CHECKING:
+    from .program import Program
+
+EVAL_BATCH = 1024
+# settings a resumed run must share with the checkpoint's run to continue it exactly
+RESUME_KEYS = ("data", "label", "optimizer", "schedule", "batch", "weight_decay", "seed", "validation", "test")
+
+
+class TrainingDiverged(GradcError):
+    pass
+
+
+@dataclass
+class Evaluation:
+    split: str
+    count: int
+    loss: float
+    metrics: dict[str, float]
+    confusion: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"split": self.split, "examples": self.count, "loss": self.loss, **self.metrics}
+        if self.confusion is not None:
+            out["confusion_matrix"] = self.confusion.tolist()
+            out["classes"] = list(self.class_names or ())
+        return out
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: bool
+    test: Evaluation | None
+    run_dir: Path | None
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    task: Task
+    splits: Splits
+    scaling: Scaling
+    class_names: tuple[str, ...] | None
+    source: str
+
+
+# ---------------------------------------------------------------- settings and data
+
+
+def resolve_settings(program: Program, data: Any = None, **overrides: Any) -> dict[str, Any]:
+    settings = dict(program.train_settings or default_settings())
+    for key, value in overrides.items():
+        settings = override(settings, key, value)
+    if isinstance(data, str | Path):
+        settings["data"] = str(data)
+    return settings
+
+
+def settings_json(settings: Mapping[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, CallValue):
+            return {"name": value.name, "args": value.args}
+        return value
+
+    return {k: convert(v) for k, v in settings.items()}
+
+
+def prepare(program: Program, data: Any, settings: Mapping[str, Any], scaling: Scaling | None = None) -> Prepared:
+    """Load, bind, check, split and standardize the data (with ``scaling``, else statistics of the training
+    split)."""
+    task = find_task(program.source)
+    if data is None or isinstance(data, str | Path):
+        source = str(data) if data is not None else settings.get("data")
+        if source is None:
+            raise DataError(f"no data for model '{program.name}': give --data (a built-in dataset, .npz or .csv) "
+                            "or 'data = ...' in the train block")
+        dataset = load_dataset(source, settings["seed"], settings.get("label"))
+    elif isinstance(data, Mapping):
+        source, dataset = "arrays", NamedArrays("arrays", {k: np.asarray(v) for k, v in data.items()})
+    else:
+        source, dataset = getattr(data, "name", "data"), data
+    arrays = bind(dataset, program.source, task)
+    program.feed_spec.check(arrays, scan_values=True)  # label ranges and the rest, once for all the data
+    splits = split(arrays, settings["seed"], settings["validation"], settings["test"])
+    inputs = data_inputs(program.source)
+    scaling = scaling or Scaling.fit(splits.train, feature_names(task, inputs))
+    scaled = Splits(scaling.apply(splits.train), scaling.apply(splits.validation), scaling.apply(splits.test))
+    return Prepared(task, scaled, scaling, getattr(dataset, "class_names", None), source)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_arrays(program: Program, arrays: Arrays, task: Task, split_name: str,
+                    class_names: tuple[str, ...] | None = None, confusion: bool = False) -> Evaluation:
+    """Mean loss and metrics over scaled arrays, in batches through the evaluation graph."""
+    n = count(arrays)
+    if n == 0:
+        return Evaluation(split_name, 0, float("nan"), {})
+    loss_total, predictions = 0.0, []
+    for batch in batches(arrays, EVAL_BATCH, None):
+        results = program.backend.forward(program.feed_spec.check(batch, scan_values=False), program.params)
+        loss_total += objective_value(program, results) * count(batch)
+        if task.prediction is not None:
+            predictions.append(results[task.prediction])
+    metrics, matrix = {}, None
+    if predictions:
+        prediction = np.concatenate(predictions)
+        metrics = score(task, prediction, arrays[task.label])
+        if confusion and task.kind in ("classification", "binary"):
+            classes = len(class_names) if class_names else int(prediction.shape[-1] if task.kind ==
+                                                                "classification" else 2)
+            matrix = confusion_matrix(task, prediction, arrays[task.label], classes)
+    return Evaluation(split_name, n, loss_total / n, metrics, matrix, class_names)
+
+
+def objective_value(program: Program, results: Mapping[str, np.ndarray]) -> float:
+    g = program.graph
+    if g.losses:
+        return float(sum(float(results[name]) for name in g.losses))
+    scalar = [name for name, node in g.outputs.items() if node == g.objective]
+    return float(results[scalar[0]]) if scalar else float("nan")
+
+
+def evaluate_data(program: Program, data: Any = None, split_name: str = "test", **overrides: Any) -> Evaluation:
+    """Evaluate on a split of a dataset, standardized with the program's scaling (from training or its
+    checkpoint)."""
+    settings = resolve_settings(program, data, **overrides)
+    prepared = prepare(program, data, settings, program.scaling)  # the statistics the parameters were trained with
+    choices = {"test": prepared.splits.test, "validation": prepared.splits.validation, "train": prepared.splits.train}
+    if split_name == "all":
+        arrays = {k: np.concatenate([choices[s][k] for s in choices]) for k in prepared.splits.train}
+    elif split_name in choices:
+        arrays = choices[split_name]
+    else:
+        raise GradcError(f"unknown split '{split_name}' (splits: test, validation, train, all)")
+    if count(arrays) == 0:
+        raise DataError(f"the {split_name} split of {prepared.source} is empty")
+    return evaluate_arrays(program, arrays, prepared.task, split_name, prepared.class_names, confusion=True)
+
+
+def predict(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs for raw inputs. Inputs that no output depends on (labels) may be left out."""
+    g = program.graph
+    needed = set()
+    for node in g.outputs.values():
+        needed |= nx.ancestors(g.dag, node) | {node}
+    declared = program.feed_spec.declared
+    feeds = {k: np.asarray(v) for k, v in inputs.items()}
+    missing = [n for n, i in g.inputs().items() if n not in feeds and i in needed]
+    if missing:
+        raise DataError(f"predict needs input {', '.join(repr(m) for m in missing)} "
+                        f"(the outputs depend on {', '.join(n for n, i in g.inputs().items() if i in needed)})")
+    batch_sizes = {len(v) for n, v in feeds.items() if n in declared and np.ndim(v) and declared[n].rank
+                   and isinstance(declared[n].shape[0], str)}
+    rows = batch_sizes.pop() if len(batch_sizes) == 1 else 1
+    for name, t in declared.items():
+        if name not in feeds:
+            shape = tuple(rows if isinstance(d, str) else d for d in t.shape)
+            feeds[name] = np.zeros(shape, t.numpy_dtype)
+    if program.scaling is not None:
+        feeds = program.scaling.apply(feeds)
+    results = program.backend.forward(program._feeds(feeds), program.params)
+    return {name: results[name] for name in g.outputs}
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def make_checkpoint(program: Program, state: dict[str, Any]) -> Checkpoint:
+    meta = {"model": program.name, "spec_hash": spec_hash(program.graph),
+            "optimizer": program.optimizer.definition.name, "hyperparameters": program.optimizer.hyper,
+            "step": program.optimizer.t, **state}
+    scaling = program.scaling.to_arrays() if program.scaling is not None else {}
+    return Checkpoint(dict(program.params), meta, dict(program.optimizer.state), scaling)
+
+
+def save_program(program: Program, path: str | Path) -> None:
+    make_checkpoint(program, {"epoch": program.epoch, "settings": settings_json(program.train_settings or {})}
+                    ).save(path)
+
+
+def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
+    """Parameters, optimizer state and scaling from a checkpoint (the spec must match)."""
+    checkpoint.check_spec(program.graph, path)
+    program.set_params(checkpoint.params)
+    meta = checkpoint.meta
+    program.optimizer = OptimizerState.create(meta["optimizer"], program.params, **meta["hyperparameters"])
+    program.optimizer.t = int(meta.get("step", 0))
+    for name, arrays in checkpoint.optimizer_state.items():
+        if name in program.optimizer.state:
+            program.optimizer.state[name] = [a.astype(p.dtype) for a, p in
+                                              zip(arrays, program.optimizer.state[name], strict=True)]
+    program.scaling = Scaling.from_arrays(checkpoint.scaling) if checkpoint.scaling else None
+    program.epoch = int(meta.get("epoch", 0))
+    if meta.get("settings"):  # the data, split and seed the parameters were trained with
+        program.train_settings = {**default_settings(), **settings_from_json(meta["settings"])}
+
+
+def settings_from_json(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`settings_json`."""
+    return {k: CallValue(v["name"], v["args"]) if isinstance(v, dict) else v for k, v in saved.items()}
+
+
+def _resume_mismatch(checkpoint: Checkpoint, settings: Mapping[str, Any]) -> list[str]:
+    saved = checkpoint.meta.get("settings", {})
+    mine = settings_json(settings)
+    return [f"{key}: checkpoint {_text(saved.get(key))}, now {_text(mine.get(key))}"
+            for key in RESUME_KEYS if saved.get(key) != mine.get(key)]
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return str(CallValue(value["name"], value["args"]))
+    return value
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def fit(program: Program, data: Any = None, *, out: str | Path | None = None, runs_root: str | Path = "runs",
+        resume: str | Path | None = None, quiet: bool = False, log_json: bool = False,
+        reporter: Reporter | None = None, write_run: bool = True, **overrides: Any) -> FitResult:
+    """Train ``program`` in place; see :meth:`gradc.runtime.program.Program.fit`."""
+    started = time.perf_counter()
+    settings = resolve_settings(program, data, **overrides)
+    reporter = reporter or Reporter(quiet=quiet, json_lines=log_json)
+    if settings["early_stopping"] and settings["validation"] == 0:
+        raise GradcError("early_stopping needs a validation split (validation > 0)")
+    prepared = prepare(program, data, settings)
+    splits, task = prepared.splits, prepared.task
+    program.scaling = prepared.scaling
+    program.train_settings = settings
+    optimizer: CallValue = settings["optimizer"]
+    schedule: CallValue = settings["schedule"]
+    program.set_weight_decay(settings["weight_decay"])
+    program.set_optimizer(optimizer.name, **optimizer.args)
+
+    history: list[dict[str, Any]] = []
+    best = {"loss": float("inf"), "epoch": 0, "bad_epochs": 0, "params": None}
+    start_epoch = 1
+    if resume is not None:
+        checkpoint = Checkpoint.load(resume)
+        checkpoint.check_spec(program.graph, resume)
+        differences = _resume_mismatch(checkpoint, settings)
+        if differences:
+            raise GradcError(f"cannot resume from {resume}: the run's settings differ ({'; '.join(differences)})")
+        restore(program, checkpoint, resume)
+        program.scaling = prepared.scaling
+        history = list(checkpoint.meta.get("history", []))
+        early = checkpoint.meta.get("early_stopping", {})
+        best.update(loss=early.get("best_loss", float("inf")), epoch=early.get("best_epoch", 0),
+                    bad_epochs=early.get("bad_epochs", 0))
+        best["params"] = checkpoint.best_params or None
+        start_epoch = int(checkpoint.meta["epoch"]) + 1
+
+    run_dir = RunDirectory.create(program.name, out, runs_root) if write_run else None
+    config = {"model": program.name, "target": program.target, "settings": settings_json(settings),
+              "task": task.kind, "splits": {s: count(getattr(splits, s)) for s in ("train", "validation", "test")},
+              "data": prepared.source, "resumed_from": str(resume) if resume else None}
+    if run_dir is not None:
+        run_dir.write_config(config)
+    reporter.event("start", f"training {program.name} on {prepared.source} ({task.kind}): "
+                   f"{count(splits.train)} train / {count(splits.validation)} validation / {count(splits.test)} "
+                   f"test examples; {optimizer}, {schedule}, batch {settings['batch']}, epochs {settings['epochs']}"
+                   + (f", resuming at epoch {start_epoch}" if resume else "")
+                   + (f"; run folder {run_dir.path}" if run_dir else ""), **config)
+
+    epochs, stopped_early = settings["epochs"], False
+    steps = -(-count(splits.train) // settings["batch"])
+    for epoch in range(start_epoch, epochs + 1):
+        epoch_start = time.perf_counter()
+        lr = learning_rate(schedule.name, optimizer.args["lr"], epoch - 1, **schedule.args)
+        program.optimizer.hyper["lr"] = lr
+        program.mask_rng = np.random.default_rng([settings["seed"], epoch, 2])
+        shuffle = np.random.default_rng([settings["seed"], epoch, 1])
+        total = 0.0
+        for step, batch in enumerate(batches(splits.train, settings["batch"], shuffle), start=1):
+            loss = program.step(batch, validate=False)
+            if not np.isfinite(loss):
+                _diverged(program, run_dir, history, epoch, step, loss)
+            total += loss * count(batch)
+            reporter.progress(epoch, epochs, step, steps, loss)
+        record: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "train_loss": total / count(splits.train)}
+        validation = evaluate_arrays(program, splits.validation, task, "validation")
+        record["val_loss"] = validation.loss if validation.count else None
+        record.update({f"val_{k}": v for k, v in validation.metrics.items()})
+        record.update(lr=lr, seconds=time.perf_counter() - epoch_start)
+        history.append(record)
+        reporter.epoch(record)
+
+        monitored = record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
+        improved = monitored < best["loss"]
+        if improved:
+            best.update(loss=monitored, epoch=epoch, bad_epochs=0,
+                        params={k: v.copy() for k, v in program.params.items()})
+        else:
+            best["bad_epochs"] += 1
+        program.epoch = epoch
+        if run_dir is not None:
+            state = _state(settings, history, best, epoch)
+            if improved:
+                make_checkpoint(program, state).save(run_dir.best)
+            _checkpoint_with_best(program, state, best).save(run_dir.last)
+            run_dir.write_metrics(history)
+        if settings["early_stopping"] and best["bad_epochs"] >= settings["early_stopping"]:
+            stopped_early = True
+            reporter.event("early_stop", f"early stopping: validation loss has not improved for "
+                           f"{best['bad_epochs']} epochs; restoring the parameters of epoch {best['epoch']}",
+                           best_epoch=best["epoch"])
+            break
+
+    if settings["early_stopping"] and best["params"] is not None:
+        program.params.update(best["params"])
+    test = evaluate_arrays(program, splits.test, task, "test", prepared.class_names) if count(splits.test) else None
+    seconds = time.perf_counter() - started
+    if run_dir is not None:
+        run_dir.write_curves(history, program.name)
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in ({"loss": test.loss, **test.metrics}).items()) if test else ""
+    reporter.event("result", f"test: {summary} ({test.count} examples); {len(history)} epochs in {seconds:.1f}s"
+                   + (f"; best epoch {best['epoch']}" if best['epoch'] else "")
+                   + (f"; wrote {run_dir.path}" if run_dir else "") if test else
+                   f"trained {len(history)} epochs in {seconds:.1f}s",
+                   test=test.as_dict() if test else None, seconds=seconds, best_epoch=best["epoch"],
+                   run_dir=str(run_dir.path) if run_dir else None)
+    return FitResult(history, best["epoch"], stopped_early, test, run_dir.path if run_dir else None, seconds,
+                     settings)
+
+
+def _state(settings: Mapping[str, Any], history: list, best: dict, epoch: int) -> dict[str, Any]:
+    return {"epoch": epoch, "settings": settings_json(settings), "history": history,
+            "schedule_position": epoch, "early_stopping": {"best_loss": best["loss"], "best_epoch": best["epoch"],
+                                                           "bad_epochs": best["bad_epochs"]}}
+
+
+def _checkpoint_with_best(program: Program, state: dict[str, Any], best: dict) -> Checkpoint:
+    """The last checkpoint also carries the best parameters so far, so a resumed run can still restore them
+    at an early stop."""
+    checkpoint = make_checkpoint(program, state)
+    checkpoint.best_params = dict(best["params"] or {})
+    return checkpoint
+
+
+def _diverged(program: Program, run_dir: RunDirectory | None, history: list, epoch: int, step: int,
+              loss: float) -> None:
+    kept = f"; the last good checkpoint is {run_dir.last} (epoch {epoch - 1})" if run_dir and history else ""
+    if run_dir is not None:
+        run_dir.write_metrics(history)
+    raise TrainingDiverged(f"the loss became {loss} at epoch {epoch}, step {step}: training stopped "
+                           f"(try a smaller learning rate){kept}")
