@@ -43,6 +43,46 @@ def _dense(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Re
     return y
 
 
+def _features(b: Builder, x: Ref, layer: str) -> tuple[TensorType, int]:
+    t: TensorType = b.type(x)
+    if t.rank == 0 or not isinstance(t.shape[-1], int):
+        raise ShapeError(f"{layer} needs an input whose last dimension is a fixed size, got {t}")
+    if not t.is_float:
+        raise ShapeError(f"{layer} expects a floating-point input, got {t}")
+    return t, t.shape[-1]
+
+
+def _normalize(b: Builder, x: Ref, mean: Ref, var: Ref, eps: float, gamma: Ref, beta: Ref) -> Ref:
+    return b.add(b.mul(b.div(b.sub(x, mean), b.sqrt(b.add(var, eps))), gamma), beta)
+
+
+def _layernorm(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
+    t, d = _features(b, x, "layernorm")
+    last = (t.rank - 1,)
+    mean = b.mean(x, axis=last, keepdims=True)
+    centered = b.sub(x, mean)
+    var = b.mean(b.mul(centered, centered), axis=last, keepdims=True)
+    return _normalize(b, x, mean, var, attrs["eps"], new_param("gamma", (d,), {"kind": "ones"}),
+                      new_param("beta", (d,), {"kind": "zeros"}))
+
+
+def _batchnorm(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
+    t, d = _features(b, x, "batchnorm")
+    if t.rank < 2:
+        raise ShapeError(f"batchnorm needs a batch of feature vectors, got {t}")
+    others = tuple(range(t.rank - 1))
+    batch_mean = b.mean(x, axis=others)
+    centered = b.sub(x, batch_mean)
+    batch_var = b.mean(b.mul(centered, centered), axis=others)
+    gamma = new_param("gamma", (d,), {"kind": "ones"})
+    beta = new_param("beta", (d,), {"kind": "zeros"})
+    mean = b.running_stat(batch_mean, new_param("running_mean", (d,), {"kind": "zeros"}))
+    var = b.running_stat(batch_var, new_param("running_var", (d,), {"kind": "ones"}))
+    return _normalize(b, x, mean, var, attrs["eps"], gamma, beta)
+
+
+EPS = AttrSpec("eps", "float", 1e-5, doc="added to the variance")
+
 LAYERS: dict[str, LayerDef] = {
     layer.name: layer
     for layer in (
@@ -57,6 +97,22 @@ LAYERS: dict[str, LayerDef] = {
             _dense,
             "x @ weight + bias",
             "weight [in, units] (init), bias [units] (zeros)",
+        ),
+        LayerDef(
+            "layernorm",
+            (EPS,),
+            _layernorm,
+            "(x - mean) / sqrt(var + eps) * gamma + beta, mean and var over the last axis of each example",
+            "gamma [features] (ones), beta [features] (zeros)",
+        ),
+        LayerDef(
+            "batchnorm",
+            (EPS,),
+            _batchnorm,
+            "(x - mean) / sqrt(var + eps) * gamma + beta, each feature (last axis) normalized with the batch's "
+            "mean and variance in training and with the running statistics outside training",
+            "gamma, beta [features] (ones, zeros); running_mean, running_var [features] (zeros, ones; not "
+            "trained: estimated from the training data after each epoch)",
         ),
     )
 }

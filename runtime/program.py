@@ -12,14 +12,15 @@ step, weight decay in the objective) that ``step`` and ``fit`` use; both share t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gradc.compiler.graph import Graph
-from gradc.compiler.passes.training import dropout_rates, training_graph
+from gradc.compiler.passes.training import dropout_rates, statistic_outputs, training_graph
 from gradc.dsl.diagnostics import GradcError
 
 from .backends import BACKENDS
@@ -30,6 +31,17 @@ from .params import check_params
 from .training import Evaluation, FitResult, evaluate_data, fit, predict, save_program
 
 TARGETS = tuple(BACKENDS)
+
+
+@dataclass
+class TrainingMode:
+    """How a program trains: the training graph's backend and feed checks, the drop probability of each
+    dropout mask input, and the batch-statistic outputs (output name -> running-statistic parameter)."""
+
+    backend: Any
+    feed_spec: FeedSpec
+    rates: dict[str, float]
+    statistics: dict[str, str]
 
 
 class Program:
@@ -48,7 +60,7 @@ class Program:
         self.optimizer = OptimizerState.create("sgd", self.params)
         self.weight_decay = weight_decay
         self.mask_rng = np.random.default_rng([seed, 2])
-        self._training: tuple[Any, FeedSpec, dict[str, float]] | None = None
+        self._training: TrainingMode | None = None
         self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
         self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
         self.epoch = 0  # epochs trained
@@ -81,17 +93,18 @@ class Program:
             self.weight_decay = float(strength)
             self._training = None
 
-    def training_backend(self):
-        """The backend, feed checks and dropout rates of the training graph (built on first use)."""
+    def training_mode(self) -> TrainingMode:
+        """The backend of the training graph, its feed checks, dropout rates and batch statistics (built on
+        first use)."""
         if self._training is None:
             graph = training_graph(self.source, self.weight_decay)
-            rates = dropout_rates(graph)
-            if not rates and self.weight_decay == 0.0:  # the training graph is the evaluation graph
-                self._training = (self.backend, self.feed_spec, {})
+            rates, statistics = dropout_rates(graph), statistic_outputs(graph)
+            if not rates and not statistics and self.weight_decay == 0.0:  # the same as the evaluation graph
+                self._training = TrainingMode(self.backend, self.feed_spec, {}, {})
             else:
                 check_params(graph, self.params)
-                self._training = (BACKENDS[self.target](graph, use_cache=self.use_cache),
-                                  FeedSpec.from_graph(graph), rates)
+                self._training = TrainingMode(BACKENDS[self.target](graph, use_cache=self.use_cache),
+                                              FeedSpec.from_graph(graph), rates, statistics)
         return self._training
 
     def step(self, inputs: Mapping[str, np.ndarray], lr: float | None = None, validate: bool = True) -> float:
@@ -103,24 +116,44 @@ class Program:
         was loaded; shapes and dtypes are always checked."""
         if self.graph.objective is None:
             raise GradcError("nothing to train: the model has no loss")
-        backend, spec, rates = self.training_backend()
-        if rates:
-            inputs = {**inputs, **self._masks(inputs, spec, rates)}
-        feeds = spec.check(inputs, scan_values=validate)
+        mode = self.training_mode()
+        if mode.rates:
+            inputs = {**inputs, **self._masks(inputs, mode)}
+        feeds = mode.feed_spec.check(inputs, scan_values=validate)
         if lr is not None:
             self.optimizer.hyper["lr"] = float(lr)
         self.optimizer.t += 1
-        return backend.train_step(feeds, self.params, self.optimizer)
+        return mode.backend.train_step(feeds, self.params, self.optimizer)
 
-    def _masks(self, inputs: Mapping[str, np.ndarray], spec: FeedSpec, rates: dict[str, float]):
+    def _masks(self, inputs: Mapping[str, np.ndarray], mode: TrainingMode, drop: bool = True):
+        """A dropout mask for each dropout: 0 with probability p, else 1/(1-p) (all ones with ``drop=False``)."""
         batch = len(next(iter(inputs.values())))
         masks = {}
-        for name, p in rates.items():
-            t = spec.declared[name]
+        for name, p in mode.rates.items():
+            t = mode.feed_spec.declared[name]
             shape = tuple(batch if isinstance(d, str) else d for d in t.shape)
-            keep = self.mask_rng.random(shape) >= p
-            masks[name] = (keep / (1.0 - p)).astype(t.numpy_dtype)
+            keep = self.mask_rng.random(shape) >= p if drop else np.ones(shape, bool)
+            masks[name] = (keep / (1.0 - p) if drop else keep).astype(t.numpy_dtype)
         return masks
+
+    def update_running_statistics(self, batches: Iterable[Mapping[str, np.ndarray]]) -> None:
+        """Set batchnorm's running mean and variance to their averages over ``batches`` (the training data,
+        in training-sized batches) of the training graph's batch statistics, without dropout: the
+        population statistics that evaluation normalizes with ("precise" batchnorm statistics)."""
+        mode = self.training_mode()
+        if not mode.statistics:
+            return
+        totals = {name: 0.0 for name in mode.statistics.values()}
+        rows = 0
+        for batch in batches:
+            feeds = mode.feed_spec.check({**batch, **self._masks(batch, mode, drop=False)}, scan_values=False)
+            results = mode.backend.forward(feeds, self.params)
+            n = len(next(iter(batch.values())))
+            for output, param in mode.statistics.items():
+                totals[param] = totals[param] + results[output].astype(np.float64) * n
+            rows += n
+        for param, total in totals.items():
+            self.params[param][...] = total / max(rows, 1)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         self.params = check_params(self.graph, values)

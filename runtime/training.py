@@ -316,6 +316,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
                 _diverged(program, run_dir, history, epoch, step, loss)
             total += loss * count(batch)
             reporter.progress(epoch, epochs, step, steps, loss)
+        program.update_running_statistics(batches(splits.train, settings["batch"], None))
         record: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "train_loss": total / count(splits.train)}
         validation = evaluate_arrays(program, splits.validation, task, "validation")
         record["val_loss"] = validation.loss if validation.count else None

@@ -158,11 +158,11 @@ def test_dropout_becomes_a_mask_in_training_only(small_spec):
 
 def test_dropout_masks_are_inverted_and_seeded(small_spec):
     program = gradc.compile(small_spec, seed=4)
-    _, spec, rates = program.training_backend()
-    masks = program._masks({"x": np.zeros((4000, 4))}, spec, rates)["dropout1.mask"]
+    mode = program.training_mode()
+    masks = program._masks({"x": np.zeros((4000, 4))}, mode)["dropout1.mask"]
     assert masks.shape == (4000, 8) and set(np.unique(masks)) == {0.0, 2.0}
     assert abs(np.mean(masks == 0) - 0.5) < 0.01
-    again = gradc.compile(small_spec, seed=4)._masks({"x": np.zeros((4000, 4))}, spec, rates)["dropout1.mask"]
+    again = gradc.compile(small_spec, seed=4)._masks({"x": np.zeros((4000, 4))}, mode)["dropout1.mask"]
     assert np.array_equal(masks, again)
 
 

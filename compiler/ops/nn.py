@@ -99,6 +99,29 @@ register(
 )
 
 
+def _running_stat_type(types: list[TensorType], attrs: dict) -> TensorType:
+    batch, running = types
+    if batch != running:
+        raise ShapeError(f"batch statistic {batch} does not match running statistic {running}")
+    return running
+
+
+register(
+    OpDef(
+        name="running_stat",
+        operands=("batch", "running"),
+        infer=_running_stat_type,
+        forward=lambda a, at: a[1],
+        grad=lambda b, n, g: [None, lambda: g],
+        category="internal",
+        public=False,
+        formula="batchnorm's statistic: the running one outside training, the batch one in training",
+        shape_rule="same as running",
+        scalar="{running}",
+    )
+)
+
+
 def _onehot_type(types: list[TensorType], attrs: dict) -> TensorType:
     labels, like = types
     if labels.shape != like.shape[:-1]:

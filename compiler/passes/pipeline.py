@@ -31,7 +31,8 @@ class Stage:
 PIPELINE: tuple[Stage, ...] = (
     Stage("stabilize", stabilize, "numerically stable rewrites (log_softmax, bce_with_logits, softplus)"),
     Stage("fold", constant_fold, "evaluate nodes whose operands are constants"),
-    Stage("simplify", simplify, "algebraic identities: x*1, x+0, x^1, -(-x), dropout outside training"),
+    Stage("simplify", simplify, "algebraic identities: x*1, x+0, x^1, -(-x); outside training, dropout is the identity "
+          "and batchnorm uses its running statistics"),
     Stage("cse", cse, "merge equal subexpressions"),
     Stage("dce", dce, "drop values nothing depends on"),
     Stage("autodiff", autodiff, "reverse-mode gradients of the objective, added to the graph"),

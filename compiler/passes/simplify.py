@@ -1,4 +1,5 @@
-"""Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1, -(-x), and dropout outside training.
+"""Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1, -(-x), and, outside training,
+dropout (the identity) and batchnorm's statistics (the running ones).
 
 A rule only fires when the result has exactly the type of the operand it returns, so a ``+ 0`` that
 broadcasts a smaller tensor up is kept.
@@ -35,6 +36,10 @@ def _dropout_outside_training(g: Graph, node: Node) -> int | None:
     return node.inputs[0]
 
 
+def _running_statistic_outside_training(g: Graph, node: Node) -> int | None:
+    return node.inputs[1]
+
+
 RULES: dict[str, Rule] = {
     "mul": _identity_operand(1.0, (0, 1)),
     "add": _identity_operand(0.0, (0, 1)),
@@ -43,6 +48,7 @@ RULES: dict[str, Rule] = {
     "pow": _identity_operand(1.0, (0,)),
     "neg": _double_negation,
     "dropout": _dropout_outside_training,
+    "running_stat": _running_statistic_outside_training,
 }
 
 

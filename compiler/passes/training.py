@@ -6,6 +6,9 @@
   run's seed. Outside training the pipeline's ``simplify`` pass removes dropout instead.
 - ``weight_decay`` (see :mod:`.regularize`): the objective gains lambda/2 * sum of squared weights.
 
+- ``batch_statistics``: batchnorm normalizes with the batch's mean and variance (outside training, with the
+  running statistics, which the runtime estimates from the training data after each epoch).
+
 ``training_stages(weight_decay)`` lists them as named stages, so ``gradc graph --train --stage NAME``
 shows the training graph after each one.
 """
@@ -36,6 +39,35 @@ def dropout_masks(graph: Graph) -> Graph:
     return g
 
 
+BATCH_SUFFIX = ".batch"
+
+
+def batch_statistics(graph: Graph) -> Graph:
+    """Batchnorm normalizes with the batch's statistics in training: each ``running_stat(batch, running)``
+    becomes ``batch``, which is also exposed as the output ``<running>.batch`` so the runtime can estimate
+    the running statistics from the training data."""
+    g = graph.copy()
+    for node_id in [n for n in g.order() if g.node(n).op == "running_stat"]:
+        batch, running = g.node(node_id).inputs
+        g.replace_uses(node_id, batch)
+        g.remove(node_id)
+        g.outputs[g.node(running).name + BATCH_SUFFIX] = batch
+    return g
+
+
+def train_mode(graph: Graph) -> Graph:
+    """Dropout masks and batch statistics: the graph as it behaves in training."""
+    return batch_statistics(dropout_masks(graph))
+
+
+def statistic_outputs(graph: Graph) -> dict[str, str]:
+    """Output name -> the running-statistic parameter it estimates, for the outputs ``batch_statistics``
+    added."""
+    params = graph.params()
+    return {name: name.removesuffix(BATCH_SUFFIX) for name in graph.outputs
+            if name.endswith(BATCH_SUFFIX) and name.removesuffix(BATCH_SUFFIX) in params}
+
+
 def dropout_rates(graph: Graph) -> dict[str, float]:
     """Mask input name -> drop probability, for the inputs that ``dropout_masks`` added."""
     return {name: graph.node(i).attrs["dropout"] for name, i in graph.inputs().items()
@@ -45,7 +77,8 @@ def dropout_rates(graph: Graph) -> dict[str, float]:
 def training_stages(decay: float = 0.0) -> tuple[Stage, ...]:
     """The passes of a training graph, in order: training mode, weight decay, then the pipeline."""
     return (
-        Stage("train-mode", dropout_masks, "dropout becomes x * mask, the mask fed each step"),
+        Stage("train-mode", train_mode, "dropout becomes x * mask, the mask fed each step; batchnorm uses batch "
+              "statistics"),
         Stage("weight-decay", weight_decay(decay), f"objective + {decay:g}/2 * sum of squared weights"),
         *PIPELINE,
     )
