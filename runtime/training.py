@@ -352,15 +352,25 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     seconds = time.perf_counter() - started
     if run_dir is not None:
         run_dir.write_curves(history, program.name)
-    summary = ", ".join(f"{k} {v:.4f}" for k, v in ({"loss": test.loss, **test.metrics}).items()) if test else ""
-    reporter.event("result", f"test: {summary} ({test.count} examples); {len(history)} epochs in {seconds:.1f}s"
-                   + (f"; best epoch {best['epoch']}" if best['epoch'] else "")
-                   + (f"; wrote {run_dir.path}" if run_dir else "") if test else
-                   f"trained {len(history)} epochs in {seconds:.1f}s",
+    reporter.event("result", _result_line(test, len(history), seconds, best["epoch"], run_dir),
                    test=test.as_dict() if test else None, seconds=seconds, best_epoch=best["epoch"],
                    run_dir=str(run_dir.path) if run_dir else None)
     return FitResult(history, best["epoch"], stopped_early, test, run_dir.path if run_dir else None, seconds,
                      settings)
+
+
+def _result_line(test: Evaluation | None, epochs: int, seconds: float, best_epoch: int,
+                 run_dir: RunDirectory | None) -> str:
+    """``test: loss 0.0893, accuracy 0.9778 (270 examples); 21 epochs in 3.4s; best epoch 16; wrote runs/...``"""
+    parts = [f"{epochs} epochs in {seconds:.1f}s"]
+    if test is not None:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in {"loss": test.loss, **test.metrics}.items())
+        parts[0] = f"test: {scores} ({test.count} examples); {parts[0]}"
+    if best_epoch:
+        parts.append(f"best epoch {best_epoch}")
+    if run_dir is not None:
+        parts.append(f"wrote {run_dir.path}")
+    return "; ".join(parts)
 
 
 def _state(settings: Mapping[str, Any], history: list, best: dict, epoch: int) -> dict[str, Any]:
