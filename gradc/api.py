@@ -71,5 +71,6 @@ def load_checkpoint(model: str | Path | ModelSpec, checkpoint: str | Path, targe
     spec = model if isinstance(model, ModelSpec) else load(model)
     saved = Checkpoint.load(checkpoint)
     program = compile(spec, target=target, cache=cache)
+    saved.check_spec(program.graph, checkpoint)
     restore(program, saved, checkpoint)
     return program

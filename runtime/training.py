@@ -216,8 +216,7 @@ def save_program(program: Program, path: str | Path) -> None:
 
 
 def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
-    """Parameters, optimizer state and scaling from a checkpoint (the spec must match)."""
-    checkpoint.check_spec(program.graph, path)
+    """Parameters, optimizer state and scaling from a checkpoint whose spec was checked against the program."""
     program.set_params(checkpoint.params)
     meta = checkpoint.meta
     program.optimizer = OptimizerState.create(meta["optimizer"], program.params, **meta["hyperparameters"])
@@ -276,7 +275,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     start_epoch = 1
     if resume is not None:
         checkpoint = Checkpoint.load(resume)
-        checkpoint.check_spec(program.graph, resume)
+        checkpoint.check_spec(program.graph, resume)  # the model first: its settings only matter if it is the same
         differences = _resume_mismatch(checkpoint, settings)
         if differences:
             raise GradcError(f"cannot resume from {resume}: the run's settings differ ({'; '.join(differences)})")
