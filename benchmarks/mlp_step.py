@@ -10,6 +10,10 @@ of growing depth, each in a fresh process without the cache.
     python benchmarks/mlp_step.py                    # everything, a markdown report on stdout
     python benchmarks/mlp_step.py --json out.json    # also the raw figures
 
+With a GPU (numba-cuda sees a device, and PyTorch has CUDA), a CUDA section times gradc's cuda target beside
+PyTorch eager on the GPU, each step copying its NumPy batch in and synchronizing, and reports ratios to
+gradc-cuda; elsewhere the report says why it was not measured.
+
 PyTorch and JAX are optional: a framework that is not installed is reported as missing.
 """
 
@@ -107,7 +111,8 @@ def _torch_model():
     return torch.nn.Sequential(*layers)
 
 
-def _torch_step(model, batch: int) -> Step:
+def _torch_step(model, batch: int, on_gpu: bool = False) -> Step:
+    """On the GPU, each step copies its NumPy batch in and synchronizes instead of reading the loss back."""
     import torch
 
     x, y = data(batch)
@@ -115,13 +120,17 @@ def _torch_step(model, batch: int) -> Step:
     params = list(model.parameters())
 
     def step() -> float:
+        inputs, labels = (tx.cuda(), ty.cuda()) if on_gpu else (tx, ty)
         for p in params:
             p.grad = None
-        loss = torch.nn.functional.cross_entropy(model(tx), ty)
+        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
         loss.backward()
         with torch.no_grad():
             for p in params:
                 p.add_(p.grad, alpha=-LR)
+        if on_gpu:
+            torch.cuda.synchronize()
+            return 0.0
         return float(loss)
 
     return step
@@ -168,6 +177,33 @@ def setup_jax(batch: int) -> Step:
     return step
 
 
+def setup_gradc_cuda(batch: int) -> Step:
+    """gradc's cuda target: the batch is copied in each step (from NumPy), the loss stays on the device."""
+    from numba import cuda
+
+    import gradc
+
+    program = gradc.compile(gradc.loads(mlp_source()), target="cuda", cache=False)
+    x, y = data(batch)
+    feeds = {"x": x, "y": y}
+
+    def step() -> float:
+        program.step(feeds, lr=LR, validate=False, fetch=False)
+        cuda.synchronize()
+        return 0.0
+
+    return step
+
+
+def setup_torch_cuda(batch: int) -> Step:
+    """PyTorch eager on the GPU, under the same terms: the NumPy batch copied in each step, loss not read."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ImportError("this PyTorch has no CUDA device")
+    return _torch_step(_torch_model().cuda(), batch, on_gpu=True)
+
+
 FRAMEWORKS: dict[str, Callable[[int], Step]] = {
     "gradc": setup_gradc,
     "pytorch": setup_torch,
@@ -175,6 +211,16 @@ FRAMEWORKS: dict[str, Callable[[int], Step]] = {
     "jax.jit": setup_jax,
     "numpy": setup_numpy,
 }
+CUDA_FRAMEWORKS: dict[str, Callable[[int], Step]] = {"gradc-cuda": setup_gradc_cuda, "pytorch-cuda": setup_torch_cuda}
+
+
+def gpu_absent() -> str | None:
+    """Why the CUDA section cannot run here, or None when a real GPU is present."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return "NUMBA_ENABLE_CUDASIM is set: the simulator's timings mean nothing"
+    from numba import cuda
+
+    return None if cuda.is_available() else "no CUDA device found"
 
 
 # ---------------------------------------------------------------- measuring
@@ -188,7 +234,7 @@ def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -
         for name in names:
             try:
                 start = time.perf_counter()
-                step = FRAMEWORKS[name](batch)
+                step = {**FRAMEWORKS, **CUDA_FRAMEWORKS}[name](batch)
                 step()
                 results["first_call_s"][f"{name}@{batch}"] = time.perf_counter() - start
                 ready[name] = step
@@ -279,24 +325,35 @@ def versions() -> dict[str, str]:
     return found
 
 
-def report(results: dict) -> str:
-    found = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
-    lines = [f"machine: {results['machine']}", f"versions: {found}", "",
-             "ms per training step (median of interleaved rounds); ratio = framework / gradc", ""]
-    batches = results["batches"]
-    lines.append("| framework | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |")
-    lines.append("|---|" + "---|" * (len(batches) + 1))
-    gradc_ms = results["median_ms"].get("gradc", {})
+def table(results: dict, batches: list[int], baseline: str) -> list[str]:
+    lines = ["| framework | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |",
+             "|---|" + "---|" * (len(batches) + 1)]
+    base_ms = results["median_ms"].get(baseline, {})
     for name, per_batch in results["median_ms"].items():
         cells = []
         for b in batches:
             ms = per_batch[b]
-            ratio = ms / gradc_ms[b] if b in gradc_ms else float("nan")
+            ratio = ms / base_ms[b] if b in base_ms else float("nan")
             cells.append(f"{ms:.3f} ({ratio:.2f}x)")
         first = results["first_call_s"].get(f"{name}@{batches[0]}", float("nan"))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {first:.2f} |")
     for name, why in results["missing"].items():
         lines.append(f"| {name} | not installed ({why}) |")
+    return lines
+
+
+def report(results: dict) -> str:
+    found = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+    lines = [f"machine: {results['machine']}", f"versions: {found}", "",
+             "ms per training step (median of interleaved rounds); ratio = framework / gradc", ""]
+    batches = results["batches"]
+    lines += table(results, batches, "gradc")
+    cuda = results.get("cuda")
+    if isinstance(cuda, dict):
+        lines += ["", f"CUDA ({cuda['device']}): ms per step; ratio = framework / gradc-cuda", ""]
+        lines += table(cuda, batches, "gradc-cuda")
+    elif cuda:
+        lines += ["", f"CUDA: not measured ({cuda})"]
     if results.get("peak_mib"):
         lines += ["", "peak resident memory at batch 128, each framework alone in its own process (MiB):", ""]
         lines += [f"- {name}: {value}" for name, value in results["peak_mib"].items()]
@@ -331,6 +388,15 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "batches": args.batches,
                "command": " ".join(["python", *sys.argv])}
     results.update(interleaved(args.batches, args.rounds, args.steps, args.frameworks))
+    absent = gpu_absent()
+    if absent is None:
+        from numba import cuda
+
+        results["cuda"] = interleaved(args.batches, args.rounds, args.steps, list(CUDA_FRAMEWORKS))
+        results["cuda"]["device"] = cuda.get_current_device().name.decode() if isinstance(
+            cuda.get_current_device().name, bytes) else str(cuda.get_current_device().name)
+    else:
+        results["cuda"] = absent
     if not args.no_memory:
         results["peak_mib"] = {name: child(["--peak-memory-child", name, "128"]) for name in args.frameworks
                                if name not in results["missing"]}

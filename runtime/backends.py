@@ -2,8 +2,11 @@
 
 - ``forward(feeds, params)``: outputs and losses;
 - ``gradients(feeds, params)``: also ``grad/<name>`` for every parameter and float input;
-- ``train_step(feeds, params, optimizer)``: forward, backward and the optimizer's update of the parameter
-  and state arrays in place; returns the objective before the update.
+- ``train_step(feeds, params, optimizer, fetch=True)``: forward, backward and the optimizer's update of the
+  parameter and state arrays in place; returns the objective before the update (with ``fetch=False`` a
+  device target may return a handle that its ``loss_tracker`` adds up without copying it back).
+
+and keeps the host's arrays current through ``pull`` and ``host_may_change``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,43 @@ from .reference import evaluate
 Arrays = Mapping[str, np.ndarray]
 
 
-class ReferenceBackend:
+class HostLossTracker:
+    """The training loop's sum of batch losses, for targets whose losses are host numbers."""
+
+    immediate = True  # each loss is known at once, so divergence is caught at its step
+
+    def __init__(self):
+        self.total, self.bad_step, self.bad_value = 0.0, 0, 0.0
+
+    def add(self, loss: float, weight: float, step: int) -> float:
+        self.total += loss * weight
+        if not self.bad_step and not np.isfinite(loss):
+            self.bad_step, self.bad_value = step, loss
+        return loss
+
+    def finish(self) -> tuple[float, int, float]:
+        return self.total, self.bad_step, self.bad_value
+
+
+class HostMemory:
+    """Targets whose parameters are the host's arrays: nothing to copy either way."""
+
+    def pull(self) -> None:
+        """Make the host's parameter and optimizer-state arrays current (a device target copies back)."""
+
+    def host_may_change(self) -> None:
+        """The host may write its arrays in place: a device target uploads them before their next use."""
+
+    def loss_tracker(self) -> HostLossTracker:
+        return HostLossTracker()
+
+
+class ReferenceBackend(HostMemory):
     """Node by node with the NumPy reference forwards: exact, slow, the yardstick for the other targets."""
 
     target = "reference"
 
-    def __init__(self, graph: Graph, use_cache: bool = True):
+    def __init__(self, graph: Graph, use_cache: bool = True, sibling: object = None):
         self.graph = graph
 
     def forward(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
@@ -41,7 +75,8 @@ class ReferenceBackend:
         grads = {f"grad/{n}": i for n, i in self.graph.grads.items()}
         return self._run(feeds, params, {**self.graph.outputs, **self.graph.losses, **grads})
 
-    def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState) -> float:
+    def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState,
+                   fetch: bool = True) -> float:
         g = self.graph
         wanted = {"objective": g.objective, **{n: g.grads[n] for n in params}}
         values = self._run(feeds, params, wanted)
@@ -66,12 +101,12 @@ class CompileReport:
     kernels: int = 0
 
 
-class CpuBackend:
+class CpuBackend(HostMemory):
     """The Numba CPU target: the fused graph lowered to one ``@njit`` function per entry point."""
 
     target = "cpu"
 
-    def __init__(self, graph: Graph, use_cache: bool = True):
+    def __init__(self, graph: Graph, use_cache: bool = True, sibling: object = None):
         self.graph = graph if graph.kernels is not None else fuse(graph)
         self.lowered = lower_cpu(self.graph, cache=use_cache)
         key = program_key(self.graph, self.target)
@@ -142,7 +177,8 @@ class CpuBackend:
     def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         return self._call("gradients", feeds, params)
 
-    def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState) -> float:
+    def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState,
+                   fetch: bool = True) -> float:
         name = TRAIN_PREFIX + optimizer.definition.name
         if name not in self.lowered.entry_points:
             raise GradcError("nothing to train: the model has no objective or no parameters")
@@ -155,4 +191,11 @@ class CpuBackend:
         return {key: np.asarray(value) for key, value in zip(point.returns, results, strict=True)}
 
 
-BACKENDS = {"reference": ReferenceBackend, "cpu": CpuBackend}
+def _cuda_backend(graph: Graph, use_cache: bool = True, sibling: object = None):
+    from .cuda_backend import CudaBackend  # numba.cuda is imported only when the target is used
+
+    return CudaBackend(graph, use_cache, sibling)
+
+
+BACKENDS = {"reference": ReferenceBackend, "cpu": CpuBackend, "cuda": _cuda_backend}
+COMPILED_TARGETS = ("cpu", "cuda")

@@ -31,6 +31,8 @@ from .params import check_params
 from .training import Evaluation, FitResult, evaluate_data, fit, predict, save_program
 
 TARGETS = tuple(BACKENDS)
+TARGET_HELP = ("cpu: compiled with Numba (default); cuda: numba-cuda kernels on an NVIDIA GPU (without one, "
+               "NUMBA_ENABLE_CUDASIM=1 runs them on Numba's CUDA simulator, slowly); reference: NumPy, node by node")
 
 
 @dataclass
@@ -54,10 +56,10 @@ class Program:
         self.source = source if source is not None else graph
         self.target = target
         self.use_cache = use_cache
-        self.params: dict[str, np.ndarray] = check_params(graph, params)
+        self._params: dict[str, np.ndarray] = check_params(graph, params)
         self.backend = BACKENDS[target](graph, use_cache=use_cache)
         self.feed_spec = FeedSpec.from_graph(graph)
-        self.optimizer = OptimizerState.create("sgd", self.params)
+        self.optimizer = OptimizerState.create("sgd", self._params)
         self.weight_decay = weight_decay
         self.mask_rng = np.random.default_rng([seed, 2])
         self._training: TrainingMode | None = None
@@ -69,6 +71,29 @@ class Program:
     def name(self) -> str:
         return self.graph.model_name
 
+    # ------------------------------------------------------------ parameters
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The parameters, by name, current and writable: on a device target this copies them back from the
+        device, and the next step uploads them again (whatever the caller wrote in place)."""
+        self.backend.pull()
+        self.backend.host_may_change()
+        return self._params
+
+    def host_params(self) -> dict[str, np.ndarray]:
+        """The parameters (and the optimizer's state) made current on the host, to read only: nothing is
+        uploaded again afterwards."""
+        self.backend.pull()
+        return self._params
+
+    def forward_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs and losses for feeds already checked against the evaluation graph."""
+        return self.backend.forward(feeds, self._params)
+
+    def loss_tracker(self):
+        """What the training loop adds its batch losses up with (on the device, for a device target)."""
+        return self.training_mode().backend.loss_tracker()
+
     def _feeds(self, inputs: Mapping[str, np.ndarray], validate: bool = True) -> dict[str, np.ndarray]:
         return self.feed_spec.check(inputs, scan_values=validate)
 
@@ -77,14 +102,14 @@ class Program:
             raise GradcError("nothing to differentiate: the model has no loss and no single scalar output")
         feeds = self._feeds(inputs)
         if grad:
-            return self.backend.gradients(feeds, self.params)
-        return self.backend.forward(feeds, self.params)
+            return self.backend.gradients(feeds, self._params)
+        return self.backend.forward(feeds, self._params)
 
     # ------------------------------------------------------------ training
     def set_optimizer(self, name: str = "sgd", **hyperparameters: float) -> OptimizerState:
         """Train with ``name`` (sgd, momentum, nesterov, adagrad, rmsprop, adam) from now on; its state starts
         at zero. Unnamed hyperparameters take the train block's defaults."""
-        self.optimizer = OptimizerState.create(name, self.params, **hyperparameters)
+        self.optimizer = OptimizerState.create(name, self._params, **hyperparameters)
         return self.optimizer
 
     def set_weight_decay(self, strength: float) -> None:
@@ -102,18 +127,21 @@ class Program:
             if not rates and not statistics and self.weight_decay == 0.0:  # the same as the evaluation graph
                 self._training = TrainingMode(self.backend, self.feed_spec, {}, {})
             else:
-                check_params(graph, self.params)
-                self._training = TrainingMode(BACKENDS[self.target](graph, use_cache=self.use_cache),
+                check_params(graph, self._params)
+                backend = BACKENDS[self.target](graph, use_cache=self.use_cache, sibling=self.backend)
+                self._training = TrainingMode(backend,
                                               FeedSpec.from_graph(graph), rates, statistics)
         return self._training
 
-    def step(self, inputs: Mapping[str, np.ndarray], lr: float | None = None, validate: bool = True) -> float:
+    def step(self, inputs: Mapping[str, np.ndarray], lr: float | None = None, validate: bool = True,
+             fetch: bool = True) -> float:
         """One training step, in place: forward, backward and the optimizer's update of the parameters (plain
         SGD unless :meth:`set_optimizer` chose another), in one native call on the cpu target. ``lr``, when
         given, becomes the optimizer's learning rate from this step on (a schedule sets it each epoch).
         Dropout masks are drawn from the program's seeded generator. Returns the loss before the update.
         ``validate=False`` skips the scans of the values (NaN, label range) for data that was checked when it
-        was loaded; shapes and dtypes are always checked."""
+        was loaded; shapes and dtypes are always checked. ``fetch=False`` lets a device target keep the loss on
+        the device and return a handle for :meth:`loss_tracker`."""
         if self.graph.objective is None:
             raise GradcError("nothing to train: the model has no loss")
         mode = self.training_mode()
@@ -123,7 +151,7 @@ class Program:
         if lr is not None:
             self.optimizer.hyper["lr"] = float(lr)
         self.optimizer.t += 1
-        return mode.backend.train_step(feeds, self.params, self.optimizer)
+        return mode.backend.train_step(feeds, self._params, self.optimizer, fetch=fetch)
 
     def _masks(self, inputs: Mapping[str, np.ndarray], mode: TrainingMode, drop: bool = True):
         """A dropout mask for each dropout: 0 with probability p, else 1/(1-p) (all ones with ``drop=False``)."""
@@ -147,17 +175,18 @@ class Program:
         rows = 0
         for batch in batches:
             feeds = mode.feed_spec.check({**batch, **self._masks(batch, mode, drop=False)}, scan_values=False)
-            results = mode.backend.forward(feeds, self.params)
+            results = mode.backend.forward(feeds, self._params)
             n = len(next(iter(batch.values())))
             for output, param in mode.statistics.items():
                 totals[param] = totals[param] + results[output].astype(np.float64) * n
             rows += n
+        params = self.params  # current on the host, and uploaded again after this write
         for param, total in totals.items():
-            self.params[param][...] = total / max(rows, 1)
+            params[param][...] = total / max(rows, 1)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
-        self.params = check_params(self.graph, values)
-        self.optimizer = OptimizerState.create(self.optimizer.definition.name, self.params, **self.optimizer.hyper)
+        self._params = check_params(self.graph, values)
+        self.optimizer = OptimizerState.create(self.optimizer.definition.name, self._params, **self.optimizer.hyper)
 
     # ------------------------------------------------------------ whole datasets
     def fit(self, data: Any = None, **settings: Any) -> FitResult:

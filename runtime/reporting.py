@@ -40,7 +40,8 @@ class Reporter:
         else:
             print(text, file=self.out, flush=True)
 
-    def progress(self, epoch: int, epochs: int, step: int, steps: int, loss: float) -> None:
+    def progress(self, epoch: int, epochs: int, step: int, steps: int, loss: float | None) -> None:
+        """A progress bar with the last loss (None where the loss stays on the device until the epoch ends)."""
         if not self.progress_enabled:
             return
         now = time.monotonic()
@@ -50,8 +51,8 @@ class Reporter:
         width = 30
         filled = int(width * step / steps)
         bar = "#" * filled + "-" * (width - filled)
-        print(f"\repoch {epoch}/{epochs} [{bar}] {step}/{steps} loss {loss:.4f}", end="", file=sys.stderr,
-              flush=True)
+        shown = f" loss {loss:.4f}" if loss is not None else ""
+        print(f"\repoch {epoch}/{epochs} [{bar}] {step}/{steps}{shown}", end="", file=sys.stderr, flush=True)
         if step == steps:
             print("\r" + " " * (width + 50) + "\r", end="", file=sys.stderr, flush=True)
 

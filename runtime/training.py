@@ -134,7 +134,7 @@ def evaluate_arrays(program: Program, arrays: Arrays, task: Task, split_name: st
         return Evaluation(split_name, 0, float("nan"), {})
     loss_total, predictions = 0.0, []
     for batch in batches(arrays, EVAL_BATCH, None):
-        results = program.backend.forward(program.feed_spec.check(batch, scan_values=False), program.params)
+        results = program.forward_feeds(program.feed_spec.check(batch, scan_values=False))
         loss_total += objective_value(program, results) * count(batch)
         if task.prediction is not None:
             predictions.append(results[task.prediction])
@@ -195,7 +195,7 @@ def predict(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
             feeds[name] = np.zeros(shape, t.numpy_dtype)
     if program.scaling is not None:
         feeds = program.scaling.apply(feeds)
-    results = program.backend.forward(program._feeds(feeds), program.params)
+    results = program.forward_feeds(program._feeds(feeds))
     return {name: results[name] for name in g.outputs}
 
 
@@ -207,7 +207,8 @@ def make_checkpoint(program: Program, state: dict[str, Any]) -> Checkpoint:
             "optimizer": program.optimizer.definition.name, "hyperparameters": program.optimizer.hyper,
             "step": program.optimizer.t, **state}
     scaling = program.scaling.to_arrays() if program.scaling is not None else {}
-    return Checkpoint(dict(program.params), meta, dict(program.optimizer.state), scaling)
+    params = program.host_params()  # one copy back from a device target: parameters and optimizer state
+    return Checkpoint(dict(params), meta, dict(program.optimizer.state), scaling)
 
 
 def save_program(program: Program, path: str | Path) -> None:
@@ -219,7 +220,7 @@ def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
     """Parameters, optimizer state and scaling from a checkpoint whose spec was checked against the program."""
     program.set_params(checkpoint.params)
     meta = checkpoint.meta
-    program.optimizer = OptimizerState.create(meta["optimizer"], program.params, **meta["hyperparameters"])
+    program.optimizer = OptimizerState.create(meta["optimizer"], program.host_params(), **meta["hyperparameters"])
     program.optimizer.t = int(meta.get("step", 0))
     for name, arrays in checkpoint.optimizer_state.items():
         if name in program.optimizer.state:
@@ -308,13 +309,15 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
         program.optimizer.hyper["lr"] = lr
         program.mask_rng = np.random.default_rng([settings["seed"], epoch, 2])
         shuffle = np.random.default_rng([settings["seed"], epoch, 1])
-        total = 0.0
+        losses = program.loss_tracker()  # a device target keeps the losses on the device until the epoch ends
         for step, batch in enumerate(batches(splits.train, settings["batch"], shuffle), start=1):
-            loss = program.step(batch, validate=False)
-            if not np.isfinite(loss):
+            loss = losses.add(program.step(batch, validate=False, fetch=losses.immediate), count(batch), step)
+            if losses.immediate and not np.isfinite(loss):
                 _diverged(program, run_dir, history, epoch, step, loss)
-            total += loss * count(batch)
             reporter.progress(epoch, epochs, step, steps, loss)
+        total, bad_step, bad_loss = losses.finish()
+        if bad_step:
+            _diverged(program, run_dir, history, epoch, bad_step, bad_loss)
         program.update_running_statistics(batches(splits.train, settings["batch"], None))
         record: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "train_loss": total / count(splits.train)}
         validation = evaluate_arrays(program, splits.validation, task, "validation")
@@ -328,7 +331,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
         improved = monitored < best["loss"]
         if improved:
             best.update(loss=monitored, epoch=epoch, bad_epochs=0,
-                        params={k: v.copy() for k, v in program.params.items()})
+                        params={k: v.copy() for k, v in program.host_params().items()})
         else:
             best["bad_epochs"] += 1
         program.epoch = epoch

@@ -1,9 +1,15 @@
 import os
 from pathlib import Path
 
-import pytest
+# The cuda target's tests run on Numba's CUDA simulator unless GRADC_TEST_GPU=1 asks for the real GPU: set
+# before anything imports Numba, whose configuration reads the variable once.
+REAL_GPU = os.environ.get("GRADC_TEST_GPU") == "1"
+if not REAL_GPU:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
-from gradc.cli import main
+import pytest  # noqa: E402
+
+from gradc.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted((ROOT / "models").glob("*.model"))

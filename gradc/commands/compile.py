@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 from gradc.compiler.printers.text import describe_kernel
+from gradc.runtime.backends import COMPILED_TARGETS
 from gradc.runtime.files import atomic_write_text
 
 from ..api import compile as compile_model
 from .common import load_spec
-
-COMPILED_TARGETS = ("cpu",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "gradients, train_sgd; the other optimizers' steps compile on first use), and "
                                    "report the kernels, the compile time and whether the on-disk cache was hit.")
     p.add_argument("file", help="the .model file")
-    p.add_argument("--target", choices=COMPILED_TARGETS, default="cpu")
+    p.add_argument("--target", choices=COMPILED_TARGETS, default="cpu",
+                   help="cpu (Numba, default) or cuda (numba-cuda kernels; NUMBA_ENABLE_CUDASIM=1 without a GPU)")
     p.add_argument("--emit", metavar="DIR", help="write the generated source into DIR")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.add_argument("-v", "--verbose", action="store_true", help="say why the cache missed")
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for kernel in graph.kernels:
         print(f"  {describe_kernel(graph, kernel)}")
     print(f"entry points: {', '.join(backend.lowered.entry_points)}")
-    state = "hit" if report.cache_hit else ("off" if args.no_cache else "miss")
+    state = "off" if args.no_cache else {True: "hit", False: "miss", None: "n/a"}[report.cache_hit]
     print(f"compile time: {report.seconds:.2f} s (cache {state}); {total:.2f} s in all")
     if args.verbose:
         print(f"cache entry: {report.directory}")

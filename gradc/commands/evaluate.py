@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gradc.runtime.program import TARGETS
+from gradc.runtime.program import TARGET_HELP, TARGETS
 
 from ..api import load_checkpoint
 from .common import load_spec
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint (best.npz, last.npz)")
     p.add_argument("--split", choices=("test", "validation", "train", "all"), default="test")
     add_setting_options(p, ("data", "label", "seed", "validation", "test"))
-    p.add_argument("--target", choices=TARGETS, default="cpu")
+    p.add_argument("--target", choices=TARGETS, default="cpu", help=TARGET_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.set_defaults(handler=run)

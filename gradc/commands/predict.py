@@ -11,7 +11,7 @@ from gradc.dsl.diagnostics import DataError
 from gradc.runtime.data import data_inputs, find_task
 from gradc.runtime.datasets import read_csv_features
 from gradc.runtime.files import load_npz, save_npz
-from gradc.runtime.program import TARGETS
+from gradc.runtime.program import TARGET_HELP, TARGETS
 
 from ..api import load_checkpoint
 from .common import describe_array, load_spec
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inputs", required=True, metavar="X", help=".npz with arrays named after the inputs, or "
                                                                ".csv with a header (feature columns in order)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the .npz file to write")
-    p.add_argument("--target", choices=TARGETS, default="cpu")
+    p.add_argument("--target", choices=TARGETS, default="cpu", help=TARGET_HELP)
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.set_defaults(handler=run)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gradc.runtime.files import load_npz, save_npz
-from gradc.runtime.program import TARGETS
+from gradc.runtime.program import TARGET_HELP, TARGETS
 
 from ..api import compile as compile_model
 from .common import describe_array, load_spec, parse_assignments
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for parameter initialization (default 0)")
     p.add_argument("--grad", action="store_true", help="also compute gradients")
     p.add_argument("--target", choices=TARGETS, default="cpu",
-                   help="cpu: compiled with Numba (default); reference: NumPy, node by node")
+                   help=TARGET_HELP)
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.add_argument("-o", "--output", help="write every result to this .npz file")
     p.set_defaults(handler=run)

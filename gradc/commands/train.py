@@ -7,7 +7,7 @@ from typing import Any
 
 from gradc.compiler.frontend import ModelSpec
 from gradc.dsl.train_schema import TRAIN_KEYS, default_settings, format_setting, option_name, setting_from_text
-from gradc.runtime.program import TARGETS
+from gradc.runtime.program import TARGET_HELP, TARGETS
 
 from ..api import compile as compile_model
 from .common import load_spec
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "metrics.jsonl and curves.png in runs/<model>-<timestamp>/.")
     p.add_argument("file", help="the .model file")
     add_setting_options(p)
-    p.add_argument("--target", choices=TARGETS, default="cpu", help="cpu (default) or reference (NumPy, slow)")
+    p.add_argument("--target", choices=TARGETS, default="cpu", help=TARGET_HELP)
     p.add_argument("--out", metavar="DIR", help="the run folder (default: runs/<model>-<timestamp>)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (last.npz) of the same model and "
                                                      "settings")

@@ -1,0 +1,528 @@
+"""The CUDA target's kernel library, through numba-cuda.
+
+- Device functions with the names the op registry's scalar templates call (``sigmoid``, ``gelu``, ...), so
+  a fused loop's code is the same text on both targets.
+- Kernels of the ops that are not loops: softmax rows, the losses, ``hinge_grad``, and the optimizer
+  updates. Every sum is a parallel tree reduction in shared memory (one block per softmax row; one block
+  over the rows of a loss), accumulated in float64 as on the CPU target.
+- Launch helpers that derive a launch configuration from the shapes of each call: threads per block are a
+  power of two no larger than the work (so tiny shapes launch tiny blocks, which also keeps Numba's CUDA
+  simulator fast), blocks cover the rest.
+- :class:`Workspace`, the device buffers a program reuses from step to step.
+
+Import this module only after deciding to use the CUDA target: importing ``numba.cuda`` reads
+``NUMBA_ENABLE_CUDASIM``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+from numba.core import config
+
+from .cuda import MAX_THREADS, TILES
+
+LOG_FLOOR = -100.0
+EPS = 1e-12
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+GELU_SIGMOID_SCALE = 1.702
+MAX_BLOCKS = 65535  # every kernel strides over its grid, so a smaller grid still covers the work
+# Numba's CUDA simulator runs each thread of a block as a Python thread, one block after another: there a
+# launch uses one block of at most 16 threads (tiles of 4), and the grid-stride loops do the rest.
+ON_SIMULATOR = bool(config.ENABLE_CUDASIM)
+SIMULATOR_THREADS = 16
+
+
+def device(function):
+    return cuda.jit(device=True, cache=True)(function)
+
+
+# ---------------------------------------------------------------- device functions for scalar templates
+
+
+@device
+def sigmoid(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@device
+def softplus(x):
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@device
+def relu(x):
+    return x if x > 0 else x * 0
+
+
+@device
+def log(x):
+    if x > 0:
+        return math.log(x)
+    if x == 0:
+        return -math.inf
+    return math.nan
+
+
+@device
+def sqrt(x):
+    return math.sqrt(x) if x >= 0 else math.nan
+
+
+@device
+def power(a, b):
+    return a**b
+
+
+@device
+def sign(x):
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    return 0.0
+
+
+@device
+def gelu(x, approximate):
+    if approximate:
+        return x * sigmoid(GELU_SIGMOID_SCALE * x)
+    return 0.5 * x * (1.0 + math.erf(x * SQRT_HALF))
+
+
+@device
+def gelu_grad(x, approximate):
+    if approximate:
+        s = sigmoid(GELU_SIGMOID_SCALE * x)
+        return s + GELU_SIGMOID_SCALE * x * s * (1.0 - s)
+    return 0.5 * (1.0 + math.erf(x * SQRT_HALF)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
+
+
+@device
+def clamped_log(x):
+    return max(math.log(x), LOG_FLOOR) if x > 0 else LOG_FLOOR
+
+
+@device
+def bce_grad(p, y):
+    return (p - y) / max(p * (1.0 - p), EPS)
+
+
+@device
+def logit(p):
+    return clamped_log(p) - clamped_log(1.0 - p)
+
+
+@device
+def block_sum(buffer, value, thread, threads):
+    """The sum of ``value`` over a 1-D block (``threads`` a power of two): a tree in shared memory.
+    Every thread of the block must call it; every thread gets the total."""
+    buffer[thread] = value
+    cuda.syncthreads()
+    stride = threads // 2
+    while stride > 0:
+        if thread < stride:
+            buffer[thread] += buffer[thread + stride]
+        cuda.syncthreads()
+        stride //= 2
+    total = buffer[0]
+    cuda.syncthreads()
+    return total
+
+
+@device
+def block_max(buffer, value, thread, threads):
+    buffer[thread] = value
+    cuda.syncthreads()
+    stride = threads // 2
+    while stride > 0:
+        if thread < stride:
+            buffer[thread] = max(buffer[thread], buffer[thread + stride])
+        cuda.syncthreads()
+        stride //= 2
+    total = buffer[0]
+    cuda.syncthreads()
+    return total
+
+
+# ---------------------------------------------------------------- launch configurations
+
+
+def threads_for(work: int, limit: int = MAX_THREADS) -> int:
+    """The smallest power of two that covers ``work``, at most ``limit`` (and, on the simulator, 16)."""
+    limit = min(limit, SIMULATOR_THREADS) if ON_SIMULATOR else limit
+    threads = 1
+    while threads < min(work, limit):
+        threads *= 2
+    return threads
+
+
+def blocks_for(work: int, per_block: int) -> int:
+    return 1 if ON_SIMULATOR else max(1, min(MAX_BLOCKS, -(-work // per_block)))
+
+
+def launch_flat(kernel, size: int, *args) -> None:
+    """One thread per element."""
+    threads = threads_for(size)
+    kernel[blocks_for(size, threads), threads](*args)
+
+
+def launch_rows(kernel, kept: int, reduced: int, kept_inner: bool, *args) -> None:
+    """A reduction kernel: block x spans kept output slots, block y the reduced elements of each slot, and a
+    tree over y in shared memory sums them. Kept slots that are the innermost (contiguous) axes get up to 32
+    threads in x, so neighbouring threads read neighbouring elements."""
+    x = threads_for(kept, 32) if kept_inner else 1
+    y = threads_for(reduced, MAX_THREADS // x)
+    kernel[blocks_for(kept, x), (x, y)](*args)
+
+
+def launch_tiled(kernels: dict, rows: int, cols: int, batch: int, *args) -> None:
+    """A tiled matrix product: a TILE x TILE block of threads per output tile, the largest tile (4, 8 or 16)
+    that the output fills."""
+    tile = TILES[0] if ON_SIMULATOR else max([t for t in TILES if t <= max(min(rows, cols), TILES[0])])
+    grid = (blocks_for(cols, tile), blocks_for(rows, tile), blocks_for(max(batch, 1), 1))
+    kernels[tile][grid, (tile, tile)](*args)
+
+
+# ---------------------------------------------------------------- buffers
+
+
+class Workspace:
+    """Device buffers by (value, shape): a step reuses the buffers of the step before instead of allocating."""
+
+    def __init__(self):
+        self.buffers: dict[tuple, object] = {}
+
+    def array(self, key: int, shape: tuple, dtype) -> object:
+        shape = shape or (1,)  # a 0-d value is a 1-element array on the device
+        buffer = self.buffers.get((key, shape, dtype))
+        if buffer is None:
+            buffer = cuda.device_array(shape, dtype=dtype)
+            self.buffers[(key, shape, dtype)] = buffer
+        return buffer
+
+    def filled(self, key: int, shape: tuple, dtype, value: float) -> object:
+        buffer = self.array(key, shape, dtype)
+        flat = buffer.reshape(buffer.size)
+        launch_flat(_fill, flat.size, flat, value)
+        return buffer
+
+
+@cuda.jit(cache=True)
+def _fill(out, value):
+    i = cuda.grid(1)
+    while i < out.size:
+        out[i] = value
+        i += cuda.gridsize(1)
+
+
+def fill_value(out, value) -> None:
+    """out[0] = value (a count known from the shapes, such as a batch size)."""
+    _fill[1, 1](out, value)
+
+
+def flat(array):
+    return array.reshape(array.size)
+
+
+# ---------------------------------------------------------------- softmax rows
+
+
+@cuda.jit(cache=True)
+def _softmax3(x, out, log_output):
+    """One block per row (i, k) of x viewed as [outer, C, inner]: tree max, tree sum of exponentials."""
+    buffer = cuda.shared.array(MAX_THREADS, float64)
+    outer, classes, inner = x.shape
+    thread, threads = cuda.threadIdx.x, cuda.blockDim.x
+    row = cuda.blockIdx.x
+    while row < outer * inner:
+        i, k = row // inner, row % inner
+        top = -math.inf
+        c = thread
+        while c < classes:
+            top = max(top, float64(x[i, c, k]))
+            c += threads
+        top = block_max(buffer, top, thread, threads)
+        total = 0.0
+        c = thread
+        while c < classes:
+            total += math.exp(x[i, c, k] - top)
+            c += threads
+        total = block_sum(buffer, total, thread, threads)
+        shift = top + math.log(total)
+        c = thread
+        while c < classes:
+            out[i, c, k] = x[i, c, k] - shift if log_output else math.exp(x[i, c, k] - top) / total
+            c += threads
+        row += cuda.gridDim.x
+
+
+def softmax3(x, out, log_output: bool) -> None:
+    outer, classes, inner = x.shape
+    _softmax3[blocks_for(outer * inner, 1), threads_for(classes)](x, out, log_output)
+
+
+# ---------------------------------------------------------------- losses: one block, a tree over the rows
+
+
+@device
+def _cross_entropy_row(scores, labels, i, smoothing, from_logits):
+    classes = scores.shape[1]
+    label = labels[i]
+    if label < 0 or label >= classes:
+        return math.nan  # the host checks labels; a bad one on the device poisons the loss visibly
+    if from_logits:
+        top = float64(scores[i, 0])
+        for c in range(1, classes):
+            top = max(top, float64(scores[i, c]))
+        s = 0.0
+        for c in range(classes):
+            s += math.exp(scores[i, c] - top)
+        shift = top + math.log(s)
+        row = -(1.0 - smoothing) * (scores[i, label] - shift)
+        if smoothing != 0.0:
+            for c in range(classes):
+                row -= smoothing / classes * (scores[i, c] - shift)
+        return row
+    row = -(1.0 - smoothing) * clamped_log(float64(scores[i, label]))
+    if smoothing != 0.0:
+        for c in range(classes):
+            row -= smoothing / classes * clamped_log(float64(scores[i, c]))
+    return row
+
+
+@cuda.jit(cache=True)
+def _cross_entropy2(scores, labels, smoothing, from_logits, out):
+    buffer = cuda.shared.array(MAX_THREADS, float64)
+    thread, threads = cuda.threadIdx.x, cuda.blockDim.x
+    rows = scores.shape[0]
+    total = 0.0
+    i = thread
+    while i < rows:
+        total += _cross_entropy_row(scores, labels, i, smoothing, from_logits)
+        i += threads
+    total = block_sum(buffer, total, thread, threads)
+    if thread == 0:
+        out[0] = total / max(rows, 1)
+
+
+def cross_entropy2(scores, labels, smoothing: float, from_logits: bool, out) -> None:
+    _cross_entropy2[1, threads_for(scores.shape[0])](scores, labels, smoothing, from_logits, out)
+
+
+@cuda.jit(cache=True)
+def _hinge2(scores, labels, delta, out):
+    buffer = cuda.shared.array(MAX_THREADS, float64)
+    thread, threads = cuda.threadIdx.x, cuda.blockDim.x
+    rows, classes = scores.shape
+    total = 0.0
+    i = thread
+    while i < rows:
+        label = labels[i]
+        if label < 0 or label >= classes:
+            total += math.nan
+        else:
+            for c in range(classes):
+                if c != label:
+                    total += max(0.0, scores[i, c] - scores[i, label] + delta)
+        i += threads
+    total = block_sum(buffer, total, thread, threads)
+    if thread == 0:
+        out[0] = total / max(rows, 1)
+
+
+def hinge2(scores, labels, delta: float, out) -> None:
+    _hinge2[1, threads_for(scores.shape[0])](scores, labels, delta, out)
+
+
+@cuda.jit(cache=True)
+def _hinge_grad2(scores, labels, delta, out):
+    rows, classes = scores.shape
+    for i in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        label = labels[i]
+        active = 0.0
+        for c in range(classes):
+            if c != label and scores[i, c] - scores[i, label] + delta > 0:
+                out[i, c] = 1.0
+                active += 1.0
+            else:
+                out[i, c] = 0.0
+        if 0 <= label < classes:
+            out[i, label] = -active
+
+
+def hinge_grad2(scores, labels, delta: float, out) -> None:
+    launch_flat(_hinge_grad2, scores.shape[0], scores, labels, delta, out)
+
+
+@cuda.jit(cache=True)
+def _kl_div2(q, p, out):
+    buffer = cuda.shared.array(MAX_THREADS, float64)
+    thread, threads = cuda.threadIdx.x, cuda.blockDim.x
+    rows, classes = q.shape
+    total = 0.0
+    i = thread
+    while i < rows:
+        for c in range(classes):
+            if p[i, c] > 0:
+                total += p[i, c] * (math.log(p[i, c]) - log(q[i, c]))
+        i += threads
+    total = block_sum(buffer, total, thread, threads)
+    if thread == 0:
+        out[0] = total / max(rows, 1)
+
+
+def kl_div2(q, p, out) -> None:
+    _kl_div2[1, threads_for(q.shape[0])](q, p, out)
+
+
+FLAT_LOSSES = ("mse", "mae", "huber", "bce", "bce_with_logits", "l2")  # codes 0..5 of _flat_term
+
+
+@device
+def _flat_term(kind, p, t, parameter):
+    """One element's term of a loss over flat arrays (a device function cannot be passed to a kernel)."""
+    if kind == 0:
+        return (p - t) * (p - t)
+    if kind == 1:
+        return abs(p - t)
+    if kind == 2:
+        r = abs(p - t)
+        return 0.5 * r * r if r <= parameter else parameter * (r - 0.5 * parameter)
+    if kind == 3:
+        return -(t * clamped_log(p) + (1.0 - t) * clamped_log(1.0 - p))
+    if kind == 4:
+        return softplus(p) - t * p
+    return 0.5 * p * p
+
+
+@cuda.jit(cache=True)
+def _flat_loss(a, b, kind, parameter, mean, out):
+    buffer = cuda.shared.array(MAX_THREADS, float64)
+    thread, threads = cuda.threadIdx.x, cuda.blockDim.x
+    total = 0.0
+    i = thread
+    while i < a.size:
+        total += _flat_term(kind, float64(a[i]), float64(b[i]), parameter)
+        i += threads
+    total = block_sum(buffer, total, thread, threads)
+    if thread == 0:
+        out[0] = total / max(a.size, 1) if mean else total
+
+
+def _flat_launcher(name: str):
+    kind = FLAT_LOSSES.index(name)
+
+    def launch(a, b, parameter: float, out) -> None:
+        _flat_loss[1, threads_for(a.size)](a, b, kind, parameter, name != "l2", out)
+
+    launch.__name__ = f"{name}1"
+    return launch
+
+
+mse1, mae1, huber1, bce1, bce_with_logits1 = (_flat_launcher(n) for n in FLAT_LOSSES[:5])
+_l2 = _flat_launcher("l2")
+
+
+def l2_1(x, out) -> None:
+    _l2(x, x, 0.0, out)
+
+
+# ---------------------------------------------------------------- optimizer updates, in place, one thread per
+# element (formulas in gradc.compiler.optimizers). The hosts' names match the CPU library's routines.
+
+
+@cuda.jit(cache=True)
+def _sgd(p, g, lr):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        p[i] -= lr * g[i]
+
+
+@cuda.jit(cache=True)
+def _momentum(p, g, v, lr, mu):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        v[i] = mu * v[i] - lr * g[i]
+        p[i] += v[i]
+
+
+@cuda.jit(cache=True)
+def _nesterov(p, g, v, lr, mu):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        previous = v[i]
+        v[i] = mu * v[i] - lr * g[i]
+        p[i] += -mu * previous + (1.0 + mu) * v[i]
+
+
+@cuda.jit(cache=True)
+def _adagrad(p, g, s, lr, eps):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        s[i] += g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(s[i]) + eps)
+
+
+@cuda.jit(cache=True)
+def _rmsprop(p, g, s, lr, rho, eps):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(s[i]) + eps)
+
+
+@cuda.jit(cache=True)
+def _adam(p, g, m, v, lr, beta1, beta2, eps, correct1, correct2):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
+        p[i] -= lr * (m[i] / correct1) / (math.sqrt(v[i] / correct2) + eps)
+
+
+def sgd_update(p, g, lr, t) -> None:
+    launch_flat(_sgd, p.size, flat(p), flat(g), lr)
+
+
+def momentum_update(p, g, v, lr, mu, t) -> None:
+    launch_flat(_momentum, p.size, flat(p), flat(g), flat(v), lr, mu)
+
+
+def nesterov_update(p, g, v, lr, mu, t) -> None:
+    launch_flat(_nesterov, p.size, flat(p), flat(g), flat(v), lr, mu)
+
+
+def adagrad_update(p, g, s, lr, eps, t) -> None:
+    launch_flat(_adagrad, p.size, flat(p), flat(g), flat(s), lr, eps)
+
+
+def rmsprop_update(p, g, s, lr, rho, eps, t) -> None:
+    launch_flat(_rmsprop, p.size, flat(p), flat(g), flat(s), lr, rho, eps)
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, t) -> None:
+    launch_flat(_adam, p.size, flat(p), flat(g), flat(m), flat(v), lr, beta1, beta2, eps,
+                1.0 - beta1**t, 1.0 - beta2**t)
+
+
+# ---------------------------------------------------------------- the training loop's loss, kept on the device
+
+
+@cuda.jit(cache=True)
+def _accumulate_loss(loss, weight, step, totals):
+    """totals[0] += loss * weight; totals[1] = the first step whose loss was not finite (0: none)."""
+    if cuda.grid(1) == 0:
+        value = loss[0]
+        totals[0] += value * weight
+        if totals[1] == 0 and not math.isfinite(value):
+            totals[1] = step
+            totals[2] = value
+
+
+def accumulate_loss(loss, weight: float, step: int, totals) -> None:
+    _accumulate_loss[1, 1](loss, weight, step, totals)
+
+
+def as_numpy_dtype(name: str):
+    return np.dtype({"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}[name])
