@@ -14,7 +14,6 @@ Without a GPU, the target refuses with a message that names Numba's CUDA simulat
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +31,6 @@ from .optimizer_state import OptimizerState
 
 Arrays = Mapping[str, np.ndarray]
 SIMULATOR_ENV = "NUMBA_ENABLE_CUDASIM"
-SIMULATOR_SWITCH_INTERVAL = 1e-5  # seconds
 
 
 def cuda_module():
@@ -129,10 +127,6 @@ class CudaBackend:
         self.cuda = cuda_module()
         from gradc.compiler.lower import cuda_lib
 
-        if on_simulator():
-            # The simulator runs a block's threads as Python threads, and each cuda.syncthreads() waits for all
-            # of them: with Python's default 5 ms thread switch interval a tiled product takes 8x longer.
-            sys.setswitchinterval(SIMULATOR_SWITCH_INTERVAL)
 
         self.lib = cuda_lib
         self.graph = graph if graph.kernels is not None else fuse(graph)
