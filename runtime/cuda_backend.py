@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from gradc.compiler.fusion import fuse
 from gradc.compiler.graph import Graph
 from gradc.compiler.lower.common import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX
 from gradc.compiler.lower.cuda import lower_cuda
+from gradc.compiler.lower.cuda_simulator import fast_thread_switching
 from gradc.dsl.diagnostics import GradcError
 
 from .compile_cache import load_source, program_key
@@ -127,8 +129,8 @@ class CudaBackend:
         self.cuda = cuda_module()
         from gradc.compiler.lower import cuda_lib
 
-
         self.lib = cuda_lib
+        self._kernel_scope = fast_thread_switching if cuda_lib.ON_SIMULATOR else nullcontext
         self.graph = graph if graph.kernels is not None else fuse(graph)
         self.lowered = lower_cuda(self.graph, cache=use_cache and not on_simulator())
         key = program_key(self.graph, self.target + ("-simulator" if on_simulator() else ""))
@@ -169,9 +171,8 @@ class CudaBackend:
                 optimizer = OptimizerState.create(point.optimizer.name, params)
                 optimizer.t = 1
                 args += scratch.device_state(optimizer, self._param_order) + optimizer.hyperparameters() + [1]
-            getattr(self.loaded.module, name)(self.workspace, *args)
+            self._launch(name, *args)
             self.cuda.synchronize()
-            self._compiled.add(name)
         self.report.seconds += time.perf_counter() - start
         self.report.cache_hit = None  # numba-cuda compiles each kernel at its first launch, from its own cache
         self.report.reasons = ["the cuda target compiles each kernel at its first launch; on a GPU numba-cuda "
@@ -179,6 +180,13 @@ class CudaBackend:
         return self.report
 
     # -------------------------------------------------------------- running
+    def _launch(self, name: str, *args: Any):
+        """Run the host function of an entry point (which launches its kernels)."""
+        with self._kernel_scope():
+            results = getattr(self.loaded.module, name)(self.workspace, *args)
+        self._compiled.add(name)
+        return results
+
     def _args(self, feeds: Arrays, device_params: dict[str, Any]) -> list[Any]:
         args = []
         for kind, key in self._plan:
@@ -201,8 +209,7 @@ class CudaBackend:
 
     def _call(self, name: str, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         args = self._args(feeds, self.mirror.device_params(params))
-        results = getattr(self.loaded.module, name)(self.workspace, *args)
-        self._compiled.add(name)
+        results = self._launch(name, *args)
         point = self.lowered.entry_points[name]
         out = {}
         for key, value in zip(point.returns, results, strict=True):
@@ -218,9 +225,8 @@ class CudaBackend:
             raise GradcError("nothing to train: the model has no objective or no parameters")
         args = self._args(feeds, self.mirror.device_params(params))
         args += self.mirror.device_state(optimizer, self._param_order)
-        loss = getattr(self.loaded.module, name)(self.workspace, *args, *optimizer.hyperparameters(), optimizer.t)
+        loss = self._launch(name, *args, *optimizer.hyperparameters(), optimizer.t)
         self.mirror.device_newer = True
-        self._compiled.add(name)
         return float(loss.copy_to_host()[0]) if fetch else loss
 
     # -------------------------------------------------------------- the host's view

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,16 +25,7 @@ from gradc.runtime.sampling import random_inputs
 
 pytestmark = pytest.mark.cuda
 BATCH = 3  # tiny: the simulator runs every CUDA thread as a Python thread
-# mlp_digits (64-128-64-10) takes minutes per gradient pass on the simulator: it runs on a real GPU, or on the
-# simulator with GRADC_TEST_SLOW=1.
-SLOW_ON_SIMULATOR = {"mlp_digits"}
-RUN_SLOW = REAL_GPU or os.environ.get("GRADC_TEST_SLOW") == "1"
-
-
-def model_params() -> list:
-    return [pytest.param(m.stem, marks=pytest.mark.skipif(
-        m.stem in SLOW_ON_SIMULATOR and not RUN_SLOW, reason="minutes on the simulator (GRADC_TEST_SLOW=1)"))
-        for m in MODELS]
+MODEL_NAMES = [m.stem for m in MODELS]
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -50,14 +43,12 @@ def programs():
     """A cpu and a cuda program of every model, compiled once for this module."""
     compiled = {}
     for model in MODELS:
-        if model.stem in SLOW_ON_SIMULATOR and not RUN_SLOW:
-            continue
         spec = gradc.load(model)
         compiled[model.stem] = (gradc.compile(spec, target="cpu", seed=1), gradc.compile(spec, target="cuda", seed=1))
     return compiled
 
 
-@pytest.mark.parametrize("model", model_params())
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_models_on_cuda_match_cpu(programs, model):
     cpu, cuda = programs[model]
     inputs = random_inputs(cpu.graph, BATCH, np.random.default_rng(5))
@@ -91,7 +82,7 @@ def test_training_steps_on_cuda_match_cpu(optimizer):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model", model_params())
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_every_model_trains_on_cuda_like_on_cpu(model):
     """fit() on a few random rows, with the model's own training recipe (dropout, batchnorm and weight decay
     included): the same losses per epoch and the same parameters on both targets."""
@@ -205,3 +196,51 @@ def test_without_a_gpu_the_cuda_target_names_the_simulator():
     assert result.returncode == 1
     assert "no CUDA device found" in result.stderr and "NUMBA_ENABLE_CUDASIM=1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _SlowLookups(dict):
+    """A dict whose look-up yields to other threads, so a check-then-store without a lock is caught."""
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        time.sleep(0.005)
+        return value
+
+
+@pytest.mark.skipif(REAL_GPU, reason="a simulator fix")
+def test_the_simulators_shared_arrays_are_one_per_block_even_when_threads_race():
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+
+    from gradc.compiler.lower import cuda_lib  # importing it on the simulator applies the fix
+
+    assert cuda_lib.ON_SIMULATOR
+    shared = FakeCUDAShared(0)
+    shared._allocations = _SlowLookups()
+    arrays, barrier = [], threading.Barrier(8)
+
+    def thread():
+        barrier.wait()
+        arrays.append(shared.array(4, np.float64))
+
+    threads = [threading.Thread(target=thread) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(arrays) == 8 and all(a is arrays[0] for a in arrays), "threads of one block got different arrays"
+
+
+@pytest.mark.skipif(REAL_GPU, reason="a simulator stress test")
+def test_block_reductions_stay_right_with_fast_thread_switching():
+    from gradc.compiler.lower import cuda_lib
+    from gradc.compiler.lower.cuda_simulator import fast_thread_switching
+
+    cuda = cuda_lib.cuda
+    rng = np.random.default_rng(0)
+    with fast_thread_switching():
+        for _ in range(20):
+            x = rng.normal(size=(16, 3, 1)).astype(np.float32)
+            out = cuda.device_array_like(x)
+            cuda_lib.softmax3(cuda.to_device(x), out, False)
+            e = np.exp(x - x.max(1, keepdims=True))
+            np.testing.assert_allclose(out.copy_to_host(), e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)

@@ -24,7 +24,6 @@ only mangled names and numbers reach the source, and comments map every launch t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import numpy as np
@@ -107,10 +106,11 @@ def _decompose(position: str, dims: list[str], indices: list[str], depth: int) -
 class _LoopBody:
     """The per-element code of a loop kernel, with positional names so that kernels that differ only in sizes
     or in which values they read share one compiled kernel. ``registers`` names values already computed
-    (a matrix product's, in an epilogue)."""
+    (a matrix product's, in an epilogue); ``first_external`` and ``first_output`` number its operands and
+    results after the ones a kernel already has (an epilogue's come after the product's)."""
 
     def __init__(self, f: _HostFunction, domain: tuple, nodes: list[Node], stored: set[int],
-                 registers: dict[int, str] | None = None, first_external: int = 0):
+                 registers: dict[int, str] | None = None, first_external: int = 0, first_output: int = 0):
         self.f = f
         self.domain = domain
         self.index = [f"i{k}" for k in range(len(domain))]
@@ -122,6 +122,7 @@ class _LoopBody:
         self.stored = [n for n in nodes if n.id in stored and n.id in self.local]
         self.externals: list[int] = []
         self.first_external = first_external
+        self.first_output = first_output
         self.outputs: list[int] = [n.id for n in self.stored + self.reductions]
         primary_axes = tuple(self.reductions[0].attrs["axis"]) if self.reductions else ()
         self.primary = [r for r in self.reductions if tuple(r.attrs["axis"]) == primary_axes]
@@ -130,7 +131,7 @@ class _LoopBody:
         self.kept_axes = [k for k in range(len(domain)) if k not in primary_axes]
 
     def out(self, node_id: int) -> str:
-        return f"o{self.outputs.index(node_id)}"
+        return f"o{self.first_output + self.outputs.index(node_id)}"
 
     def external(self, node_id: int) -> str:
         if node_id not in self.externals:
@@ -193,7 +194,7 @@ class _LoopBody:
 
     def signature(self, leading: list[str]) -> str:
         operands = [f"x{self.first_external + j}" for j in range(len(self.externals))]
-        results = [f"o{j}" for j in range(len(self.outputs))]
+        results = [f"o{self.first_output + j}" for j in range(len(self.outputs))]
         return "def {name}(" + ", ".join([*leading, *operands, *results]) + "):"
 
     def flat_kernel(self, cache: bool) -> str:
@@ -433,14 +434,13 @@ class _HostFunction:
 
         members = [node, *epilogue]
         stored = self._stored(members)
-        body = _LoopBody(self, node.type.shape if not batched else (), epilogue, stored,
-                         registers={node.id: "acc"}, first_external=2)
+        product_outputs = [node.id] if node.id in stored else []
+        body = _LoopBody(self, node.type.shape if not batched else (), epilogue, stored, registers={node.id: "acc"},
+                         first_external=2, first_output=len(product_outputs))
         lines = body.element(2) if epilogue else []
-        outputs = ([node.id] if node.id in stored else []) + body.outputs
+        outputs = product_outputs + body.outputs
         out_index = "z, i0, i1" if batched else "i0, i1"
-        product_store = [f"        o{0}[{out_index}] = acc"] if node.id in stored else []
-        shift = 1 if node.id in stored else 0
-        lines = [_renumber_outputs(line, shift) for line in lines]
+        product_store = [f"        o0[{out_index}] = acc"] if product_outputs else []
         dtype = NUMBA_TYPES[node.type.dtype]
         params = ["d0", "d1", "d2", *(["d3"] if batched else []), "x0", "x1",
                   *(f"x{2 + j}" for j in range(len(body.externals))), *(f"o{j}" for j in range(len(outputs)))]
@@ -501,13 +501,6 @@ class _HostFunction:
 
 def _indent(line: str, levels: int) -> str:
     return "    " * levels + line
-
-
-def _renumber_outputs(line: str, shift: int) -> str:
-    """Epilogue results come after the product's own output, when that is stored."""
-    if not shift:
-        return line
-    return re.sub(r"\bo([0-9]+)\b", lambda m: f"o{int(m.group(1)) + shift}", line)
 
 
 # ------------------------------------------------------------------ ops that are not loops

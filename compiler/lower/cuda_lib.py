@@ -23,6 +23,7 @@ from numba import cuda, float64
 from numba.core import config
 
 from .cuda import MAX_THREADS, TILES
+from .cuda_simulator import patch_shared_memory_race
 
 LOG_FLOOR = -100.0
 EPS = 1e-12
@@ -34,6 +35,8 @@ MAX_BLOCKS = 65535  # every kernel strides over its grid, so a smaller grid stil
 # launch uses one block of at most 16 threads (tiles of 4), and the grid-stride loops do the rest.
 ON_SIMULATOR = bool(config.ENABLE_CUDASIM)
 SIMULATOR_THREADS = 16
+if ON_SIMULATOR:
+    patch_shared_memory_race()
 
 
 def device(function):
