@@ -5,6 +5,7 @@ message without a GPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from conftest import MODELS, REAL_GPU, ROOT
+from cuda_ptx import LaunchRecorder
 from test_ops import CASES, build_case, case_id
 from test_targets import MIXED_MODELS, TOLERANCE, assert_close
 
@@ -26,6 +28,18 @@ from gradc.runtime.sampling import random_inputs
 pytestmark = pytest.mark.cuda
 BATCH = 3  # tiny: the simulator runs every CUDA thread as a Python thread
 MODEL_NAMES = [m.stem for m in MODELS]
+PTX_COMPUTE_CAPABILITY = "9.0"  # Hopper (H100/H200), the GPUs this project is lent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def launches():
+    """Every kernel this module launches on the simulator, with its argument types: the last test compiles
+    them all for a real GPU."""
+    if REAL_GPU:
+        yield None
+        return
+    with LaunchRecorder() as recorder:
+        yield recorder
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -244,3 +258,31 @@ def test_block_reductions_stay_right_with_fast_thread_switching():
             cuda_lib.softmax3(cuda.to_device(x), out, False)
             e = np.exp(x - x.max(1, keepdims=True))
             np.testing.assert_allclose(out.copy_to_host(), e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------- last: everything launched above, for a GPU
+
+
+@pytest.mark.skipif(REAL_GPU, reason="on a GPU every kernel is compiled and run for real")
+def test_every_kernel_launched_here_compiles_for_a_real_gpu(launches, tmp_path):
+    """The simulator never type-checks a kernel: compile each one the tests above launched (every op case,
+    every model's forward, gradients and training recipe, every optimizer) to PTX through NVVM, with the
+    argument types a device would see, and the matmul kernels at every tile size."""
+    if not launches.launches:
+        pytest.skip("run with the rest of this module: it compiles the kernels the other tests launched")
+    path = tmp_path / "launches.json"
+    launches.dump(path)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    shards = max(1, min(4, os.cpu_count() or 1))
+    workers = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "cuda_ptx.py"), str(path), "--cc",
+                                 PTX_COMPUTE_CAPABILITY, "--shard", f"{k}/{shards}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               for k in range(shards)]
+    compiled, failures = 0, []
+    for worker in workers:
+        out, err = worker.communicate()
+        assert worker.returncode in (0, 1) and out.strip(), out[-4000:] + err[-4000:]
+        summary = json.loads(out.splitlines()[-1])
+        compiled, failures = compiled + summary["compiled"], failures + summary["failures"]
+    assert not failures, "\n".join(failures)
+    assert compiled >= len(launches.launches), (compiled, len(launches.launches))
