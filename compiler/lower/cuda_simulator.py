@@ -8,13 +8,13 @@ manager thread that polls the others. Two things follow:
   is missing, allocates and stores a new array, with no lock between the look-up and the store
   (numba-cuda 0.30, ``simulator/kernelapi.py``, ``FakeCUDAShared.array``). When Python switches threads
   between the two, two threads of one block get *different* arrays, and a tree reduction through them
-  sums garbage. It is rare at Python's default switch interval (5 ms) and common at a short one; a stress
-  test (``tests/test_cuda.py``) reproduces it. :func:`patch_shared_memory_race` makes the allocation
-  atomic.
+  sums garbage. It is rare at Python's default switch interval (5 ms) and about one launch in 150 at a
+  short one. :func:`patch_shared_memory_race` makes the allocation atomic (``tests/test_cuda.py`` forces
+  the thread switch inside the look-up to check it).
 - **Barriers cost a thread switch each.** Every ``syncthreads`` waits until the polling thread sees all
   threads blocked, so a kernel's time is dominated by switch intervals, not by work.
-  :func:`fast_thread_switching` shortens the interval while kernels run (about eight times faster on the
-  tiled matmul) and restores it after. It is safe only once the race above is patched.
+  :func:`fast_thread_switching` shortens the interval while kernels run (training runs about three times
+  faster) and restores it after. It is safe only once the race above is patched.
 
 Nothing here runs on a real GPU.
 """
