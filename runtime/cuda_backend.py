@@ -13,7 +13,6 @@ Without a GPU, the target refuses with a message that names Numba's CUDA simulat
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -47,10 +46,6 @@ def cuda_module():
             f"without a GPU, on Numba's CUDA simulator (slow; for tests on small shapes), set "
             f"{SIMULATOR_ENV}=1, e.g. `{SIMULATOR_ENV}=1 gradc train MODEL --target cuda`")
     return cuda
-
-
-def on_simulator() -> bool:
-    return os.environ.get(SIMULATOR_ENV, "0") not in ("", "0")
 
 
 class DeviceMirror:
@@ -130,10 +125,11 @@ class CudaBackend:
         from gradc.compiler.lower import cuda_lib
 
         self.lib = cuda_lib
-        self._kernel_scope = fast_thread_switching if cuda_lib.ON_SIMULATOR else nullcontext
+        simulated = cuda_lib.ON_SIMULATOR  # as Numba read NUMBA_ENABLE_CUDASIM, one answer for the process
+        self._kernel_scope = fast_thread_switching if simulated else nullcontext
         self.graph = graph if graph.kernels is not None else fuse(graph)
-        self.lowered = lower_cuda(self.graph, cache=use_cache and not on_simulator())
-        key = program_key(self.graph, self.target + ("-simulator" if on_simulator() else ""))
+        self.lowered = lower_cuda(self.graph, cache=use_cache and not simulated)
+        key = program_key(self.graph, self.target + ("-simulator" if simulated else ""))
         start = time.perf_counter()
         self.loaded = load_source(self.lowered.source, key, use_cache)
         self.report = CompileReport(self.target, key, str(self.loaded.directory), False,
