@@ -78,7 +78,9 @@ def _propagate(b: Builder, node, total: Ref, relevant: set[int], contributions) 
 
 
 def fit_to(b: Builder, grad: Ref, target: Ref) -> Ref:
-    """Sum a broadcast gradient back to ``target``'s shape, or broadcast a reduced one up to it."""
+    """Sum a broadcast gradient back to ``target``'s shape, or broadcast a reduced one up to it; a gradient
+    always has its variable's dtype."""
+    grad = b.cast_to(grad, b.type(target).dtype)
     have, want = b.type(grad), b.type(target)
     if have.shape == want.shape:
         return grad

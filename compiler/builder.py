@@ -2,20 +2,24 @@
 
 The front end (AST -> graph), autodiff and the rewrite passes all add nodes through a :class:`Builder`,
 so every node is checked by its op's shape rule the same way. ``builder.mul(a, 2.0)`` is shorthand for
-``builder.emit("mul", a, 2.0)``; a Python number becomes a constant of the other operands' dtype.
+``builder.emit("mul", a, 2.0)``; a Python number becomes a constant of the other operands' dtype (a float number
+among integer tensors only takes the graph's ``float_dtype``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from gradc.dsl.diagnostics import ShapeError
+
 from .graph import Graph
 from .ops.registry import REGISTRY, get_op
-from .types import FLOAT_DTYPES, TensorType
+from .types import FLOAT_DTYPES, NUMPY_DTYPES, TensorType
 
 
 class Ref(int):
@@ -53,6 +57,7 @@ class Builder:
         else:
             shape = ()
             value = float(value) if dtype in FLOAT_DTYPES else int(value)
+            check_representable(value, dtype)
         return Ref(
             self.graph.add(
                 "const", (), TensorType(shape, dtype), {"value": value},
@@ -66,18 +71,23 @@ class Builder:
         in_types = [self.type(r) for r in refs]
         attrs = complete_attrs(op_name, in_types, attrs)
         out_type = op.infer(in_types, attrs)
+        refs = [self.cast_to(r, out_type.dtype) if k in op.casts else r for k, r in enumerate(refs)]
         return Ref(
             self.graph.add(
                 op_name, refs, out_type, attrs, line=self.line, col=self.col, name=name, origin=self.origin
             )
         )
 
+    def cast_to(self, ref: Ref, dtype: str) -> Ref:
+        """``ref`` converted to ``dtype`` (itself when it has that dtype already)."""
+        return ref if self.type(ref).dtype == dtype else self.emit("cast", ref, dtype=dtype)
+
     def _operands(self, operands: tuple[int | float, ...]) -> list[Ref]:
         dtypes = [self.type(o).dtype for o in operands if isinstance(o, Ref)]
         dtype = next((d for d in dtypes if d in FLOAT_DTYPES), None)
         if dtype is None:
             ints_only = all(float(o).is_integer() for o in operands if not isinstance(o, Ref))
-            dtype = dtypes[0] if dtypes and ints_only else "f32"
+            dtype = dtypes[0] if dtypes and ints_only else self.graph.float_dtype
         return [o if isinstance(o, Ref) else self.const(o, dtype) for o in operands]
 
     def __getattr__(self, op_name: str):
@@ -103,3 +113,16 @@ def complete_attrs(op_name: str, in_types: list[TensorType], attrs: dict[str, An
     if op.normalize is not None:
         full = op.normalize(in_types, full)
     return full
+
+
+def check_representable(value: float | int, dtype: str) -> None:
+    """A number must keep its meaning in the dtype it takes: finite, and within the dtype's range (a float is
+    rounded once to the nearest value of the dtype; that is the only change allowed)."""
+    if dtype in FLOAT_DTYPES:
+        largest = float(np.finfo(NUMPY_DTYPES[dtype]).max)
+        if not math.isfinite(value) or abs(value) > largest:
+            raise ShapeError(f"the number {value:g} is not a finite {dtype} (largest {largest:g})")
+    else:
+        info = np.iinfo(NUMPY_DTYPES[dtype])
+        if not info.min <= value <= info.max:
+            raise ShapeError(f"the number {value} does not fit in {dtype} ({info.min} to {info.max})")

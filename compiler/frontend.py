@@ -7,11 +7,14 @@ dependencies. Every node it emits records the line and column it came from and t
 
 from __future__ import annotations
 
+import math
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from gradc.dsl import ast
 from gradc.dsl.diagnostics import Diagnostic, ModelError, ShapeError, SourceLocation, did_you_mean
@@ -25,6 +28,8 @@ from .layers import LAYERS
 from .ops.registry import REGISTRY
 from .types import TensorType
 
+# Ops on integers alone that give an integer exactly, whatever its size (Python's integers do not overflow).
+EXACT_INTEGER_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "neg": operator.neg}
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow", "@": "matmul"}
 DEFINING = (ast.InputDecl, ast.ParamDecl, ast.Assign, ast.OutputDecl, ast.LossDecl)
 
@@ -67,6 +72,7 @@ class _FrontEnd:
         self._collect_definitions()
         symbol = self._batch_symbol()
         self.graph = Graph(name, symbol)
+        self.graph.float_dtype = self._float_dtype()
         self.builder = Builder(self.graph)
         for stmt in self._sorted_definitions():
             self._lower_statement(stmt)
@@ -131,6 +137,11 @@ class _FrontEnd:
                 symbols.setdefault(dim, loc)
         return next(iter(symbols), None)
 
+    def _float_dtype(self) -> str:
+        """f64 when every float input and parameter is f64 (an all-f64 model), else f32."""
+        dtypes = {s.type.dtype for s in self.definitions.values() if isinstance(s, ast.InputDecl | ast.ParamDecl)}
+        return "f64" if "f64" in dtypes and "f32" not in dtypes else "f32"
+
     def _sorted_definitions(self) -> list[ast.Statement]:
         deps = nx.DiGraph()
         for name, stmt in self.definitions.items():
@@ -170,7 +181,7 @@ class _FrontEnd:
             with self.builder.at(stmt.loc.line, stmt.loc.col, origin=stmt.name):
                 value = self._expr(stmt.value, stmt)
                 if not isinstance(value, Ref):
-                    value = self.builder.const(value, "f32")
+                    value = self.builder.const(value, self.graph.float_dtype)
             node = self.graph.node(value)
             if node.name is None and node.op not in ("input", "param"):
                 self.graph.update(value, name=stmt.name)
@@ -323,12 +334,34 @@ class _FrontEnd:
         self.layer_counts[(stmt.name, call.func)] += 1
         return f"{stmt.name}.{call.func}{self.layer_counts[(stmt.name, call.func)]}"
 
-    def _emit(self, op: str, operands: list, attrs: dict[str, Any], loc: SourceLocation, stmt) -> Ref:
+    def _emit(self, op: str, operands: list, attrs: dict[str, Any], loc: SourceLocation, stmt) -> Ref | float | int:
+        if not any(isinstance(o, Ref) for o in operands):
+            return self._fold_numbers(op, operands, attrs, loc, stmt)
         with self.builder.at(loc.line, loc.col):
             try:
                 return self.builder.emit(op, *operands, **attrs)
             except ShapeError as exc:
                 raise self._shape_error(exc, loc, stmt) from None
+
+    def _fold_numbers(self, op: str, operands: list, attrs: dict[str, Any], loc: SourceLocation,
+                      stmt) -> float | int:
+        """An op on numbers alone (``0.1 * 3``, ``sqrt(2)``) is computed here, exactly: integers as integers,
+        everything else in float64. The result stays a number, which takes the dtype of the tensor it meets and
+        is rounded to it once (see :meth:`Builder.const`)."""
+        exact = all(isinstance(o, int) for o in operands) and op in EXACT_INTEGER_OPS
+        if exact:
+            return EXACT_INTEGER_OPS[op](*operands)
+        args = [np.asarray(float(o), dtype=np.float64) for o in operands]
+        try:
+            with np.errstate(all="ignore"):
+                value = float(np.asarray(REGISTRY[op].forward(args, attrs), dtype=np.float64))
+        except (OverflowError, ValueError, ShapeError) as exc:
+            raise self._shape_error(ShapeError(f"{op} of numbers alone: {exc}"), loc, stmt) from None
+        if not math.isfinite(value):
+            shown = ", ".join(repr(o) for o in operands)
+            raise self._shape_error(ShapeError(f"{op}({shown}) is {value}: a constant must be a finite number"),
+                                    loc, stmt)
+        return value
 
     def _shape_error(self, exc: ShapeError, loc: SourceLocation, stmt) -> ModelError:
         return ShapeError(f"{exc.message} (in the definition of '{stmt.name}')", loc)

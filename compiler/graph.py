@@ -79,6 +79,9 @@ class Graph:
         self.grads: dict[str, int] = {}
         self.objective: int | None = None
         self.next_id = 0
+        # The dtype of a float number that meets only integer tensors (k * 0.1), or stands alone: f64 in a model
+        # whose every float input and parameter is f64, else f32 (set by the front end).
+        self.float_dtype = "f32"
         self.kernels: tuple[Kernel, ...] | None = None  # set by the fusion pass (stage "fused")
 
     # ------------------------------------------------------------ building

@@ -16,6 +16,7 @@ Shape = tuple[Dim, ...]
 
 FLOAT_DTYPES = ("f32", "f64")
 INT_DTYPES = ("i32", "i64")
+DTYPES = (*FLOAT_DTYPES, *INT_DTYPES)
 NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}
 _RANK = {"i32": 0, "i64": 1, "f32": 2, "f64": 3}
 

@@ -167,8 +167,9 @@ class CpuBackend(HostMemory):
 
     # -------------------------------------------------------------- running
     def _args(self, feeds: Arrays, params: Arrays) -> list[np.ndarray]:
-        """The call's arguments in the generated signature's order; inputs made C-contiguous."""
-        return [np.ascontiguousarray(feeds[key]) if kind == "input" else params[key] if kind == "param"
+        """The call's arguments in the generated signature's order; inputs made C-contiguous (keeping a 0-d
+        input 0-d: ``np.ascontiguousarray`` would make it 1-d)."""
+        return [np.asarray(feeds[key], order="C") if kind == "input" else params[key] if kind == "param"
                 else self.lowered.const_arrays[key] for kind, key in self._plan]
 
     def forward(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:

@@ -135,7 +135,13 @@ def scalar_code(node: Node, operand: Callable[[int, int], str], last_index: str)
         if position not in op.shape_only:
             values[name] = operand(operand_id, position)
     for key, value in node.attrs.items():
-        values[key] = literal(value, node.type.dtype) if isinstance(value, int | float) else repr(value)
+        spec = op.attr_spec(key)
+        if spec is not None and spec.kind == "dtype":
+            values[key] = NUMPY_NAMES[value]  # one of four fixed names, never text from the model
+        elif isinstance(value, int | float):
+            values[key] = literal(value, node.type.dtype)
+        else:
+            values[key] = repr(value)
     values["i_last"] = last_index
     return op.scalar.format(**values)
 

@@ -95,6 +95,7 @@ class _Function:
         self.lines: list[str] = []
         self.wanted = wanted_nodes(graph, point)
         self.needed = data_ancestors(graph, self.wanted)
+        self.scalar_consts: list[int] = []
 
     # -------------------------------------------------------------- structure
     def emit(self) -> list[str]:
@@ -113,6 +114,7 @@ class _Function:
         else:
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
+        self._define_scalar_consts()
         self.lines += ["", ""]
         return self.lines
 
@@ -127,10 +129,24 @@ class _Function:
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def ref(self, node_id: int) -> str:
-        """The array holding a node's value (for a scalar constant: its literal)."""
+        """The array holding a node's value. A scalar constant, which loops read as a literal, gets a 0-d array
+        of its own the first time something else reads it (an op kernel, or the entry point's results)."""
         if node_id in self.names.by_node:
             return self.names.by_node[node_id]
+        node = self.node(node_id)
+        if node.op == "const" and node_id not in self.scalar_consts:
+            self.scalar_consts.append(node_id)
         return f"v{node_id}"
+
+    def _define_scalar_consts(self) -> None:
+        """Write the 0-d arrays of the scalar constants that :meth:`ref` handed out, at the function's start."""
+        lines = []
+        for node_id in self.scalar_consts:
+            node = self.node(node_id)
+            lines += [f"    v{node_id} = empty_{node.type.dtype}(())",
+                      f"    v{node_id}[()] = {literal(node.attrs['value'], node.type.dtype)}"]
+        at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
+        self.lines[at:at] = lines
 
     def node(self, node_id: int) -> Node:
         return self.g.node(node_id)
@@ -329,10 +345,17 @@ class _LoopWriter:
 # ------------------------------------------------------------------ the CPU lowering of non-loop kernels
 
 
+SWAP = (1, 0)
+
+
+def _is_swap(node: Node) -> bool:
+    """A transpose of a matrix that swaps its axes (lowered as an F-ordered view, not a copy)."""
+    return node.op == "transpose" and tuple(node.attrs["axes"]) == SWAP
+
+
 def _contiguous(f: _Function, node_id: int) -> str:
-    """A C-contiguous view of a value: every value is C-contiguous except a 2-D transpose (an F view)."""
-    node = f.node(node_id)
-    if node.op == "transpose" and node.type.rank == 2:
+    """A C-contiguous view of a value: every value is C-contiguous except a swapped matrix (an F view)."""
+    if _is_swap(f.node(node_id)):
         return f"contiguous({f.ref(node_id)})"
     return f.ref(node_id)
 
@@ -352,33 +375,48 @@ def _matmul(f: _Function, node: Node) -> None:
         rows = f"reshape({_contiguous(f, a)}, (-1, {f.dim(ta.shape[-1])}))"
         f.put(f"{out} = reshape(dot({rows}, {f.ref(b)}), {f.shape(node.type.shape)})")
         return
-    # tb has batch dimensions: one product per batch entry
-    batch = tb.shape[:-2]
-    if ta.rank > 2 and ta.shape[:-2] != batch:
-        raise LoweringError(
-            f"the cpu target does not lower matmul that broadcasts batch dimensions ({ta} @ {tb}); "
-            "give both operands the same batch dimensions"
-        )
-    count = " * ".join(f.dim(d) for d in batch)
-    k, m = f.dim(tb.shape[-2]), f.dim(tb.shape[-1])
-    f.put(f"b3_{node.id} = reshape({_contiguous(f, b)}, ({count}, {k}, {m}))")
+    _batched_matmul(f, node)
+
+
+def _batched_matmul(f: _Function, node: Node) -> None:
+    """b has batch dimensions: one product per entry of the output's batch dimensions. Each operand is viewed
+    with its batch dimensions padded to the output's rank, and indexed with 0 where it broadcasts (size 1)."""
+    a, b = node.inputs
+    ta, tb = f.node(a).type, f.node(b).type
+    batch = node.type.shape[:-2] if ta.rank > 1 else node.type.shape[:-1]
+    index = [f"q{j}" for j in range(len(batch))]
+
+    def view(t: TensorType, ref: str, matrix_rank: int) -> tuple[str, str]:
+        """The operand reshaped to (padded batch..., its matrix dims), and its entry at the output's index."""
+        own = t.shape[:-matrix_rank]
+        padded = (1,) * (len(batch) - len(own)) + own
+        shape = f.shape(padded + t.shape[-matrix_rank:])
+        at = ", ".join("0" if d == 1 and batch[j] != 1 else index[j] for j, d in enumerate(padded))
+        return f"reshape({_contiguous(f, ref)}, {shape})", at
+
+    b_view, b_at = view(tb, b, 2)
+    f.put(f"b_{node.id} = {b_view}")
     if ta.rank > 2:
-        f.put(f"a3_{node.id} = reshape({_contiguous(f, a)}, ({count}, {f.dim(ta.shape[-2])}, {k}))")
-        left, rows = f"a3_{node.id}[j]", f"{f.dim(ta.shape[-2])}, "
+        a_view, a_at = view(ta, a, 2)
+        f.put(f"a_{node.id} = {a_view}")
+        left = f"a_{node.id}[{a_at}]"
     else:
-        left, rows = f.ref(a), (f"{f.dim(ta.shape[0])}, " if ta.rank == 2 else "")
-    f.put(f"o3_{node.id} = empty_{node.type.dtype}(({count}, {rows}{m}))")
-    f.put(f"for j in range({count}):")
-    f.put(f"o3_{node.id}[j] = dot({left}, b3_{node.id}[j])", 2)
-    f.put(f"{out} = reshape(o3_{node.id}, {f.shape(node.type.shape)})")
+        left = f.ref(a)  # a matrix or a vector, the same for every batch entry
+    f.put(f"v{node.id} = empty_{node.type.dtype}({f.shape(node.type.shape)})")
+    for depth, (q, d) in enumerate(zip(index, batch, strict=True), start=1):
+        f.put(f"for {q} in range({f.dim(d)}):", depth)
+    f.put(f"v{node.id}[{', '.join(index)}] = dot({left}, b_{node.id}[{b_at}])", len(batch) + 1)
 
 
 def _transpose(f: _Function, node: Node) -> None:
+    """The permutation as given: a swapped matrix is a view; any other permutation (an identity one too, should
+    it survive the passes) is a C-contiguous copy."""
     (x,) = node.inputs
-    if f.node(x).type.rank == 2:
+    if _is_swap(node):
         f.put(f"v{node.id} = transpose2({f.ref(x)})")
     else:
-        f.put(f"v{node.id} = contiguous(np.transpose({f.ref(x)}, {node.attrs['axes']!r}))")
+        axes = tuple(int(a) for a in node.attrs["axes"])
+        f.put(f"v{node.id} = contiguous(np.transpose({f.ref(x)}, {axes!r}))")
 
 
 def _reshape(f: _Function, node: Node) -> None:

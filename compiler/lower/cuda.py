@@ -263,6 +263,7 @@ class _HostFunction:
         self.lines: list[str] = []
         self.wanted = wanted_nodes(graph, point)
         self.needed = data_ancestors(graph, self.wanted)
+        self.scalar_consts: list[int] = []
         self.folded = self._folded_transposes()
         self.epilogues = self._epilogues()  # matmul kernel id -> the loop kernel run in its epilogue
         self.in_epilogue = {k.id for k in self.epilogues.values()}
@@ -282,6 +283,7 @@ class _HostFunction:
         else:
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
+        self._define_scalar_consts()
         self.lines += ["", ""]
         return self.lines
 
@@ -302,7 +304,24 @@ class _HostFunction:
         return _product([self.dim(d) for d in shape])
 
     def ref(self, node_id: int) -> str:
-        return self.names.by_node.get(node_id, f"v{node_id}")
+        """The device array holding a node's value. A scalar constant, which kernels read as a literal, gets a
+        1-element array of its own the first time something else reads it (a library kernel, or the results)."""
+        if node_id in self.names.by_node:
+            return self.names.by_node[node_id]
+        if self.node(node_id).op == "const" and node_id not in self.scalar_consts:
+            self.scalar_consts.append(node_id)
+        return f"v{node_id}"
+
+    def _define_scalar_consts(self) -> None:
+        """Fill the arrays of the scalar constants that :meth:`ref` handed out, at the function's start."""
+        lines = []
+        for node_id in self.scalar_consts:
+            node = self.node(node_id)
+            dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+            lines += [f"    v{node_id} = ws.array({node_id}, (1,), {dtype})",
+                      f"    fill_value(v{node_id}, {literal(node.attrs['value'], node.type.dtype)})"]
+        at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
+        self.lines[at:at] = lines
 
     def alloc(self, node: Node) -> None:
         dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
@@ -317,7 +336,7 @@ class _HostFunction:
         folded = set()
         for node_id in self.needed:
             node = self.node(node_id)
-            if node.op != "transpose" or node.type.rank != 2 or node_id in self.wanted:
+            if node.op != "transpose" or tuple(node.attrs["axes"]) != (1, 0) or node_id in self.wanted:
                 continue
             readers = [c for c in self.g.consumers(node_id) if c in self.needed]
             if readers and all(self.node(c).op == "matmul" for c in readers):
@@ -407,28 +426,41 @@ class _HostFunction:
     def _matmul(self, node: Node, epilogue: list[Node]) -> None:
         a, b = node.inputs
         ta, tb = self.node(a).type, self.node(b).type
-        batched = tb.rank > 2 or (ta.rank > 2 and tb.rank > 2)
-        if ta.rank > 2 and tb.rank > 2 and ta.shape[:-2] != tb.shape[:-2]:
-            raise LoweringError(f"the cuda target does not lower matmul that broadcasts batch dimensions "
-                                f"({ta} @ {tb}); give both operands the same batch dimensions")
+        batched = tb.rank > 2
         k = self.dim(ta.shape[-1])
-        if tb.rank > 2:
-            count, cols = self.size(tb.shape[:-2]), self.dim(tb.shape[-1])
+        out_batch = node.type.shape[:-2] if ta.rank > 1 else node.type.shape[:-1]
+        if batched:
+            count, cols = self.size(out_batch), self.dim(tb.shape[-1])
         else:
             count, cols = "1", (self.dim(tb.shape[-1]) if tb.rank == 2 else "1")
+        # Batch entries: z runs over the output's; an operand whose batch dimensions broadcast reads the entry
+        # that its map (ya for A, yb for B) gives at z, made on the host from the shapes.
+        maps: dict[str, str] = {}
+
+        def batch_entry(t, map_name: str) -> tuple[str, str]:
+            """The operand's flat batch entry at z, and how many entries it has."""
+            own = t.shape[:-2]
+            if own == out_batch:
+                return "z", count
+            key = 2 * node.id + len(maps)
+            maps[map_name] = f"ws.batch_map({key}, {self.shape(own)}, {self.shape(out_batch)})"
+            return f"{map_name}[z]", self.size(own)
+
         # operand A: its view and how the kernel reads it at (z, row i0, inner kk)
         if a in self.folded:
             a_view, a_read, rows = self.ref(self.node(a).inputs[0]), "x0[kk, i0]", self.dim(ta.shape[0])
-        elif ta.rank > 2 and tb.rank > 2:
+        elif ta.rank > 2 and batched:
             rows = self.dim(ta.shape[-2])
-            a_view, a_read = f"{self.ref(a)}.reshape(({count}, {rows}, {k}))", "x0[z, i0, kk]"
+            entry, entries = batch_entry(ta, "ya")
+            a_view, a_read = f"{self.ref(a)}.reshape(({entries}, {rows}, {k}))", f"x0[{entry}, i0, kk]"
         else:
             rows = self.size(ta.shape[:-1])
             a_view, a_read = f"{self.ref(a)}.reshape(({rows}, {k}))", "x0[i0, kk]"
         if b in self.folded:
             b_view, b_read = self.ref(self.node(b).inputs[0]), "x1[i1, kk]"
-        elif tb.rank > 2:
-            b_view, b_read = f"{self.ref(b)}.reshape(({count}, {k}, {cols}))", "x1[z, kk, i1]"
+        elif batched:
+            entry, entries = batch_entry(tb, "yb")
+            b_view, b_read = f"{self.ref(b)}.reshape(({entries}, {k}, {cols}))", f"x1[{entry}, kk, i1]"
         else:
             b_view, b_read = f"{self.ref(b)}.reshape(({k}, {cols}))", "x1[kk, i1]"
 
@@ -442,7 +474,7 @@ class _HostFunction:
         out_index = "z, i0, i1" if batched else "i0, i1"
         product_store = [f"        o0[{out_index}] = acc"] if product_outputs else []
         dtype = NUMBA_TYPES[node.type.dtype]
-        params = ["d0", "d1", "d2", *(["d3"] if batched else []), "x0", "x1",
+        params = ["d0", "d1", "d2", *(["d3"] if batched else []), "x0", "x1", *maps,
                   *(f"x{2 + j}" for j in range(len(body.externals))), *(f"o{j}" for j in range(len(outputs)))]
         kernel = [
             f"@cuda.jit(cache={self.cache})",
@@ -483,7 +515,7 @@ class _HostFunction:
             self.put(f"v{node.id} = ws.array({node.id}, {out_shape}, {dtype_name})")
         for n in body.stored:
             self.alloc(n)
-        args = [rows, cols, k, *([count] if batched else []), a_view, b_view,
+        args = [rows, cols, k, *([count] if batched else []), a_view, b_view, *maps.values(),
                 *(self.ref(e) for e in body.externals),
                 *(f"v{o}" for o in outputs)]
         self.put(f"launch_tiled({name}, {rows}, {cols}, {count if batched else 1}, {', '.join(args)})")

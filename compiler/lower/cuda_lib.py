@@ -210,6 +210,18 @@ class Workspace:
             self.buffers[(key, shape, dtype)] = buffer
         return buffer
 
+    def batch_map(self, key: int, operand: tuple, out: tuple) -> object:
+        """For each entry of a product's batch dimensions ``out`` (flattened), the flat entry of the operand's
+        batch dimensions ``operand`` that it reads, broadcasting as NumPy does; uploaded once per shape."""
+        cache_key = ("batch map", key, operand, out)
+        indices = self.buffers.get(cache_key)
+        if indices is None:
+            padded = (1,) * (len(out) - len(operand)) + tuple(operand)
+            entries = np.arange(int(np.prod(padded, dtype=np.int64)), dtype=np.int64).reshape(padded)
+            indices = cuda.to_device(np.ascontiguousarray(np.broadcast_to(entries, out)).reshape(-1))
+            self.buffers[cache_key] = indices
+        return indices
+
     def filled(self, key: int, shape: tuple, dtype, value: float) -> object:
         buffer = self.array(key, shape, dtype)
         flat = buffer.reshape(buffer.size)

@@ -10,7 +10,7 @@ from scipy import special
 
 from gradc.dsl.diagnostics import ShapeError
 
-from ..types import TensorType, broadcast_shapes, promote
+from ..types import DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, TensorType, broadcast_shapes, promote
 from .registry import AttrSpec, OpDef, register
 
 SQRT_HALF = np.sqrt(0.5)
@@ -68,6 +68,7 @@ def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=N
 
 
 def binary(name: str, forward, grad, formula: str, infer=None, public=True, commutative=False, scalar=None) -> OpDef:
+    """An elementwise op of two operands; both are converted to the result's dtype first (see ``casts``)."""
     return register(
         OpDef(
             name=name,
@@ -81,6 +82,7 @@ def binary(name: str, forward, grad, formula: str, infer=None, public=True, comm
             formula=formula,
             shape_rule="NumPy broadcast of a and b",
             scalar=scalar,
+            casts=(0, 1),
         )
     )
 
@@ -262,6 +264,27 @@ def _swish_grad(b, n, g):
     # d/dx x*s(beta x) = s + beta * y * (1 - s), with y = x * s the forward value
     return b.mul(g, b.add(s, b.mul(b.mul(n.id, beta), b.sub(1.0, s))))
 
+
+# ---------------------------------------------------------------- dtype conversion
+
+
+def _cast_grad(b, n, g):
+    source = b.type(n.inputs[0]).dtype
+    if source not in FLOAT_DTYPES or n.attrs["dtype"] not in FLOAT_DTYPES:
+        return [None]  # through an integer the value is piecewise constant: no gradient
+    return [lambda: b.cast(g, dtype=source)]
+
+
+unary(
+    "cast",
+    lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
+    _cast_grad,
+    "x converted to dtype (float to integer truncates toward zero); inserted by the promotion rule",
+    attrs=(AttrSpec("dtype", "dtype", choices=DTYPES),),
+    public=False,
+    infer=lambda ts, at: TensorType(ts[0].shape, at["dtype"]),
+    scalar="{dtype}({x})",
+)
 
 # ---------------------------------------------------------------- helpers used by gradients
 

@@ -74,6 +74,7 @@ register(
         flops=lambda ts, out, at: 2 * out.numel() * _inner(ts[0]),
         formula="matrix product (written a @ b); leading dimensions broadcast; 1-D operands as in NumPy",
         shape_rule="[..., n, k] @ [..., k, m] -> [..., n, m]",
+        casts=(0, 1),
     )
 )
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from gradc.dsl.diagnostics import DataError, ShapeError
 
-from ..types import TensorType
+from ..types import TensorType, promote
 from .elementwise import _softplus
 from .nn import log_softmax_forward
 from .registry import AttrSpec, OpDef, register
@@ -36,7 +36,7 @@ def paired_type(name: str, float_target: bool = True):
             raise ShapeError(f"{name} expects a floating-point target, got {target}")
         if pred.shape != target.shape:
             raise ShapeError(f"{name}: prediction {pred} and target {target} must have the same shape")
-        return _scalar(pred)
+        return TensorType((), promote(pred.dtype, target.dtype))
 
     return infer
 
@@ -78,7 +78,9 @@ def per_example(b, n, g, x):
     return b.div(g, b.shape_size(x, axis=batch_axes(b, x)))
 
 
-def loss(name: str, operands, infer, forward, grad, formula: str, attrs=(), domains=None) -> OpDef:
+def loss(name: str, operands, infer, forward, grad, formula: str, attrs=(), domains=None, casts=()) -> OpDef:
+    """A loss; ``casts`` names the operands converted to the loss's dtype first (prediction and target of the
+    paired losses, whose dtype is the promotion of both)."""
     return register(
         OpDef(
             name=name,
@@ -92,6 +94,7 @@ def loss(name: str, operands, infer, forward, grad, formula: str, attrs=(), doma
             domains=domains or {},
             formula=formula,
             shape_rule="scalar",
+            casts=casts,
         )
     )
 
@@ -112,6 +115,7 @@ loss(
     lambda a, at: np.mean((a[0] - a[1]) ** 2),
     _mse_grad,
     "mean((prediction - target)^2)",
+    casts=(0, 1),
 )
 
 
@@ -128,6 +132,7 @@ loss(
     lambda a, at: np.mean(np.abs(a[0] - a[1])),
     _mae_grad,
     "mean(|prediction - target|)",
+    casts=(0, 1),
 )
 
 
@@ -152,6 +157,7 @@ loss(
     _huber_grad,
     "mean of 0.5 r^2 where |r| <= delta, else delta (|r| - delta/2), r = prediction - target",
     attrs=(AttrSpec("delta", "float", 1.0),),
+    casts=(0, 1),
 )
 
 # ---------------------------------------------------------------- binary classification
@@ -183,6 +189,7 @@ loss(
     _bce_grad,
     "-mean(y log p + (1 - y) log(1 - p)), logs clamped at -100; multi-label when p has a class axis",
     domains={0: "probability", 1: "probability"},
+    casts=(0, 1),
 )
 register(
     OpDef(
@@ -233,6 +240,7 @@ loss(
     _bce_logits_grad,
     "mean(softplus(z) - y z) = bce(sigmoid(z), y), computed without overflow",
     domains={1: "probability"},
+    casts=(0, 1),
 )
 
 # ---------------------------------------------------------------- multiclass
@@ -377,6 +385,7 @@ loss(
     _kl_grad,
     "KL(target || prediction) = mean over examples of sum(t (log t - log q)) over the last axis",
     domains={0: "distribution", 1: "distribution"},
+    casts=(0, 1),
 )
 
 

@@ -32,7 +32,8 @@ class AttrSpec:
     """An attribute: a compile-time constant such as ``alpha`` or ``axis``.
 
     kind is one of float, int, bool, axes (None, an int or a list of ints), axis (an int), shape (a list
-    of ints and the batch symbol) or choice (one of ``choices``).
+    of ints and the batch symbol), choice (one of ``choices``) or dtype (f32, f64, i32 or i64; a kernel
+    template receives its NumPy scalar type, as in ``{dtype}({x})``).
     """
 
     name: str
@@ -72,6 +73,9 @@ class OpDef:
     scalar: str | None = None
     reduce: str | None = None  # reductions that can end a fused loop: "sum", "mean" or "max"
     left_aligned: tuple[int, ...] = ()  # operands indexed by the leading loop indices (labels of onehot)
+    # Operands converted to the result's dtype before the op reads them: the builder inserts explicit ``cast``
+    # nodes, so the promotion rule is visible in the graph and every target computes in one dtype.
+    casts: tuple[int, ...] = ()
 
     @property
     def signature(self) -> str:

@@ -1,4 +1,5 @@
-"""Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1, -(-x), and, outside training,
+"""Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1, -(-x), transposes that keep every axis in place,
+and, outside training,
 dropout (the identity) and batchnorm's statistics (the running ones).
 
 A rule only fires when the result has exactly the type of the operand it returns, so a ``+ 0`` that
@@ -32,6 +33,11 @@ def _double_negation(g: Graph, node: Node) -> int | None:
     return inner.inputs[0] if inner is not None else None
 
 
+def _identity_transpose(g: Graph, node: Node) -> int | None:
+    axes = node.attrs["axes"]
+    return node.inputs[0] if tuple(axes) == tuple(range(len(axes))) else None
+
+
 def _dropout_outside_training(g: Graph, node: Node) -> int | None:
     return node.inputs[0]
 
@@ -47,6 +53,7 @@ RULES: dict[str, Rule] = {
     "div": _identity_operand(1.0, (0,)),
     "pow": _identity_operand(1.0, (0,)),
     "neg": _double_negation,
+    "transpose": _identity_transpose,
     "dropout": _dropout_outside_training,
     "running_stat": _running_statistic_outside_training,
 }
