@@ -33,8 +33,8 @@ class DomainUse:
 def domain_uses(graph: Graph) -> list[DomainUse]:
     """Every input used in a constrained domain, from the op declarations' ``domains``."""
     uses = []
-    for name, node_id in graph.inputs().items():
-        for consumer in graph.consumers(node_id):
+    for name, input_id in graph.inputs().items():
+        for node_id, consumer in _readers(graph, input_id):
             node = graph.node(consumer)
             domains = get_op(node.op).domains
             for position, operand in enumerate(node.inputs):
@@ -43,6 +43,18 @@ def domain_uses(graph: Graph) -> list[DomainUse]:
                     uses.append(DomainUse(name, node.op, domains[position],
                                           classes if isinstance(classes, int) else 2))
     return uses
+
+
+def _readers(graph: Graph, node_id: int) -> list[tuple[int, int]]:
+    """(value, consumer) pairs of the ops that read a node, seeing through the casts of the promotion rule (an
+    f32 probability read by an f64 loss is still a probability)."""
+    pairs = []
+    for consumer in graph.consumers(node_id):
+        if graph.node(consumer).op == "cast":
+            pairs += _readers(graph, consumer)
+        else:
+            pairs.append((node_id, consumer))
+    return pairs
 
 
 @dataclass(frozen=True)
