@@ -221,3 +221,32 @@ def test_optimizer_errors_name_the_mistake():
         prog.set_optimizer("adamw")
     with pytest.raises(gradc.GradcError, match="unknown argument 'beta' for optimizer adam"):
         prog.set_optimizer("adam", beta=0.9)
+
+
+@pytest.mark.parametrize("target", ["cpu", "reference"])
+@pytest.mark.parametrize("name", ["momentum", "nesterov"])
+def test_momentum_keeps_its_velocity_when_the_learning_rate_changes(name, target):
+    """gradc's velocity holds steps (v = mu v - lr g): a new rate applies to new gradients only. PyTorch's buffer
+    holds gradients (b = mu b + g, p -= lr b), so a new rate rescales the whole history; with a constant rate
+    the two agree. Here the rate drops tenfold after two steps, and gradc follows its own formula."""
+    spec = gradc.loads("model lin\ninput x: f64[N]\ninput t: f64[N]\nparam w: f64 = 0.5\nparam b: f64 = 0\n"
+                       "loss L = mean((w*x + b - t)^2)\n")
+    prog = gradc.compile(spec, target=target)
+    mu, rates = 0.9, [0.05, 0.05, 0.005, 0.005]
+    prog.set_optimizer(name, lr=rates[0], mu=mu)
+    x, t = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.5])
+    p, v, torch_p, torch_buffer = np.array([0.5, 0.0]), np.zeros(2), np.array([0.5, 0.0]), np.zeros(2)
+    for lr in rates:
+        prog.step({"x": x, "t": t}, lr=lr)
+        r = p[0] * x + p[1] - t
+        g = np.array([np.mean(2 * r * x), np.mean(2 * r)])
+        previous = v
+        v = mu * v - lr * g
+        p = p + v if name == "momentum" else p - mu * previous + (1 + mu) * v
+        torch_r = torch_p[0] * x + torch_p[1] - t
+        torch_buffer = mu * torch_buffer + np.array([np.mean(2 * torch_r * x), np.mean(2 * torch_r)])
+        torch_p = torch_p - lr * torch_buffer
+        assert prog.params["w"] == pytest.approx(p[0], rel=1e-12)
+        assert prog.params["b"] == pytest.approx(p[1], rel=1e-12, abs=1e-15)
+    if name == "momentum":
+        assert abs(prog.params["w"] - torch_p[0]) > 1e-3  # the conventions part once the rate changes
