@@ -117,7 +117,7 @@ class ModelWriter:
     def expression(self) -> tuple[str, tuple, str]:
         """A random expression over the pool: its text, shape and dtype."""
         kind = self.rng.choice(["unary", "unary", "binary", "binary", "binary", "literal", "reduce", "matmul",
-                                "transpose", "shape", "softmax", "layer", "int"])
+                                "transpose", "shape", "softmax", "layer", "int", "constant"])
         return getattr(self, "_" + kind)()
 
     def _unary(self):
@@ -145,6 +145,10 @@ class ModelWriter:
         form = self.rng.choice(["{c} * {a}", "{a} + {c}", "{a} / {c}", "{c} - {a}", "{a} * ({c} + {c2})",
                                 "({a} - {c}) * {c2}"])
         return form.format(a=a.name, c=self.number(), c2=self.number()), a.shape, a.dtype
+
+    def _constant(self):
+        """A statement that is a number alone: a constant of the model's float dtype."""
+        return self.number(), (), self.model_float()
 
     def _int(self):
         ints = [v for v in self.pool if not v.is_float]

@@ -115,3 +115,12 @@ def test_autodiff_is_a_pass():
     assert not g.grads
     assert set(autodiff(g).grads) == {"x"}
     assert not g.grads, "a pass returns a new graph and leaves its input alone"
+
+
+def test_stabilizing_rewrites_see_through_promotion_casts():
+    """bce(sigmoid(z), y) with z f32 and y f64 reads cast(sigmoid(z)); it still becomes bce_with_logits."""
+    spec = gradc.loads("model m\ninput z: f32[N]\ninput y: f64[N]\nloss L = bce(sigmoid(z), y)\n"
+                       "output lp = log(softmax(z, axis=0)) * y\n")
+    ops = [n.op for n in run_pipeline(spec.graph, "optimized").nodes()]
+    assert "bce_with_logits" in ops and "bce" not in ops
+    assert "log_softmax" in ops and "log" not in ops

@@ -16,9 +16,12 @@ def const_equals(g: Graph, node_id: int, value: float) -> bool:
     return data.size > 0 and bool(np.all(data == value))
 
 
-def producer(g: Graph, node_id: int, op: str) -> Node | None:
-    """The node that computes ``node_id`` if it is an ``op`` node, else None."""
+def producer(g: Graph, node_id: int, op: str, through_casts: bool = False) -> Node | None:
+    """The node that computes ``node_id`` if it is an ``op`` node, else None; ``through_casts`` also finds it
+    behind the casts that the promotion rule inserted (``bce(cast(sigmoid(z)), y)``)."""
     node = g.node(node_id)
+    while through_casts and node.op == "cast":
+        node = g.node(node.inputs[0])
     return node if node.op == op else None
 
 

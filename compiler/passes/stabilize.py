@@ -4,6 +4,9 @@
 - cross_entropy(softmax(z), y, from_logits=false) -> cross_entropy(z, y, from_logits=true)
 - bce(sigmoid(z), y) -> bce_with_logits(z, y)
 - log(sigmoid(x)) -> -softplus(-x)
+
+Each also matches behind the casts that the promotion rule inserts (``bce(sigmoid(z), y)`` with ``z: f32`` and
+``y: f64`` reads ``cast(sigmoid(z))``); the rewritten op then reads its operand cast the same way.
 """
 
 from __future__ import annotations
@@ -17,31 +20,36 @@ from .patterns import producer, replace_with
 Rewrite = Callable[[Builder, Node], Ref | None]
 
 
+def _operand_as(b: Builder, inner: Node, like: int) -> Ref:
+    """The operand of ``inner`` in the dtype of ``like`` (the value the rewritten op read, behind any casts)."""
+    return b.cast_to(Ref(inner.inputs[0]), b.type(like).dtype)
+
+
 def _log_of(b: Builder, node: Node) -> Ref | None:
     g = b.graph
-    softmax = producer(g, node.inputs[0], "softmax")
+    softmax = producer(g, node.inputs[0], "softmax", through_casts=True)
     if softmax is not None:
-        return b.log_softmax(Ref(softmax.inputs[0]), axis=softmax.attrs["axis"])
-    sigmoid = producer(g, node.inputs[0], "sigmoid")
+        return b.log_softmax(_operand_as(b, softmax, node.inputs[0]), axis=softmax.attrs["axis"])
+    sigmoid = producer(g, node.inputs[0], "sigmoid", through_casts=True)
     if sigmoid is not None:
-        return b.neg(b.softplus(b.neg(Ref(sigmoid.inputs[0]))))
+        return b.neg(b.softplus(b.neg(_operand_as(b, sigmoid, node.inputs[0]))))
     return None
 
 
 def _cross_entropy_of_softmax(b: Builder, node: Node) -> Ref | None:
-    softmax = producer(b.graph, node.inputs[0], "softmax")
+    softmax = producer(b.graph, node.inputs[0], "softmax", through_casts=True)
     last_axis = softmax is not None and softmax.attrs["axis"] == softmax.type.rank - 1
     if node.attrs["from_logits"] or not last_axis:
         return None
-    return b.cross_entropy(Ref(softmax.inputs[0]), Ref(node.inputs[1]),
+    return b.cross_entropy(_operand_as(b, softmax, node.inputs[0]), Ref(node.inputs[1]),
                            label_smoothing=node.attrs["label_smoothing"], from_logits=True)
 
 
 def _bce_of_sigmoid(b: Builder, node: Node) -> Ref | None:
-    sigmoid = producer(b.graph, node.inputs[0], "sigmoid")
+    sigmoid = producer(b.graph, node.inputs[0], "sigmoid", through_casts=True)
     if sigmoid is None:
         return None
-    return b.bce_with_logits(Ref(sigmoid.inputs[0]), Ref(node.inputs[1]))
+    return b.bce_with_logits(_operand_as(b, sigmoid, node.inputs[0]), Ref(node.inputs[1]))
 
 
 REWRITES: dict[str, Rewrite] = {
