@@ -42,8 +42,8 @@ def test_identity_transpose_keeps_the_axes(write_model, target, axes):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_identity_transpose_feeding_a_matmul(write_model, target):
-    out = run(write_model, target, "input x: f64[N, 3]\nparam w: f64[3, 2] = 0.5\noutput o = transpose(x, [0, 1]) @ w\n",
-              {"x": X}, grad=False)
+    text = "input x: f64[N, 3]\nparam w: f64[3, 2] = 0.5\noutput o = transpose(x, [0, 1]) @ w\n"
+    out = run(write_model, target, text, {"x": X}, grad=False)
     assert_result(out, "o", X @ np.full((3, 2), 0.5))
 
 
