@@ -144,6 +144,12 @@ MIXED_MODELS = {
                 "loss L = hinge(s, y) + cross_entropy(s, y, label_smoothing=0.2) + bce(sigmoid(s), p)"
                 " + bce_with_logits(s, p)\n",
     "vector-batch-matrix": "model g\ninput v: f32[4]\ninput m: f32[N, 4, 3]\noutput o = v @ m\nloss L = sum(o * o)\n",
+    "dtype-promotion": "model h\ninput x: f32[N, 3]\ninput k: i32[N, 3]\nparam w: f64[3, 2] = xavier_uniform\n"
+                       "input t: f64[N, 2]\nh = (x * k + k * 0.5) @ w\noutput o = h\n"
+                       "loss L = mse(h, t) + bce(sigmoid(x), x * 0)\n",
+    "batch-broadcast": "model i\ninput x: f32[N, 2, 3]\nparam w: f32[1, 3, 2] = xavier_uniform\n"
+                       "input y: f32[1, 2, 3]\noutput o = (x @ w) + transpose(y, [0, 1, 2]) @ w\n"
+                       "loss L = mean(o ^ 2)\n",
 }
 
 
