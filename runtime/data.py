@@ -186,8 +186,10 @@ def bind(dataset: Dataset, graph: Graph, task: Task) -> Arrays:
                             f"model (inputs: {', '.join(inputs)})")
         scalars = [n for n in inputs if inputs[n].rank == 0]
         if scalars:
-            raise DataError(f"{dataset.name}: input {', '.join(repr(n) for n in scalars)} of the model is a "
-                            f"scalar ({', '.join(f'{n}: {inputs[n]}' for n in scalars)}); a dataset holds many "
+            several = len(scalars) > 1
+            raise DataError(f"{dataset.name}: input{'s' if several else ''} {', '.join(repr(n) for n in scalars)} "
+                            f"of the model {'are scalars' if several else 'is a scalar'} "
+                            f"({', '.join(f'{n}: {inputs[n]}' for n in scalars)}); a dataset holds many "
                             f"examples, so every input needs a batch axis (declare it as "
                             f"{inputs[scalars[0]].dtype}[N])")
     else:

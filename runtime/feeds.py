@@ -77,7 +77,8 @@ class FeedSpec:
                 values = out[use.input]
                 if values.size and (values.min() < 0 or values.max() > 1):
                     bad = values.min() if values.min() < 0 else values.max()
-                    raise DataError(f"{use.op}: input '{use.input}' holds {bad:g}; {use.op} reads it as a "
+                    loss = use.op.removesuffix("_with_logits")  # as written: bce(sigmoid(z)) is optimized to that
+                    raise DataError(f"{loss}: input '{use.input}' holds {bad:g}; {loss} reads it as a "
                                     "probability (a target in [0, 1], e.g. 0 or 1 for two classes)")
         return out
 

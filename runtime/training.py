@@ -414,7 +414,8 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
         if test is not None:
             run_dir.write_test({**test.as_dict(), **figures.as_dict()})
     reporter.event("result", _result_line(test, len(history), seconds, figures, run_dir),
-                   test=test.as_dict() if test else None, seconds=seconds, **figures.as_dict(), run_dir=str(run_dir.path) if run_dir else None)
+                   test=test.as_dict() if test else None, seconds=seconds, **figures.as_dict(),
+                   run_dir=str(run_dir.path) if run_dir else None)
     return FitResult(history, best["epoch"], stopped_early, test, run_dir.path if run_dir else None, seconds,
                      settings)
 
