@@ -67,6 +67,19 @@ def test_predict_names_a_label_column_left_in(cli, iris_run, tmp_path):
     assert result.code == 1 and "column 'y' is the label: remove it" in result.err
 
 
+def test_predict_reads_one_csv_column_for_a_vector_input(cli, tmp_path):
+    gradc.compile(TINY).fit(out=tmp_path / "run", quiet=True, epochs=1)
+    path = write_csv(tmp_path / "x.csv", ["x"], [[0.5], [1.0]])
+    result = cli("predict", TINY, "--checkpoint", tmp_path / "run" / "best.npz", "--inputs", path,
+                 "-o", tmp_path / "p.csv")
+    assert result.code == 0, result
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "f3" and "class" not in result.out
+    two = write_csv(tmp_path / "x2.csv", ["x", "t"], [[0.5, 1.0]])
+    refused = cli("predict", TINY, "--checkpoint", tmp_path / "run" / "best.npz", "--inputs", two,
+                  "-o", tmp_path / "q.csv")
+    assert refused.code == 1 and "column 't' is the label: remove it" in refused.err
+
+
 # ---------------------------------------------------------------- 9: a CSV with only a label, scalar inputs
 
 

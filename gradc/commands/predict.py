@@ -83,7 +83,7 @@ def _csv_features(path: str, program: Program) -> dict[str, np.ndarray]:
     if task.features is None:
         raise DataError("a .csv gives one feature input; this model has none")
     want = data_inputs(program.source)[task.features]
-    if want.rank not in (1, 2) or not isinstance(want.shape[-1], int):
+    if want.rank not in (1, 2) or (want.rank == 2 and not isinstance(want.shape[1], int)):
         raise DataError(f"{path}: a .csv gives one row of features per example; input '{task.features}' is "
                         f"{want}: give an .npz file instead")
     header, table = read_csv_features(path)
