@@ -25,6 +25,7 @@ from gradc.compiler.passes import optimize, run_pipeline
 from gradc.dsl import parse_file, parse_source
 from gradc.dsl.train_schema import default_settings
 from gradc.runtime.checkpoints import Checkpoint
+from gradc.runtime.data import expose_prediction
 from gradc.runtime.params import init_params
 from gradc.runtime.program import Program
 from gradc.runtime.training import restore
@@ -57,10 +58,11 @@ def compile(
     with parameters initialized from ``seed`` (or taken from ``params``). With ``cache``, compiled code is
     kept on disk and reused by later processes."""
     spec = model if isinstance(model, ModelSpec) else load(model)
-    optimized = optimize(spec.graph)
+    source = expose_prediction(spec.graph)  # a model with only a loss: what its metrics read becomes an output
+    optimized = optimize(source)
     params = params if params is not None else init_params(optimized, seed)
     settings = spec.train or default_settings()
-    return Program(optimized, params, target, use_cache=cache, source=spec.graph,
+    return Program(optimized, params, target, use_cache=cache, source=source,
                    weight_decay=settings["weight_decay"], seed=seed, train_settings=settings)
 
 

@@ -1,15 +1,19 @@
 """From a dataset to the arrays a program is fed: which model input is which column, the task and its
 metrics, a fixed train/validation/test split, standardization and batches.
 
-Binding. A model's *label input* is the input that a loss reads as its target (the second operand of
-``cross_entropy``, ``bce``, ``mse``...); with a loss written as an expression, the last declared input. The
-*feature input* is the other one. A tabular dataset (built in, or .csv) needs a model with exactly these two
-data inputs; an .npz file names its arrays after the model's inputs and may feed any number of them.
+Binding, by role. A model's *label input* is the input that a loss reads as its target (the second operand of
+``cross_entropy``, ``bce``, ``mse``...); with a loss written as an expression, the input that the losses read
+and no output does. The *feature input* is the other one. The train block may name either (``label = y``,
+``features = x``); where the roles leave the label open, binding stops with an error naming the candidates.
+A tabular dataset (built in, or .csv) needs a model with exactly these two data inputs; an .npz file names
+its arrays after the model's inputs and may feed any number of them.
 
 Task. Found from the graph: an integer label input read by a class loss (cross_entropy, hinge) is
 *classification* (accuracy is the arg-max of the output shaped [N, classes]); a label read by ``bce`` is
 *binary* (the output shaped like the label is a probability, thresholded at 0.5; at 0 for
-``bce_with_logits``); any other is *regression* (MAE and RMSE of the output shaped like the label).
+``bce_with_logits``); any other is *regression* (MAE and RMSE of the output shaped like the label). A model
+with no such output is scored on its loss's prediction operand, which :func:`expose_prediction` makes an
+output.
 
 Split and scaling. The rows are permuted once from the seed and cut into test, validation and training
 parts (fractions from the train block). Float features are standardized with the mean and standard
@@ -21,11 +25,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 
 from gradc.compiler.graph import Graph
 from gradc.compiler.types import TensorType
-from gradc.dsl.diagnostics import DataError
+from gradc.dsl.diagnostics import DataError, did_you_mean
 
 from .datasets import Dataset, NamedArrays, Table
 
@@ -58,28 +63,111 @@ def data_inputs(graph: Graph) -> dict[str, TensorType]:
     return {n: graph.node(i).type for n, i in graph.inputs().items() if "dropout" not in graph.node(i).attrs}
 
 
-def find_task(graph: Graph) -> Task:
+def find_task(graph: Graph, label: str | None = None, features: str | None = None) -> Task:
+    """The task of a model: which input is the label and which the features (by role, or as the train block's
+    ``label`` and ``features`` name them), what kind of prediction it makes and which output is scored."""
     inputs = data_inputs(graph)
-    ids = {graph.inputs()[n]: n for n in inputs}
-    label, loss_op = None, None
-    for node in graph.nodes():
-        if node.op in LOSS_OPERANDS and len(node.inputs) > 1 and node.inputs[1] in ids:
-            label, loss_op = ids[node.inputs[1]], node.op
-            break
-    if label is None and len(inputs) >= 2:
-        label = list(inputs)[-1]
-    if label is None:
-        return Task("regression", None, next(iter(inputs), None), None)
-    features = next((n for n in inputs if n != label), None)
+    if features is not None and features not in inputs:
+        raise DataError(f"features = {features}: the model has no data input '{features}'"
+                        f"{did_you_mean(features, inputs)} (its inputs: {', '.join(inputs) or 'none'})")
+    targets = _loss_targets(graph, inputs)
+    if label in inputs:
+        candidates = [label]
+    elif targets:
+        candidates = list(dict.fromkeys(targets))
+    else:
+        candidates = _read_only_by_losses(graph, inputs)
+    if features is not None:
+        candidates = [c for c in candidates if c != features]
+        if len(candidates) != 1 and len(inputs) == 2:  # the other input
+            candidates = [n for n in inputs if n != features]
+    if len(candidates) > 1:
+        raise DataError(f"cannot tell which input is the label: {_either(candidates)} could be "
+                        f"({_why(targets)}); name it in the train block, e.g. label = {candidates[0]}")
+    if not candidates:
+        return Task("regression", None, features or next(iter(inputs), None), None)
+    label = candidates[0]
+    if features == label:
+        raise DataError(f"features = {features} names the label input (the target of the loss)")
+    others = [n for n in inputs if n != label]
+    features = features or (others[0] if len(others) == 1 else None)
+    loss_op = targets.get(label)
     label_type = inputs[label]
     if loss_op in CLASS_LOSSES or (loss_op is None and not label_type.is_float):
         kind = "classification"
-        want = lambda t: t.rank == label_type.rank + 1 and t.shape[:-1] == label_type.shape
     else:
         kind = "binary" if loss_op in BINARY_LOSSES else "regression"
-        want = lambda t: t.shape == label_type.shape
-    prediction = next((n for n, i in graph.outputs.items() if want(graph.node(i).type)), None)
+    prediction = next((n for n, i in graph.outputs.items() if _scores(kind, label_type, graph.node(i).type)), None)
     return Task(kind, label, features, prediction, BINARY_LOSSES.get(loss_op, 0.5))
+
+
+def _scores(kind: str, label: TensorType, output: TensorType) -> bool:
+    """Whether an output of this type is what the metrics of a ``kind`` task on ``label`` read."""
+    if kind == "classification":
+        return output.rank == label.rank + 1 and output.shape[:-1] == label.shape
+    return output.shape == label.shape
+
+
+def _loss_targets(graph: Graph, inputs: Mapping[str, TensorType]) -> dict[str, str]:
+    """Data inputs that a loss op reads as its target, with the op, in graph order."""
+    ids = {graph.inputs()[n]: n for n in inputs}
+    targets: dict[str, str] = {}
+    for node in graph.nodes():
+        if node.op in LOSS_OPERANDS and len(node.inputs) > 1 and node.inputs[1] in ids:
+            targets.setdefault(ids[node.inputs[1]], node.op)
+    return targets
+
+
+def _read_only_by_losses(graph: Graph, inputs: Mapping[str, TensorType]) -> list[str]:
+    """For losses written as expressions: the data inputs that the losses read and no output does (with
+    fewer than two data inputs there is no label)."""
+    if len(inputs) < 2 or not graph.losses:
+        return []
+    ids = graph.inputs()
+
+    def ancestors(nodes) -> set[int]:
+        return set().union(*(nx.ancestors(graph.dag, n) | {n} for n in nodes)) if nodes else set()
+
+    read_by_losses = ancestors(graph.losses.values())
+    read_by_outputs = ancestors(graph.outputs.values())
+    loss_only = [n for n in inputs if ids[n] in read_by_losses and ids[n] not in read_by_outputs]
+    return loss_only or ([n for n in inputs if ids[n] in read_by_losses] if graph.outputs else [])
+
+
+def _either(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _why(targets: Mapping[str, str]) -> str:
+    if len(targets) > 1:
+        return "losses read " + ", ".join(f"'{n}' in {op}" for n, op in targets.items()) + " as targets"
+    return "the loss is an expression, which does not say which operand is the target"
+
+
+def expose_prediction(graph: Graph) -> Graph:
+    """``graph`` with its loss's prediction operand (``logits`` in ``cross_entropy(logits, y)``) as an output
+    when none of its outputs is the one the metrics read (a model with only a loss statement), so that
+    evaluation reports accuracy and prediction has something to write. Otherwise ``graph`` itself."""
+    try:
+        task = find_task(graph)
+    except DataError:
+        return graph
+    if task.label is None or task.prediction is not None:
+        return graph
+    label_id = graph.inputs()[task.label]
+    loss = next((node for node in graph.nodes() if node.op in LOSS_OPERANDS and len(node.inputs) > 1
+                 and node.inputs[1] == label_id), None)
+    if loss is None:
+        return graph
+    operand = graph.node(loss.inputs[0])
+    taken = {*graph.outputs, *graph.losses, *graph.inputs(), *graph.params()}
+    name = operand.name if operand.name and operand.name not in taken else "prediction"
+    while name in taken:
+        name = "_" + name
+    exposed = graph.copy()
+    exposed.outputs[name] = operand.id
+    return exposed
 
 
 def bind(dataset: Dataset, graph: Graph, task: Task) -> Arrays:
@@ -96,11 +184,20 @@ def bind(dataset: Dataset, graph: Graph, task: Task) -> Arrays:
         if extra:
             raise DataError(f"{dataset.name}: array {', '.join(repr(e) for e in extra)} is not an input of the "
                             f"model (inputs: {', '.join(inputs)})")
+        scalars = [n for n in inputs if inputs[n].rank == 0]
+        if scalars:
+            several = len(scalars) > 1
+            raise DataError(f"{dataset.name}: input{'s' if several else ''} {', '.join(repr(n) for n in scalars)} "
+                            f"of the model {'are scalars' if several else 'is a scalar'} "
+                            f"({', '.join(f'{n}: {inputs[n]}' for n in scalars)}); a dataset holds many "
+                            f"examples, so every input needs a batch axis (declare it as "
+                            f"{inputs[scalars[0]].dtype}[N])")
     else:
-        if len(inputs) != 2 or task.features is None:
+        if len(inputs) != 2 or task.features is None or task.label is None:
             raise DataError(f"dataset {dataset.name} has features and a label; the model's inputs are "
-                            f"{', '.join(inputs)} (a tabular dataset needs one feature input and one label "
-                            f"input; give an .npz file with one array per input instead)")
+                            f"{', '.join(inputs) or 'none'} (a tabular dataset needs one feature input and one "
+                            f"label input; name them in the train block with features = ... and label = ..., "
+                            f"or give an .npz file with one array per input instead)")
         arrays = {task.features: _fit_features(dataset, inputs[task.features], task.features),
                   task.label: _fit_labels(dataset, inputs[task.label], task, graph)}
     return {name: _check_column(dataset.name, name, arrays[name], inputs[name]) for name in inputs}
@@ -117,21 +214,36 @@ def _fit_features(table: Table, want: TensorType, name: str) -> np.ndarray:
 
 
 def _fit_labels(table: Table, want: TensorType, task: Task, graph: Graph) -> np.ndarray:
-    if table.class_names is None and task.kind != "regression":
-        raise DataError(f"dataset {table.name} is a regression dataset, but the model treats "
-                        f"'{task.label}' as class labels")
     if table.class_names is not None and task.kind == "regression":
         raise DataError(f"dataset {table.name} holds class labels, but the model's loss on '{task.label}' is a "
                         "regression loss")
-    classes = len(table.class_names or ())
-    if task.kind == "binary" and classes != 2:
-        raise DataError(f"dataset {table.name} has {classes} classes; the binary loss on '{task.label}' needs 2")
+    if task.kind == "regression":
+        return table.labels
+    labels = table.labels if table.class_names is not None else _class_indices(table, task)
+    classes = len(table.class_names) if table.class_names is not None else int(labels.max(initial=-1)) + 1
+    if task.kind == "binary" and (classes > 2 if table.class_names is None else classes != 2):
+        raise DataError(f"dataset {table.name} has {classes} classes; the binary loss on '{task.label}' needs 2"
+                        + (" (labels 0 and 1)" if table.class_names is None else ""))
     if task.kind == "classification" and task.prediction is not None:
         width = graph.node(graph.outputs[task.prediction]).type.shape[-1]
-        if width != classes:
+        if table.class_names is not None and width != classes:
             raise DataError(f"dataset {table.name} has {classes} classes ({', '.join(table.class_names)}); "
                             f"output '{task.prediction}' scores {width}")
-    return table.labels
+        if isinstance(width, int) and classes > width:
+            raise DataError(f"dataset {table.name}: label column '{table.label_name}' holds class {classes - 1}; "
+                            f"output '{task.prediction}' scores {width} classes (0 to {width - 1})")
+    return labels
+
+
+def _class_indices(table: Table, task: Task) -> np.ndarray:
+    """Numeric labels for a class loss: whole numbers from 0, the class indices."""
+    labels = table.labels
+    bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0))
+    if bad.size:
+        raise DataError(f"dataset {table.name}: label column '{table.label_name}' holds {labels[bad[0]]:g} "
+                        f"(row {bad[0] + 1}); the {task.kind} loss on '{task.label}' needs class indices "
+                        "(whole numbers 0, 1, ...) or class names")
+    return labels.astype(np.int64)
 
 
 def _check_column(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
@@ -164,11 +276,31 @@ def split(arrays: Arrays, seed: int, validation: float, test: float) -> Splits:
     n = len(next(iter(arrays.values())))
     order = np.random.default_rng([seed, 7]).permutation(n)
     n_test, n_val = round(n * test), round(n * validation)
-    if n - n_test - n_val < 1:
-        raise DataError(f"{n} examples leave nothing to train on after the validation and test splits")
+    if n - n_test - n_val < 1 or (test > 0 and n_test == 0) or (validation > 0 and n_val == 0):
+        raise DataError(too_few_examples(n, validation, test))
     parts = np.split(order, [n_test, n_test + n_val])
     take = lambda idx: {k: v[np.sort(idx)] for k, v in arrays.items()}
     return Splits(take(parts[2]), take(parts[1]), take(parts[0]))
+
+
+def too_few_examples(n: int, validation: float, test: float) -> str:
+    """Why ``n`` examples cannot be split: how many each split needs."""
+    needs = [f"{name} = {fraction:g} needs at least {_held_out_minimum(fraction)} examples to hold out one"
+             for name, fraction in (("validation", validation), ("test", test)) if fraction > 0]
+    total = max([_held_out_minimum(f) for f in (validation, test) if f > 0] + [1])
+    while total - round(total * validation) - round(total * test) < 1:
+        total += 1
+    needs.append("training needs at least 1 left over")
+    return (f"{n} example{' is' if n == 1 else 's are'} too few for the splits: {'; '.join(needs)}: at least {total} "
+            f"examples in all (or set validation = 0 and test = 0 to train on every example)")
+
+
+def _held_out_minimum(fraction: float) -> int:
+    """The fewest examples of which ``round(n * fraction)`` is at least 1."""
+    n = max(1, int(0.5 / fraction))
+    while round(n * fraction) < 1:
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)

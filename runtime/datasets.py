@@ -137,15 +137,17 @@ BUILTIN: dict[str, Callable[[int], Table]] = {
 }
 
 
-def load_dataset(source: str, seed: int = 0, label: str | None = None) -> Dataset:
-    """A built-in dataset by name, or a path to a .npz or .csv file."""
+def load_dataset(source: str, seed: int = 0, label: str | None = None, label_optional: bool = False) -> Dataset:
+    """A built-in dataset by name, or a path to a .npz or .csv file. ``label`` names a .csv file's label
+    column; with ``label_optional`` (the name is the model's label input) a file without that column takes
+    its last one."""
     if source in BUILTIN:
         return BUILTIN[source](seed)
     path = Path(source)
     if path.suffix == ".npz":
         return NamedArrays(path.name, load_npz(path, "data"))
     if path.suffix == ".csv":
-        return read_csv(path, label)
+        return read_csv(path, label, label_optional)
     if not path.suffix and not path.exists():
         raise DataError(f"unknown dataset '{source}'{did_you_mean(source, BUILTIN)} "
                         f"(built in: {', '.join(BUILTIN)}; or a path to a .npz or .csv file)")
@@ -153,26 +155,31 @@ def load_dataset(source: str, seed: int = 0, label: str | None = None) -> Datase
                     f"({', '.join(BUILTIN)})")
 
 
-def read_csv(path: str | Path, label: str | None = None) -> Table:
-    """A .csv with a header row; ``label`` names the label column (default: the last column). Feature
-    columns must be numbers; the label column may hold numbers or class names (mapped to 0, 1, ... in
-    sorted order)."""
+def read_csv(path: str | Path, label: str | None = None, label_optional: bool = False) -> Table:
+    """A .csv with a header row; ``label`` names the label column (default, and with ``label_optional`` when
+    no column has that name: the last column). Feature columns must be numbers; the label column may hold
+    numbers or class names (mapped to 0, 1, ... in sorted order)."""
     path = Path(path)
     header, columns = _read_columns(path)
-    label = label or header[-1]
+    if label is None or (label_optional and label not in header):
+        label = header[-1]
     if label not in header:
         raise DataError(f"{path}: no label column '{label}'{did_you_mean(label, header)} "
                         f"(columns: {', '.join(header)})")
+    if len(header) == 1:
+        raise DataError(f"{path}: the only column is the label column '{label}'; a dataset needs at least one "
+                        "feature column beside it")
     features = np.stack([_numeric_column(path, name, columns[name]) for name in header if name != label], axis=1)
     labels, classes = _label_column(path, label, columns[label])
     return Table(path.name, features, labels, tuple(h for h in header if h != label), label, classes)
 
 
-def read_csv_features(path: str | Path) -> np.ndarray:
-    """Every column of a headed .csv, as a float64 matrix [rows, columns] (inputs for prediction)."""
+def read_csv_features(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """The header of a headed .csv and every column as a float64 matrix [rows, columns] (inputs for
+    prediction)."""
     path = Path(path)
     header, columns = _read_columns(path)
-    return np.stack([_numeric_column(path, name, columns[name]) for name in header], axis=1)
+    return header, np.stack([_numeric_column(path, name, columns[name]) for name in header], axis=1)
 
 
 def _read_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
@@ -187,6 +194,14 @@ def _read_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(f"{path}:1: column {position} has no name in the header row")
+        if name in seen:
+            raise DataError(f"{path}:1: columns {seen[name]} and {position} are both named '{name}' "
+                            "(give every column its own name)")
+        seen[name] = position
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise DataError(f"{path}:{number}: {len(row)} values, but the header has {len(header)} columns")

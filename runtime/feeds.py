@@ -1,8 +1,9 @@
 """Check the arrays a person feeds a program against the graph's declared inputs.
 
-A missing, extra or wrongly shaped input, a non-integer array for an integer input, a NaN, or a class
-label out of range is a :class:`DataError` that names the input. Floating-point inputs accept any real
-array (cast to the declared dtype); the batch dimension must have one size across all inputs.
+A missing, extra or wrongly shaped input, a non-integer array for an integer input, a NaN, a value beyond
+the range of the declared dtype, a class label out of range or a probability (``bce``'s target) outside
+[0, 1] is a :class:`DataError` that names the input. Floating-point inputs accept any real array (cast to
+the declared dtype); the batch dimension must have one size across all inputs.
 
 :class:`FeedSpec` is built once per program, so checking a batch costs a few microseconds.
 """
@@ -61,11 +62,14 @@ def _readers(graph: Graph, node_id: int) -> list[tuple[int, int]]:
 class FeedSpec:
     declared: dict[str, TensorType]
     labels: tuple[DomainUse, ...]
+    probabilities: tuple[DomainUse, ...] = ()
 
     @classmethod
     def from_graph(cls, graph: Graph) -> FeedSpec:
         declared = {name: graph.node(i).type for name, i in graph.inputs().items()}
-        return cls(declared, tuple(u for u in domain_uses(graph) if u.domain == "labels"))
+        uses = domain_uses(graph)
+        return cls(declared, tuple(u for u in uses if u.domain == "labels"),
+                   tuple(u for u in uses if u.domain == "probability"))
 
     def check(self, feeds: Mapping[str, np.ndarray], scan_values: bool = True) -> dict[str, np.ndarray]:
         """Validate and cast the inputs. ``scan_values`` also checks every value (NaN, label range)."""
@@ -81,6 +85,13 @@ class FeedSpec:
                     bad = labels.min() if labels.min() < 0 else labels.max()
                     raise DataError(f"{use.op}: label {bad} in input '{use.input}' is out of range "
                                     f"[0, {use.classes})")
+            for use in self.probabilities:
+                values = out[use.input]
+                if values.size and (values.min() < 0 or values.max() > 1):
+                    bad = values.min() if values.min() < 0 else values.max()
+                    loss = use.op.removesuffix("_with_logits")  # as written: bce(sigmoid(z)) is optimized to that
+                    raise DataError(f"{loss}: input '{use.input}' holds {bad:g}; {loss} reads it as a "
+                                    "probability (a target in [0, 1], e.g. 0 or 1 for two classes)")
         return out
 
     def _wrong_names(self, feeds: Mapping[str, np.ndarray]) -> None:
@@ -119,4 +130,21 @@ def _check_one(name: str, value, want: TensorType, bindings: dict[str, tuple[int
     elif kind == "f":
         if not (np.isfinite(array).all() and (array == np.round(array)).all()):
             raise DataError(f"input '{name}' is {want} and needs integer values, got dtype {array.dtype}")
+    if array.size and (scan_values or array.dtype != want.numpy_dtype):
+        _check_range(name, array, want)
     return array.astype(want.numpy_dtype, copy=False)
+
+
+def _check_range(name: str, array: np.ndarray, want: TensorType) -> None:
+    """Values that the declared dtype cannot hold (a float64 beyond float32's range would become inf, an
+    integer beyond int32's would wrap around) are refused."""
+    target = np.dtype(want.numpy_dtype)
+    if np.can_cast(array.dtype, target, casting="safe"):
+        return
+    limits = np.finfo(target) if target.kind == "f" else np.iinfo(target)
+    low, high = array.min().item(), array.max().item()  # Python numbers: compared with the limits exactly
+    smallest, largest = (float(limits.min), float(limits.max)) if target.kind == "f" else (limits.min, limits.max)
+    if low < smallest or high > largest:
+        bad = low if low < smallest else high
+        raise DataError(f"input '{name}' holds {bad:g}, beyond the range of {target.name} "
+                        f"({smallest:g} to {largest:g}), the dtype of '{name}: {want}'")

@@ -66,6 +66,7 @@ class Program:
         self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
         self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
         self.epoch = 0  # epochs trained
+        self.class_names: tuple[str, ...] | None = None  # the training data's class names, when it had them
 
     @property
     def name(self) -> str:

@@ -1,6 +1,7 @@
 """A run's folder: ``runs/<model>-<timestamp>/`` (or a chosen folder) with the resolved configuration
 (``config.json``), one JSON line per epoch (``metrics.jsonl``), the ``best.npz`` and ``last.npz``
-checkpoints and ``curves.png``. Every file is written whole (temporary file, then rename)."""
+checkpoints, ``curves.png`` (with the best epoch marked) and the test split's result (``test.json``, which
+says whose parameters it measured). Every file is written whole (temporary file, then rename)."""
 
 from __future__ import annotations
 
@@ -50,15 +51,21 @@ class RunDirectory:
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
-    def write_curves(self, history: list[dict[str, Any]], title: str) -> Path | None:
+    def write_test(self, result: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "test.json", json.dumps(result, indent=2) + "\n")
+
+    def write_curves(self, history: list[dict[str, Any]], title: str, best_epoch: int = 0,
+                     monitored: str = "validation") -> Path | None:
         if not history:
             return None
-        atomic_write_bytes(self.path / "curves.png", plot_curves(history, title))
+        atomic_write_bytes(self.path / "curves.png", plot_curves(history, title, best_epoch, monitored))
         return self.path / "curves.png"
 
 
-def plot_curves(history: list[dict[str, Any]], title: str) -> bytes:
-    """Loss (train and validation) and every metric against epochs, as PNG bytes."""
+def plot_curves(history: list[dict[str, Any]], title: str, best_epoch: int = 0, monitored: str = "validation"
+                ) -> bytes:
+    """Loss (train and validation) and every metric against epochs, as PNG bytes; a dashed line marks
+    ``best_epoch`` (the lowest ``monitored`` loss, the parameters of best.npz)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,6 +91,10 @@ def plot_curves(history: list[dict[str, Any]], title: str) -> bytes:
         axes[1].set_title(f"{title}: metrics")
         axes[1].legend()
     for ax in axes:
+        if best_epoch:
+            ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1,
+                       label=f"best epoch {best_epoch} (lowest {monitored} loss)")
+            ax.legend()
         ax.grid(alpha=0.3)
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from gradc.dsl.diagnostics import DataError, GradcError
-from gradc.dsl.train_schema import CallValue, default_settings, override
+from gradc.dsl.diagnostics import DataError, GradcError, ModelError
+from gradc.dsl.train_schema import CallValue, check_settings, default_settings, override
 
 from .checkpoints import Checkpoint, spec_hash
 from .data import Arrays, Scaling, Splits, Task, batches, bind, count, data_inputs, feature_names, find_task, split
 from .datasets import NamedArrays, load_dataset
-from .metrics import confusion_matrix, score
+from .metrics import confusion_matrix, predicted_classes, score
 from .optimizer_state import OptimizerState
 from .reporting import Reporter
 from .runs import RunDirectory
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 EVAL_BATCH = 1024
 # settings a resumed run must share with the checkpoint's run to continue it exactly
-RESUME_KEYS = ("data", "label", "optimizer", "schedule", "batch", "weight_decay", "seed", "validation", "test")
+RESUME_KEYS = ("data", "label", "features", "optimizer", "schedule", "batch", "weight_decay", "seed", "validation",
+               "test")
 
 
 class TrainingDiverged(GradcError):
@@ -103,13 +104,14 @@ def settings_json(settings: Mapping[str, Any]) -> dict[str, Any]:
 def prepare(program: Program, data: Any, settings: Mapping[str, Any], scaling: Scaling | None = None) -> Prepared:
     """Load, bind, check, split and standardize the data (with ``scaling``, else statistics of the training
     split)."""
-    task = find_task(program.source)
+    label = settings.get("label")
+    task = find_task(program.source, label, settings.get("features"))
     if data is None or isinstance(data, str | Path):
         source = str(data) if data is not None else settings.get("data")
         if source is None:
             raise DataError(f"no data for model '{program.name}': give --data (a built-in dataset, .npz or .csv) "
                             "or 'data = ...' in the train block")
-        dataset = load_dataset(source, settings["seed"], settings.get("label"))
+        dataset = _load_located(source, settings["seed"], label, label in data_inputs(program.source))
     elif isinstance(data, Mapping):
         source, dataset = "arrays", NamedArrays("arrays", {k: np.asarray(v) for k, v in data.items()})
     else:
@@ -121,6 +123,17 @@ def prepare(program: Program, data: Any, settings: Mapping[str, Any], scaling: S
     scaling = scaling or Scaling.fit(splits.train, feature_names(task, inputs))
     scaled = Splits(scaling.apply(splits.train), scaling.apply(splits.validation), scaling.apply(splits.test))
     return Prepared(task, scaled, scaling, getattr(dataset, "class_names", None), source)
+
+
+def _load_located(source: str, seed: int, label: str | None, label_is_input: bool):
+    """Load a dataset; an error about a path given in the model's train block points at that line."""
+    try:
+        return load_dataset(source, seed, label, label_optional=label_is_input)
+    except DataError as error:
+        location = getattr(source, "location", None)
+        if location is None:
+            raise
+        raise ModelError(error.message, location, error.notes) from None
 
 
 # ---------------------------------------------------------------- evaluation
@@ -193,10 +206,29 @@ def predict(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
         if name not in feeds:
             shape = tuple(rows if isinstance(d, str) else d for d in t.shape)
             feeds[name] = np.zeros(shape, t.numpy_dtype)
+    feeds = program._feeds(feeds)  # shapes and values checked on the raw inputs, before any scaling broadcasts
     if program.scaling is not None:
         feeds = program.scaling.apply(feeds)
-    results = program.forward_feeds(program._feeds(feeds))
+    results = program.forward_feeds(feeds)
     return {name: results[name] for name in g.outputs}
+
+
+def predicted_class(program: Program, outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The class each example is predicted to be, from the output the metrics read: the class name when the
+    training data had names, else the index (0 or 1 for a binary model). None for a model that does not
+    classify."""
+    settings = program.train_settings or {}
+    try:
+        task = find_task(program.source, settings.get("label"), settings.get("features"))
+    except DataError:
+        return None
+    if task.kind not in ("classification", "binary") or task.prediction not in outputs:
+        return None
+    classes = predicted_classes(task, np.asarray(outputs[task.prediction]))
+    names = program.class_names
+    if names and classes.size and 0 <= classes.min() and classes.max() < len(names):
+        return np.asarray(names)[classes]
+    return classes
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -205,7 +237,8 @@ def predict(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
 def make_checkpoint(program: Program, state: dict[str, Any]) -> Checkpoint:
     meta = {"model": program.name, "spec_hash": spec_hash(program.graph),
             "optimizer": program.optimizer.definition.name, "hyperparameters": program.optimizer.hyper,
-            "step": program.optimizer.t, **state}
+            "step": program.optimizer.t, "classes": list(program.class_names) if program.class_names else None,
+            **state}
     scaling = program.scaling.to_arrays() if program.scaling is not None else {}
     params = program.host_params()  # one copy back from a device target: parameters and optimizer state
     return Checkpoint(dict(params), meta, dict(program.optimizer.state), scaling)
@@ -218,7 +251,11 @@ def save_program(program: Program, path: str | Path) -> None:
 
 def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
     """Parameters, optimizer state and scaling from a checkpoint whose spec was checked against the program."""
-    program.set_params(checkpoint.params)
+    try:
+        program.set_params(checkpoint.params)
+    except DataError as error:
+        raise DataError(f"checkpoint {path}: {error.message.replace('parameters file ', '')}") from None
+    _check_scaling(program, checkpoint, path)
     meta = checkpoint.meta
     program.optimizer = OptimizerState.create(meta["optimizer"], program.host_params(), **meta["hyperparameters"])
     program.optimizer.t = int(meta.get("step", 0))
@@ -228,8 +265,23 @@ def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
                                               zip(arrays, program.optimizer.state[name], strict=True)]
     program.scaling = Scaling.from_arrays(checkpoint.scaling) if checkpoint.scaling else None
     program.epoch = int(meta.get("epoch", 0))
+    program.class_names = tuple(meta["classes"]) if meta.get("classes") else None
     if meta.get("settings"):  # the data, split and seed the parameters were trained with
         program.train_settings = {**default_settings(), **settings_from_json(meta["settings"])}
+
+
+def _check_scaling(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
+    """The checkpoint's feature statistics must belong to float inputs of the model, one per feature."""
+    inputs = data_inputs(program.source)
+    for name, (mean, _) in Scaling.from_arrays(checkpoint.scaling).stats.items():
+        want = inputs.get(name)
+        if want is None or not want.is_float:
+            raise DataError(f"checkpoint {path}: feature statistics for '{name}', which is not a float input of "
+                            f"the model (its inputs: {', '.join(inputs)})")
+        per_example = tuple(want.shape[1:])
+        if mean.shape != per_example:
+            raise DataError(f"checkpoint {path}: feature statistics for '{name}' have shape {mean.shape}; input "
+                            f"'{name}' is {want} (one statistic per feature: shape {per_example})")
 
 
 def settings_from_json(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,12 +311,14 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     """Train ``program`` in place; see :meth:`gradc.runtime.program.Program.fit`."""
     started = time.perf_counter()
     settings = resolve_settings(program, data, **overrides)
+    check_settings(settings)  # every setting possible, before anything is read or written
     reporter = reporter or Reporter(quiet=quiet, json_lines=log_json)
     if settings["early_stopping"] and settings["validation"] == 0:
         raise GradcError("early_stopping needs a validation split (validation > 0)")
     prepared = prepare(program, data, settings)
     splits, task = prepared.splits, prepared.task
     program.scaling = prepared.scaling
+    program.class_names = prepared.class_names
     program.train_settings = settings
     optimizer: CallValue = settings["optimizer"]
     schedule: CallValue = settings["schedule"]
@@ -348,28 +402,57 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
                            best_epoch=best["epoch"])
             break
 
-    if settings["early_stopping"] and best["params"] is not None:
+    restored = bool(settings["early_stopping"]) and best["params"] is not None
+    if restored:
         program.params.update(best["params"])
+    figures = Figures(params_epoch=best["epoch"] if restored else program.epoch, restored=restored,
+                      best_epoch=best["epoch"], monitored="validation" if count(splits.validation) else "training")
     test = evaluate_arrays(program, splits.test, task, "test", prepared.class_names) if count(splits.test) else None
     seconds = time.perf_counter() - started
     if run_dir is not None:
-        run_dir.write_curves(history, program.name)
-    reporter.event("result", _result_line(test, len(history), seconds, best["epoch"], run_dir),
-                   test=test.as_dict() if test else None, seconds=seconds, best_epoch=best["epoch"],
+        run_dir.write_curves(history, program.name, best["epoch"], figures.monitored)
+        if test is not None:
+            run_dir.write_test({**test.as_dict(), **figures.as_dict()})
+    reporter.event("result", _result_line(test, len(history), seconds, figures, run_dir),
+                   test=test.as_dict() if test else None, seconds=seconds, **figures.as_dict(),
                    run_dir=str(run_dir.path) if run_dir else None)
     return FitResult(history, best["epoch"], stopped_early, test, run_dir.path if run_dir else None, seconds,
                      settings)
 
 
-def _result_line(test: Evaluation | None, epochs: int, seconds: float, best_epoch: int,
+@dataclass(frozen=True)
+class Figures:
+    """Which parameters the test figures belong to: the best epoch's (restored by early stopping) or the last
+    epoch's, and the epoch with the lowest monitored loss."""
+
+    params_epoch: int
+    restored: bool
+    best_epoch: int
+    monitored: str  # the loss that picks the best epoch: validation (or training, with no validation split)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"parameters": "best" if self.restored else "last", "parameters_epoch": self.params_epoch,
+                "best_epoch": self.best_epoch}
+
+
+def _result_line(test: Evaluation | None, epochs: int, seconds: float, figures: Figures,
                  run_dir: RunDirectory | None) -> str:
-    """``test: loss 0.0893, accuracy 0.9778 (270 examples); 21 epochs in 3.4s; best epoch 16; wrote runs/...``"""
+    """``test: loss 0.0893, accuracy 0.9778 (270 examples; parameters of epoch 16, the lowest validation loss,
+    as in best.npz); 21 epochs in 3.4s; wrote runs/...``, or with the last epoch's parameters ``(...; parameters
+    of the last epoch, 30, as in last.npz); 30 epochs in 3.4s; lowest validation loss at epoch 16 (best.npz)``"""
+    saved = run_dir is not None
+    if figures.restored:
+        whose = (f"parameters of epoch {figures.params_epoch}, the lowest {figures.monitored} loss"
+                 + (", as in best.npz" if saved else ""))
+    else:
+        whose = f"parameters of the last epoch, {figures.params_epoch}" + (", as in last.npz" if saved else "")
     parts = [f"{epochs} epochs in {seconds:.1f}s"]
     if test is not None:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in {"loss": test.loss, **test.metrics}.items())
-        parts[0] = f"test: {scores} ({test.count} examples); {parts[0]}"
-    if best_epoch:
-        parts.append(f"best epoch {best_epoch}")
+        parts[0] = f"test: {scores} ({test.count} examples; {whose}); {parts[0]}"
+    if figures.best_epoch and not figures.restored:
+        parts.append(f"lowest {figures.monitored} loss at epoch {figures.best_epoch}"
+                     + (" (best.npz)" if saved else ""))
     if run_dir is not None:
         parts.append(f"wrote {run_dir.path}")
     return "; ".join(parts)

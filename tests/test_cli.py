@@ -109,7 +109,7 @@ def test_run_with_params_file(cli, tmp_path):
         (["-i", "a=1", "-i", "b=2"], "missing input 'c'"),
         (["-i", "a=1", "-i", "b=2", "-i", "c=3", "-i", "d=4"], "unexpected input 'd'"),
         (["-i", "a=1,2", "-i", "b=2", "-i", "c=3"], "input 'a' expects f32, got an array of shape (2,)"),
-        (["-i", "a=nan", "-i", "b=2", "-i", "c=3"], "input 'a' contains NaN"),
+        (["-i", "a=nan", "-i", "b=2", "-i", "c=3"], "-i a: nan is not a finite number"),
         (["--inputs", "/nonexistent/in.npz"], "inputs file not found"),
         (["--params", "/nonexistent/p.npz", "-i", "a=1"], "parameters file not found"),
         (["-i", "a"], "-i expects NAME=VALUE"),

@@ -187,7 +187,7 @@ def test_a_run_writes_its_folder_and_logs_the_schedule(small_spec, tmp_path):
     program, result = fit(small_spec, tmp_path)
     folder = tmp_path / "run"
     assert sorted(p.name for p in folder.iterdir()) == ["best.npz", "config.json", "curves.png", "last.npz",
-                                                        "metrics.jsonl"]
+                                                        "metrics.jsonl", "test.json"]
     assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]

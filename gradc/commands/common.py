@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -10,6 +11,8 @@ from gradc.compiler.frontend import ModelSpec
 from gradc.dsl.diagnostics import DataError, format_diagnostic
 
 from ..api import load
+
+INT64 = np.iinfo(np.int64)
 
 
 def load_spec(path: str, show_warnings: bool = True) -> ModelSpec:
@@ -21,19 +24,35 @@ def load_spec(path: str, show_warnings: bool = True) -> ModelSpec:
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, np.ndarray]:
-    """``-i name=value`` options: a number, or comma-separated numbers for a vector."""
+    """``-i name=value`` options: a number, or comma-separated numbers for a vector. Integers stay exact
+    (int64); a value that is not finite (``inf``, ``nan``, ``1e400``) or an integer beyond int64 is an
+    error. The program casts to the declared dtype and refuses values it cannot hold."""
     values = {}
     for item in items or []:
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise DataError(f"-i expects NAME=VALUE, got {item!r}")
+        numbers = [_number(name.strip(), v.strip()) for v in text.split(",")]
+        whole = all(isinstance(v, int) for v in numbers)
+        array = np.asarray(numbers, dtype=np.int64 if whole else np.float64)
+        values[name.strip()] = array if "," in text else array.reshape(())
+    return values
+
+
+def _number(name: str, text: str) -> int | float:
+    try:
+        value: int | float = int(text)
+    except ValueError:
         try:
-            numbers = [float(v) for v in text.split(",")]
+            value = float(text)
         except ValueError:
             raise DataError(f"-i {name}: {text!r} is not a number or a comma-separated list") from None
-        array = np.asarray(numbers if "," in text else numbers[0])
-        values[name.strip()] = array.astype(np.int64) if np.all(array == np.round(array)) else array
-    return values
+    if isinstance(value, int) and not INT64.min <= value <= INT64.max:
+        raise DataError(f"-i {name}: {text} is beyond the range of a 64-bit integer")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError(f"-i {name}: {text} is not a finite number (NaN, infinite, or beyond the range of a "
+                        "64-bit float)")
+    return value
 
 
 def describe_array(value: np.ndarray) -> str:

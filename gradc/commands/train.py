@@ -6,7 +6,14 @@ import argparse
 from typing import Any
 
 from gradc.compiler.frontend import ModelSpec
-from gradc.dsl.train_schema import TRAIN_KEYS, default_settings, format_setting, option_name, setting_from_text
+from gradc.dsl.train_schema import (
+    TRAIN_KEYS,
+    default_settings,
+    format_setting,
+    option_name,
+    setting_from_text,
+    with_learning_rate,
+)
 from gradc.runtime.program import TARGET_HELP, TARGETS
 
 from ..api import compile as compile_model
@@ -39,8 +46,7 @@ def resolve(spec: ModelSpec, args: argparse.Namespace, base: dict[str, Any] | No
             settings[key] = setting_from_text(key, text)
             sources[key] = "command line"
     if getattr(args, "lr", None) is not None:
-        settings = {**settings, "optimizer": type(settings["optimizer"])(
-            settings["optimizer"].name, {**settings["optimizer"].args, "lr": args.lr})}
+        settings = {**settings, "optimizer": with_learning_rate(settings["optimizer"], args.lr)}
         sources["optimizer"] = "command line"
     return settings, sources
 
