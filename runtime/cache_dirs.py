@@ -11,6 +11,7 @@ imports only the standard library, so the parser can use it without loading the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -38,7 +39,8 @@ def cache_root() -> Path:
 
 def private_directory(path: Path) -> Path:
     """Create ``path`` and its missing parents with mode 0700 (whatever the umask), or check the folder that
-    is there: a folder, owned by this user, writable by no one else. Returns ``path``."""
+    is there: a folder, owned by this user, writable by no one else (one that others may only read, as
+    older gradc made them, is made 0700, so nothing inside it can be reached). Returns ``path``."""
     missing = []
     folder = path
     while not os.path.lexists(folder) and folder != folder.parent:
@@ -52,6 +54,9 @@ def private_directory(path: Path) -> Path:
         except OSError as exc:
             raise CacheRootIsNotAFolder(_not_a_folder(folder, exc.strerror.lower())) from None
     check_private(path)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        with contextlib.suppress(OSError):
+            path.chmod(PRIVATE_MODE)
     return path
 
 

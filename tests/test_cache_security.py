@@ -118,6 +118,15 @@ def test_compile_cache_folders_are_private_under_umask_000(tmp_path):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
+def test_cache_root_others_could_only_read_is_made_private(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o755)
+    cache.chmod(0o755)
+    done = _gradc("compile", str(MODEL), env=_env(tmp_path, cache))
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
 def test_cache_root_writable_by_others_is_refused(tmp_path, mode):
     cache = tmp_path / "cache"
