@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import os
@@ -112,11 +113,18 @@ def parse_file(path: str | Path) -> ast.Module:
     return parse_source(decode_source(data, str(path)), str(path))
 
 
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def decode_source(data: bytes, path: str) -> str:
-    """Model text is UTF-8: anything else is a located error at the first byte that does not decode."""
+    """Model text is UTF-8 (a leading byte-order mark is dropped): anything else is a located error at the
+    first byte that does not decode."""
     try:
-        return data.decode("utf-8")
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError as exc:
+        if data.startswith(_UTF16_MARKS):
+            raise ModelError("the file is UTF-16 text, not UTF-8; save it as UTF-8",
+                             SourceLocation(path, 1, 1, 9)) from None
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line = data.count(b"\n", 0, exc.start) + 1
         col = len(data[line_start:exc.start].decode("utf-8")) + 1  # the bytes before the bad one decode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ROOT
 
 HEADER = "model m\ninput x: f32[N, 4]\ninput y: i64[N]\n"
 
@@ -157,7 +158,7 @@ def test_escape_controls_keeps_ordinary_text():
 @pytest.mark.parametrize("data, line, col, shown", [
     (b"model m\ninput x: f32\n# caf\xe9\noutput y = x\n", 3, 6, "byte 0xe9"),
     (b"model m\ninput x: f32 # \xe2\x82\xac \xe2\x82\n", 2, 18, "bytes 0xe2 0x82"),
-    (b"\xff\xfemodel m\n", 1, 1, "byte 0xff"),
+    (b"\xffmodel m\n", 1, 1, "byte 0xff"),
 ])
 def test_file_that_is_not_utf8_is_a_located_error(cli, tmp_path, data, line, col, shown):
     path = tmp_path / "latin1.model"
@@ -171,3 +172,13 @@ def test_file_that_is_not_utf8_is_a_located_error(cli, tmp_path, data, line, col
     assert lines[1] == "    " + echoed
     assert lines[2].index("^") == 4 + col - 1
     assert "Traceback" not in result.err
+
+
+def test_utf16_file_is_named_and_a_utf8_byte_order_mark_is_accepted(cli, tmp_path):
+    path = tmp_path / "utf16.model"
+    path.write_bytes("model m\ninput x: f32\n".encode("utf-16"))
+    result = cli("check", path)
+    assert result.code == 1
+    assert result.err.startswith(f"{path}:1:1: error: the file is UTF-16 text, not UTF-8"), result.err
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "models" / "polynomial.model").read_bytes())
+    assert cli("check", path).code == 0
