@@ -136,8 +136,10 @@ def _source_of(error: GradcError) -> str | None:
     if error.location is None:
         return None
     try:
-        # bytes that are not UTF-8 are shown as \xNN: the line is still echoed with its caret
-        return Path(error.location.path).read_bytes().decode("utf-8", errors="backslashreplace")
+        # bytes that are not UTF-8 are shown as \xNN: the line is still echoed with its caret; a byte-order
+        # mark is dropped, as the parser drops it, so columns agree
+        data = Path(error.location.path).read_bytes()
+        return data.decode("utf-8", errors="backslashreplace").removeprefix("\ufeff")
     except OSError:
         return None
 

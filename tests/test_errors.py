@@ -182,3 +182,7 @@ def test_utf16_file_is_named_and_a_utf8_byte_order_mark_is_accepted(cli, tmp_pat
     assert result.err.startswith(f"{path}:1:1: error: the file is UTF-16 text, not UTF-8"), result.err
     path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "models" / "polynomial.model").read_bytes())
     assert cli("check", path).code == 0
+    path.write_bytes(b"\xef\xbb\xbfmodel m $\n")
+    lines = cli("check", path).err.splitlines()
+    assert lines[0].startswith(f"{path}:1:9: error: unexpected character '$'") and lines[1] == "    model m $"
+    assert lines[2].index("^") == 4 + 8
