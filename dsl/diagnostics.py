@@ -8,6 +8,8 @@ shows a Python traceback for a bad model file.
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -47,6 +49,10 @@ class DataError(GradcError):
     """Bad data handed to a program: a missing file, a wrong shape or dtype, NaN."""
 
 
+class GradcWarning(UserWarning):
+    """Something gradc worked around (a damaged cache entry, say); the CLI prints ``gradc: warning: ...``."""
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     severity: str  # "error" | "warning"
@@ -60,6 +66,29 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{matches[0]}'?" if matches else ""
 
 
+# Characters a terminal may act on instead of showing: C0 controls (ESC starts escape sequences, BEL rings),
+# DEL, C1 controls (U+009B is a one-character CSI) and the bidirectional overrides that reorder what is shown.
+_CONTROL_CHARACTERS = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """Write each control character in ``text`` as a visible escape (ESC as ``\\x1b``), except those in
+    ``keep``; a tab is always kept. Text from model files and data goes through this before a terminal."""
+    pattern = _control_pattern(keep)
+    return pattern.sub(_escape_one, text) if pattern.search(text) else text
+
+
+def _escape_one(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+@functools.lru_cache(maxsize=8)
+def _control_pattern(keep: str) -> re.Pattern:
+    kept = "".join(re.escape(ch) for ch in keep)
+    return re.compile(f"(?![{kept}])[{_CONTROL_CHARACTERS}]" if kept else f"[{_CONTROL_CHARACTERS}]")
+
+
 def format_diagnostic(
     severity: str,
     message: str,
@@ -67,22 +96,28 @@ def format_diagnostic(
     source: str | None,
     notes: Iterable[str] = (),
 ) -> str:
-    """Render a diagnostic as ``path:line:col: severity: message``, then the source line and a caret."""
+    """Render a diagnostic as ``path:line:col: severity: message``, then the source line and a caret.
+
+    Control characters from the file or the data (ESC, BEL, ...) are shown escaped, and the caret
+    still points at the right spot of the escaped line."""
     if location is None:
         lines = [f"gradc: {severity}: {message}"]
     else:
         lines = [f"{location}: {severity}: {message}"]
         text_line = _source_line(source, location.line)
         if text_line is not None:
-            shown = text_line.expandtabs(1)
-            lines.append(f"    {shown}")
+            raw = text_line.expandtabs(1)
+            lines.append("    " + escape_controls(raw))
             width = 1
             if location.end_col is not None and location.end_col > location.col:
                 width = location.end_col - location.col
-            width = max(1, min(width, len(shown) - location.col + 1))
-            lines.append("    " + " " * (location.col - 1) + "^" + "~" * (width - 1))
+            width = max(1, min(width, len(raw) - location.col + 1))
+            start = location.col - 1
+            before = len(escape_controls(raw[:start]))
+            under = len(escape_controls(raw[start:start + width])) or 1
+            lines.append("    " + " " * before + "^" + "~" * (under - 1))
     lines.extend(f"note: {note}" for note in notes)
-    return "\n".join(lines)
+    return escape_controls("\n".join(lines), keep="\n")
 
 
 def format_error(error: GradcError, source: str | None) -> str:

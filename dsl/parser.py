@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
+import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,28 +68,71 @@ class _NewlinePostLexer:
 @functools.lru_cache(maxsize=1)
 def _lark_parser() -> tuple[lark.Lark, _NewlinePostLexer]:
     postlex = _NewlinePostLexer()
+    grammar = GRAMMAR_PATH.read_text()
     parser = lark.Lark(
-        GRAMMAR_PATH.read_text(),
+        grammar,
         parser="lalr",
         lexer="basic",
         postlex=postlex,
         propagate_positions=True,
         maybe_placeholders=False,
-        cache=True,  # lark keeps the analysed LALR tables in a temporary file: ~0.15 s less per process
+        cache=_table_cache(grammar),  # the analysed LALR tables, kept: ~0.15 s less per process
     )
     return parser, postlex
+
+
+def _table_cache(grammar: str) -> str | bool:
+    """The file in which lark keeps its parser tables, or ``False`` to build them in memory.
+
+    lark unpickles that file, so it must be one that only this user can write: never lark's default (a
+    predictable name in the shared temporary folder), but a file in gradc's private cache folder (0700,
+    owner checked). When that folder is unusable the tables are built afresh; the compile cache, which
+    needs the same folder, says why.
+    """
+    from gradc.runtime.cache_dirs import UnsafeCacheError, cache_root, is_own_file, private_directory
+
+    digest = hashlib.sha256(f"{lark.__version__}\n{grammar}".encode()).hexdigest()[:16]
+    try:
+        path = private_directory(private_directory(cache_root()) / "parser") / f"lark-{digest}.tables"
+        if os.path.lexists(path) and not is_own_file(path):
+            path.unlink()  # not a regular file of ours: never read it
+    except (UnsafeCacheError, OSError):
+        return False
+    return str(path)
 
 
 def parse_file(path: str | Path) -> ast.Module:
     """Read and parse a .model file; a missing or unreadable file is a :class:`ModelError`."""
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ModelError(f"no such model file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read model file {path}: {exc}") from None
-    return parse_source(source, str(path))
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    return parse_source(decode_source(data, str(path)), str(path))
+
+
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def decode_source(data: bytes, path: str) -> str:
+    """Model text is UTF-8 (a leading byte-order mark is dropped): anything else is a located error at the
+    first byte that does not decode."""
+    try:
+        return data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if data.startswith(_UTF16_MARKS):
+            raise ModelError("the file is UTF-16 text, not UTF-8; save it as UTF-8",
+                             SourceLocation(path, 1, 1, 9)) from None
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8")) + 1  # the bytes before the bad one decode
+        bad = data[exc.start:exc.end]
+        shown = ("byte " if len(bad) == 1 else "bytes ") + " ".join(f"0x{b:02x}" for b in bad)
+        # the echoed line shows each undecodable byte as \xNN (see the CLI): underline all of them
+        raise ModelError(f"the file is not UTF-8 text: {shown} cannot be decoded ({exc.reason}); save it as UTF-8",
+                         SourceLocation(path, line, col, col + 4 * len(bad))) from None
 
 
 def parse_source(source: str, path: str = "<string>") -> ast.Module:

@@ -22,7 +22,7 @@ from gradc.compiler.graph import Graph
 from gradc.compiler.lower.cpu import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, lower_cpu, typed_dummy
 from gradc.dsl.diagnostics import GradcError
 
-from .compile_cache import compiled_entry_points, load_source, program_key
+from .compile_cache import compiled_entry_points, evict, load_source, program_key
 from .optimizer_state import OptimizerState
 from .reference import evaluate
 
@@ -119,6 +119,7 @@ class CpuBackend(HostMemory):
         self._plan = [(kind, int(key) if kind == "const" else key)
                       for kind, _, key in (arg.partition(":") for arg in self.lowered.args)]
         self._param_order = list(self.graph.params())  # computed once: the graph's order is a sort
+        self._rebuilt: str | None = None  # why the cache entry was evicted and rebuilt, if it was
 
     # -------------------------------------------------------------- compiling
     def compile(self, entry_points: tuple[str, ...] = DEFAULT_ENTRY_POINTS) -> CompileReport:
@@ -138,22 +139,37 @@ class CpuBackend(HostMemory):
         for name in wanted:
             self._function(name)
         self.report.seconds += time.perf_counter() - start
+        if self._rebuilt:
+            reasons.append(f"the entry could not be loaded ({self._rebuilt}): rebuilt it")
         self.report.cache_hit = not reasons
         self.report.reasons = reasons
         return self.report
 
     def _function(self, name: str):
-        function = getattr(self.loaded.module, name)
         if name not in self._compiled:
-            args = [typed_dummy(t) for t in self._arg_types()]
-            point = self.lowered.entry_points[name]
-            if point.optimizer is not None:
-                args += [typed_dummy(t) for t in self._param_types() for _ in point.optimizer.state]
-                args += [0.1] * len(point.optimizer.hyperparameters) + [1]
-            signature = tuple(function.typeof_pyval(a) for a in args)
-            function.compile(signature)
-            self._compiled.add(name)
-        return function
+            try:
+                self._compile(name)
+            except Exception as exc:
+                if not (self.use_cache and name in compiled_entry_points(self.loaded.directory)):
+                    raise
+                # Numba's files for this entry point are in the cache but do not load (truncated, damaged):
+                # drop the entry and compile afresh into a new one.
+                self._rebuilt = f"Numba's cached code for {name} failed to load: {type(exc).__name__}: {exc}"
+                evict(self.loaded, self._rebuilt)
+                self.loaded = load_source(self.lowered.source, self.report.key, self.use_cache)
+                self._compiled.clear()
+                self._compile(name)
+        return getattr(self.loaded.module, name)
+
+    def _compile(self, name: str) -> None:
+        function = getattr(self.loaded.module, name)
+        args = [typed_dummy(t) for t in self._arg_types()]
+        point = self.lowered.entry_points[name]
+        if point.optimizer is not None:
+            args += [typed_dummy(t) for t in self._param_types() for _ in point.optimizer.state]
+            args += [0.1] * len(point.optimizer.hyperparameters) + [1]
+        function.compile(tuple(function.typeof_pyval(a) for a in args))
+        self._compiled.add(name)
 
     def _param_types(self):
         params = self.graph.params()

@@ -5,7 +5,9 @@ An entry is a folder named by the hash of everything that decides the machine co
 (``program.py``) and, in ``__pycache__``, Numba's cache of each compiled entry point. A second process
 that compiles the same model finds both and loads the machine code instead of compiling it.
 
-The folder is ``$GRADC_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradc``, else ``~/.cache/gradc``.
+The folder is ``$GRADC_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradc``, else ``~/.cache/gradc``; it and its entries
+are private (0700, see :mod:`.cache_dirs`). An entry that cannot be read (a ``program.py`` that is a folder or
+not UTF-8, an entry that is a file, Numba files that fail to load) is evicted and rebuilt, with a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -26,18 +29,20 @@ import numpy as np
 import gradc
 from gradc.compiler.graph import Graph
 from gradc.compiler.printers.json_format import to_json
+from gradc.dsl.diagnostics import GradcWarning
 
+from .cache_dirs import CACHE_ENV, CacheRootIsNotAFolder, cache_root, private_directory
 from .files import atomic_write_text
 
-CACHE_ENV = "GRADC_CACHE_DIR"
+__all__ = ["CACHE_ENV", "CacheWarning", "LoadedProgram", "cache_entries", "cache_root", "cache_size", "clear_cache",
+           "compiled_entry_points", "evict", "load_source", "program_key"]
+
 SOURCE_NAME = "program.py"
+PYCACHE = "__pycache__"
 
 
-def cache_root() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gradc"
+class CacheWarning(GradcWarning):
+    """The compile cache had to be repaired or bypassed; the program was compiled all the same."""
 
 
 def program_key(graph: Graph, target: str) -> str:
@@ -58,23 +63,28 @@ class LoadedProgram:
 
 
 def load_source(source: str, key: str, use_cache: bool) -> LoadedProgram:
-    """Write (or find) the generated source and import it as a module."""
-    if use_cache:
-        directory = cache_root() / key[:32]
-        path = directory / SOURCE_NAME
-        cached = path.exists() and path.read_text() == source
-        if not cached:
-            directory.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, source)
-        keep = None
-    else:
+    """Write (or find) the generated source and import it as a module.
+
+    With the cache on, an unusable entry is evicted and written afresh; a cache root that is not a folder
+    is left alone and the program compiled without the cache, with a warning; a root that others could
+    write raises :class:`~.cache_dirs.UnsafeCacheError`.
+    """
+    directory = _entry_directory(key) if use_cache else None
+    if directory is None:
         keep = tempfile.TemporaryDirectory(prefix="gradc-")
         directory = Path(keep.name)
         path = directory / SOURCE_NAME
-        path.write_text(source)
+        atomic_write_text(path, source)
         cached = False
-    # Numba's cache finds a function's globals through its module's name: register it under a stable one.
-    name = f"gradc_program_{key[:32]}" + ("" if use_cache else f"_{directory.name}")
+        name = f"gradc_program_{key[:32]}_{directory.name}"
+    else:
+        keep = None
+        path = directory / SOURCE_NAME
+        cached = _read_entry_source(directory) == source
+        if not cached:
+            atomic_write_text(path, source)
+        # Numba's cache finds a function's globals through its module's name: register it under a stable one.
+        name = f"gradc_program_{key[:32]}"
     module = sys.modules.get(name)
     if module is None or getattr(module, "__file__", None) != str(path):
         spec = importlib.util.spec_from_file_location(name, path)
@@ -84,17 +94,75 @@ def load_source(source: str, key: str, use_cache: bool) -> LoadedProgram:
     return LoadedProgram(module, key, directory, cached, keep)
 
 
+def evict(loaded: LoadedProgram, reason: str) -> None:
+    """Drop a cache entry that failed to load (and its imported module), with a warning: it is rebuilt by the
+    next :func:`load_source` of its key."""
+    _warn_evicted(loaded.directory, reason)
+    sys.modules.pop(loaded.module.__name__, None)
+    _remove(loaded.directory)
+
+
+def _entry_directory(key: str) -> Path | None:
+    """The cache entry's folder for ``key``, made private; ``None`` when the cache root is not a folder."""
+    try:
+        root = private_directory(cache_root())
+    except CacheRootIsNotAFolder as error:
+        warnings.warn(f"{error.message}; compiling without the cache (set {CACHE_ENV} to a folder of your own)",
+                      CacheWarning, stacklevel=3)
+        return None
+    directory = root / key[:32]
+    if directory.exists() and not directory.is_dir():
+        warnings.warn(f"the compile cache entry {directory} is not a folder; removed it", CacheWarning,
+                      stacklevel=3)
+        _remove(directory)
+    return private_directory(directory)
+
+
+def _read_entry_source(directory: Path) -> str | None:
+    """The entry's source, or ``None`` when it has none; an unreadable one is evicted with a warning."""
+    path = directory / SOURCE_NAME
+    if not os.path.lexists(path):
+        return None
+    if not path.is_file():
+        problem = f"{SOURCE_NAME} is not a file"
+    else:
+        try:
+            return path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            problem = f"{SOURCE_NAME} is not UTF-8"
+        except OSError as exc:
+            problem = f"{SOURCE_NAME} cannot be read: {exc.strerror}"
+    _warn_evicted(directory, problem)
+    _remove(directory)
+    private_directory(directory)
+    return None
+
+
+def _warn_evicted(directory: Path, reason: str) -> None:
+    warnings.warn(f"the compile cache entry {directory} could not be used ({reason}); removed it and "
+                  "compiling afresh", CacheWarning, stacklevel=2)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def compiled_entry_points(directory: Path) -> set[str]:
     """The entry points whose machine code Numba has cached in this entry."""
     found = set()
-    for index in (directory / "__pycache__").glob(f"{Path(SOURCE_NAME).stem}.*.nbi"):
+    for index in (directory / PYCACHE).glob(f"{Path(SOURCE_NAME).stem}.*.nbi"):
         found.add(index.name.split(".")[1].split("-")[0])
     return found
 
 
 def cache_entries() -> list[Path]:
     root = cache_root()
-    return sorted(p for p in root.iterdir() if (p / SOURCE_NAME).exists()) if root.exists() else []
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / SOURCE_NAME).exists())
 
 
 def cache_size(paths: list[Path]) -> int:
@@ -104,5 +172,5 @@ def cache_size(paths: list[Path]) -> int:
 def clear_cache() -> int:
     entries = cache_entries()
     for entry in entries:
-        shutil.rmtree(entry, ignore_errors=True)
+        _remove(entry)
     return len(entries)

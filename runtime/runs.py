@@ -13,7 +13,7 @@ from typing import Any
 
 from gradc.dsl.diagnostics import DataError
 
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text, file_stem
 
 
 class RunDirectory:
@@ -26,10 +26,11 @@ class RunDirectory:
             path = Path(out)
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = Path(root) / f"{model}-{stamp}"
+            stem = file_stem(model)
+            path = Path(root) / f"{stem}-{stamp}"
             suffix = 2
             while path.exists():
-                path = Path(root) / f"{model}-{stamp}-{suffix}"
+                path = Path(root) / f"{stem}-{stamp}-{suffix}"
                 suffix += 1
         try:
             path.mkdir(parents=True, exist_ok=True)

@@ -188,3 +188,64 @@ def test_writing_to_a_device_keeps_the_device(cli):
     result = cli("graph", ROOT / "models" / "polynomial.model", "-o", os.devnull)
     assert result.code == 0
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+# ------------------------------------------------------------------ --emit (issue 12, item 7)
+
+
+def test_emit_onto_an_existing_file_is_an_error(cli, tmp_path):
+    target = tmp_path / "notes"
+    target.write_text("keep me")
+    result = cli("compile", ROOT / "models" / "polynomial.model", "--emit", target)
+    assert result.code == 1, result
+    assert f"gradc: error: --emit {target}: it exists and is not a folder" in result.err
+    assert target.read_text() == "keep me"
+
+
+def test_emit_into_a_py_file(cli, tmp_path):
+    target = tmp_path / "program.py"
+    target.write_text("old")
+    for _ in range(2):  # a second time over the file it wrote
+        result = cli("compile", ROOT / "models" / "polynomial.model", "--emit", target)
+        assert result.code == 0, result
+        assert "def forward(" in target.read_text()
+    assert cli("compile", ROOT / "models" / "polynomial.model", "--emit", tmp_path / "no" / "p.py").code == 1
+
+
+def test_emit_for_a_model_with_a_300_character_name(cli, tmp_path):
+    name = "m" * 300
+    source = (ROOT / "models" / "polynomial.model").read_text().replace("model polynomial", f"model {name}")
+    model = tmp_path / "long.model"
+    model.write_text(source)
+    result = cli("compile", model, "--emit", tmp_path / "src")
+    assert result.code == 0, result
+    (written,) = (tmp_path / "src").iterdir()
+    assert written.name.startswith("m" * 80) and written.name.endswith("_cpu.py") and len(written.name) < 255
+
+
+# ------------------------------------------------------------------ did you mean (issue 12, item 27)
+
+
+@pytest.mark.parametrize("args, message, suggestion", [
+    (["trian", "m.model"], "invalid choice: 'trian' (choose from 'check', ", "train"),
+    (["graph", "m.model", "--stage", "optimised"], "invalid choice: 'optimised' (choose from ", "optimized"),
+    (["graph", "m.model", "--format", "svgg"], "invalid choice: 'svgg'", "svg"),
+    (["compile", "m.model", "--targte", "cpu"], "unrecognized arguments: --targte cpu", "--target"),
+])
+def test_mistyped_command_or_choice_gets_did_you_mean(capsys, args, message, suggestion):
+    from gradc.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.rstrip().endswith(f"; did you mean '{suggestion}'?"), err
+
+
+def test_choice_with_nothing_close_gets_no_guess(capsys):
+    from gradc.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["graph", "m.model", "--stage", "zzz"])
+    assert "did you mean" not in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ROOT
 
 HEADER = "model m\ninput x: f32[N, 4]\ninput y: i64[N]\n"
 
@@ -104,3 +105,84 @@ def test_unclosed_bracket_is_named(cli, write_model):
     result = cli("check", path)
     assert result.code == 1
     assert "note: '(' opened at 2:6 is not closed" in result.err
+
+
+# ------------------------------------------------------------------ control characters (issue 12, item 3)
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e"  # set the title, ring, clear the screen, C1 CSI, bidi override
+
+
+def _has_control(text: str) -> bool:
+    return any(ch in text for ch in "\x1b\x07\x9b\u202e")
+
+
+def test_control_characters_in_the_source_echo_are_escaped(cli, write_model):
+    source = f'model m\ninput x: f32\noutput y = x $ 1 # {ESCAPES}\n'
+    result = cli("check", write_model(source))
+    assert result.code == 1
+    assert not _has_control(result.err), repr(result.err)
+    lines = result.err.splitlines()
+    assert lines[1] == "    output y = x $ 1 # \\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202e"
+    assert lines[2].index("^") == 4 + 14 - 1
+
+
+def test_caret_stays_under_the_error_after_escaped_characters(cli, write_model):
+    source = 'model m\ninput x: f32\noutput y = "\x1b\x07" $ 1\n'
+    result = cli("check", write_model(source))
+    assert result.code == 1
+    _, echo, caret = result.err.splitlines()[:3]
+    assert not _has_control(result.err)
+    assert echo[caret.index("^")] == "$", result.err
+
+
+def test_control_characters_from_data_and_strings_are_escaped(cli, write_model):
+    path = write_model("model m\ninput x: f32[N, 4]\ninput y: i64[N]\nparam w: f32[4, 3] = zeros\n"
+                       f'loss L = cross_entropy(x @ w, y)\ntrain {{\n  data = "{ESCAPES}data.csv"\n}}\n')
+    for command in (("train", path), ("check", path), ("train", path, "--data", f"{ESCAPES}.npz")):
+        result = cli(*command)
+        assert not _has_control(result.out + result.err), (command, result)
+    assert "\\x1b]0;owned\\x07" in cli("train", path).err
+
+
+def test_escape_controls_keeps_ordinary_text():
+    from gradc.dsl.diagnostics import escape_controls
+
+    assert escape_controls("naïve – ok\t€") == "naïve – ok\t€"
+    assert escape_controls("a\x1bb\rc\x7f") == "a\\x1bb\\x0dc\\x7f"
+    assert escape_controls("line\nnext\r", keep="\n\r") == "line\nnext\r"
+
+
+# ------------------------------------------------------------------ files that are not UTF-8 (item 26)
+
+
+@pytest.mark.parametrize("data, line, col, shown", [
+    (b"model m\ninput x: f32\n# caf\xe9\noutput y = x\n", 3, 6, "byte 0xe9"),
+    (b"model m\ninput x: f32 # \xe2\x82\xac \xe2\x82\n", 2, 18, "bytes 0xe2 0x82"),
+    (b"\xffmodel m\n", 1, 1, "byte 0xff"),
+])
+def test_file_that_is_not_utf8_is_a_located_error(cli, tmp_path, data, line, col, shown):
+    path = tmp_path / "latin1.model"
+    path.write_bytes(data)
+    result = cli("check", path)
+    assert result.code == 1, result
+    lines = result.err.splitlines()
+    assert lines[0].startswith(f"{path}:{line}:{col}: error: the file is not UTF-8 text: {shown} cannot be "
+                               "decoded"), result.err
+    echoed = data.splitlines()[line - 1].decode("utf-8", errors="backslashreplace")
+    assert lines[1] == "    " + echoed
+    assert lines[2].index("^") == 4 + col - 1
+    assert "Traceback" not in result.err
+
+
+def test_utf16_file_is_named_and_a_utf8_byte_order_mark_is_accepted(cli, tmp_path):
+    path = tmp_path / "utf16.model"
+    path.write_bytes("model m\ninput x: f32\n".encode("utf-16"))
+    result = cli("check", path)
+    assert result.code == 1
+    assert result.err.startswith(f"{path}:1:1: error: the file is UTF-16 text, not UTF-8"), result.err
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "models" / "polynomial.model").read_bytes())
+    assert cli("check", path).code == 0
+    path.write_bytes(b"\xef\xbb\xbfmodel m $\n")
+    lines = cli("check", path).err.splitlines()
+    assert lines[0].startswith(f"{path}:1:9: error: unexpected character '$'") and lines[1] == "    model m $"
+    assert lines[2].index("^") == 4 + 8

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
+from gradc.dsl.diagnostics import format_diagnostic
+from gradc.runtime.cache_dirs import UnsafeCacheError, check_private
 from gradc.runtime.compile_cache import CACHE_ENV, cache_entries, cache_root, cache_size, clear_cache
 
 
@@ -20,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {removed} cached program(s) from {cache_root()}")
         return 0
     entries = cache_entries()
-    print(f"cache: {cache_root()}")
+    root = cache_root()
+    print(f"cache: {root}")
+    if os.path.lexists(root):
+        try:
+            check_private(root)
+        except UnsafeCacheError as error:
+            print(format_diagnostic("warning", error.message, None, None), file=sys.stderr)
     print(f"programs: {len(entries)}, {cache_size(entries) / 1024:.1f} KiB")
     return 0

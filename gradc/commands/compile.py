@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from gradc.compiler.printers.text import describe_kernel
+from gradc.dsl.diagnostics import DataError
 from gradc.runtime.backends import COMPILED_TARGETS
-from gradc.runtime.files import atomic_write_text
+from gradc.runtime.files import atomic_write_text, file_stem
 
 from ..api import compile as compile_model
 from .common import load_spec
@@ -23,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="the .model file")
     p.add_argument("--target", choices=COMPILED_TARGETS, default="cpu",
                    help="cpu (Numba, default) or cuda (numba-cuda kernels; NUMBA_ENABLE_CUDASIM=1 without a GPU)")
-    p.add_argument("--emit", metavar="DIR", help="write the generated source into DIR")
+    p.add_argument("--emit", metavar="PATH",
+                   help="write the generated source: into the folder PATH (made if missing) as "
+                        "<model>_<target>.py, or into the file PATH if it ends in .py")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.add_argument("-v", "--verbose", action="store_true", help="say why the cache missed")
     p.set_defaults(handler=run)
@@ -32,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     spec = load_spec(args.file)
+    emit_to = emitted_source_path(Path(args.emit), spec.name, args.target) if args.emit else None
     program = compile_model(spec, target=args.target, cache=not args.no_cache)
     backend = program.backend
     report = backend.compile()
@@ -47,10 +51,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"cache entry: {report.directory}")
         for reason in report.reasons:
             print(f"cache miss: {reason}")
-    if args.emit:
-        out = Path(args.emit)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{spec.name}_{args.target}.py"
-        atomic_write_text(path, backend.lowered.source)
-        print(f"wrote {path}", file=sys.stderr)
+    if emit_to is not None:
+        try:
+            emit_to.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"--emit {args.emit}: cannot create the folder {emit_to.parent}: {exc.strerror}") from None
+        atomic_write_text(emit_to, backend.lowered.source)
+        print(f"wrote {emit_to}", file=sys.stderr)
     return 0
+
+
+def emitted_source_path(emit: Path, model: str, target: str) -> Path:
+    """Where ``--emit`` writes: the file itself when it ends in .py, else ``<model>_<target>.py`` in that folder,
+    made if missing (a long model name is shortened to fit a file name). Checked before anything is compiled."""
+    if emit.suffix == ".py" and not emit.is_dir():
+        if not emit.parent.is_dir():
+            raise DataError(f"--emit {emit}: folder {emit.parent} does not exist")
+        return emit
+    if emit.exists() and not emit.is_dir():
+        raise DataError(f"--emit {emit}: it exists and is not a folder; give a folder to write "
+                        f"{file_stem(model)}_{target}.py into, or a file name ending in .py")
+    return emit / f"{file_stem(model)}_{target}.py"
