@@ -250,29 +250,64 @@ class _FrontEnd:
         return validate_train_block(blocks[0]) if blocks else None
 
     # ------------------------------------------------------------ expressions
-    def _expr(self, expr: ast.Expr, stmt: ast.Statement) -> Ref | float | int:
+    def _expr(self, root: ast.Expr, stmt: ast.Statement) -> Ref | float | int:
+        """Lower an expression, operands first, without recursion: a model may nest expressions (or chain
+        pipeline stages) far deeper than Python's stack. Each node is checked when it is reached (so the
+        outermost mistake is reported first) and emitted once its operands are."""
+        values: list[Ref | float | int] = []
+        work: list[tuple[ast.Expr, int | None]] = [(root, None)]
+        while work:
+            expr, arity = work.pop()
+            if arity is None:
+                operands = self._operand_exprs(expr)
+                work.append((expr, len(operands)))
+                work.extend((operand, None) for operand in reversed(operands))
+                continue
+            operand_values = values[len(values) - arity:]
+            del values[len(values) - arity:]
+            values.append(self._finish(expr, operand_values, stmt))
+        (value,) = values
+        return value
+
+    def _operand_exprs(self, expr: ast.Expr) -> tuple[ast.Expr, ...]:
+        """The sub-expressions lowered before ``expr``, after checking what can be checked on ``expr`` alone."""
+        if isinstance(expr, ast.Neg):
+            return (expr.operand,)
+        if isinstance(expr, ast.BinOp):
+            return (expr.left, expr.right)
+        if isinstance(expr, ast.Call):
+            if expr.func in LAYERS:
+                layer = LAYERS[expr.func]
+                if not expr.args:
+                    raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
+                                     expr.func_loc)
+                return expr.args[:1]
+            return expr.args[:len(self._public_op(expr).operands)]
+        if isinstance(expr, ast.String):
+            raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
+        if isinstance(expr, ast.ListLiteral):
+            raise ModelError("a list is only allowed as an argument such as shape=[-1, 8]", expr.loc)
+        if isinstance(expr, ast.Number | ast.Name):
+            return ()
+        raise ModelError(f"unsupported expression {type(expr).__name__}", expr.loc)
+
+    def _finish(self, expr: ast.Expr, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref | float | int:
+        """Lower ``expr`` given the values of its operands."""
         if isinstance(expr, ast.Number):
             return expr.value
         if isinstance(expr, ast.Name):
             return self.env[expr.id]
         if isinstance(expr, ast.Neg):
-            operand = self._expr(expr.operand, stmt)
+            (operand,) = operands
             return -operand if not isinstance(operand, Ref) else self._emit("neg", [operand], {}, expr.loc, stmt)
         if isinstance(expr, ast.BinOp):
-            left = self._expr(expr.left, stmt)
-            right = self._expr(expr.right, stmt)
-            return self._emit(BINARY_OPS[expr.op], [left, right], {}, expr.loc, stmt)
-        if isinstance(expr, ast.Call):
-            return self._call(expr, stmt)
-        if isinstance(expr, ast.String):
-            raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
-        if isinstance(expr, ast.ListLiteral):
-            raise ModelError("a list is only allowed as an argument such as shape=[-1, 8]", expr.loc)
-        raise ModelError(f"unsupported expression {type(expr).__name__}", expr.loc)
+            return self._emit(BINARY_OPS[expr.op], operands, {}, expr.loc, stmt)
+        assert isinstance(expr, ast.Call)
+        if expr.func in LAYERS:
+            return self._layer(expr, operands[0], stmt)
+        return self._call(expr, operands, stmt)
 
-    def _call(self, call: ast.Call, stmt: ast.Statement) -> Ref:
-        if call.func in LAYERS:
-            return self._layer(call, stmt)
+    def _public_op(self, call: ast.Call):
         op = REGISTRY.get(call.func)
         if op is None or not op.public:
             raise ModelError(
@@ -284,8 +319,11 @@ class _FrontEnd:
                 f"{op.name} takes {count} operand(s) ({', '.join(op.operands)}), got {len(call.args)}",
                 call.func_loc,
             )
-        operands = [self._expr(arg, stmt) for arg in call.args[:count]]
-        attrs = bind_keywords(op.attrs, list(call.args[count:]), call.kwargs, op.name, call.func_loc,
+        return op
+
+    def _call(self, call: ast.Call, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref:
+        op = REGISTRY[call.func]
+        attrs = bind_keywords(op.attrs, list(call.args[len(operands):]), call.kwargs, op.name, call.func_loc,
                               self.graph.batch_symbol)
         origin = self._stage_origin(call, stmt)
         with self.builder.at(call.loc.line, call.loc.col, origin=origin):
@@ -293,12 +331,8 @@ class _FrontEnd:
         self._check_cross_entropy_input(op.name, result, call)
         return result
 
-    def _layer(self, call: ast.Call, stmt: ast.Statement) -> Ref:
+    def _layer(self, call: ast.Call, x: Ref | float | int, stmt: ast.Statement) -> Ref:
         layer = LAYERS[call.func]
-        if not call.args:
-            raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
-                             call.func_loc)
-        x = self._expr(call.args[0], stmt)
         if not isinstance(x, Ref):
             raise ModelError(f"the input of {layer.name} must be a tensor, not a number", call.args[0].loc)
         attrs = bind_keywords(layer.attrs, list(call.args[1:]), call.kwargs, layer.name, call.func_loc,
@@ -356,15 +390,17 @@ def _references(stmt: ast.Statement) -> list[ast.Name]:
     return found
 
 
-def _collect_names(expr: ast.Expr, found: list[ast.Name]) -> None:
-    if isinstance(expr, ast.Name):
-        found.append(expr)
-    elif isinstance(expr, ast.BinOp):
-        _collect_names(expr.left, found)
-        _collect_names(expr.right, found)
-    elif isinstance(expr, ast.Neg):
-        _collect_names(expr.operand, found)
-    elif isinstance(expr, ast.Call):
-        operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
-        for arg in expr.args[:operand_count]:
-            _collect_names(arg, found)
+def _collect_names(root: ast.Expr, found: list[ast.Name]) -> None:
+    """Append the names ``root`` reads, left to right (iteratively: expressions may nest deeply)."""
+    work = [root]
+    while work:
+        expr = work.pop()
+        if isinstance(expr, ast.Name):
+            found.append(expr)
+        elif isinstance(expr, ast.BinOp):
+            work += (expr.right, expr.left)
+        elif isinstance(expr, ast.Neg):
+            work.append(expr.operand)
+        elif isinstance(expr, ast.Call):
+            operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
+            work.extend(reversed(expr.args[:operand_count]))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -124,8 +124,11 @@ def _number(token: Token) -> float | int:
     return float(text)
 
 
-class _ToAst(Transformer):
-    """Build :mod:`ast` nodes; locations come from tokens and from lark's propagated positions."""
+class _ToAst(Transformer_NonRecursive):
+    """Build :mod:`ast` nodes; locations come from tokens and from lark's propagated positions.
+
+    Non-recursive: a model may nest expressions (or chain pipeline stages) far deeper than Python's stack.
+    """
 
     def __init__(self, path: str):
         super().__init__()
