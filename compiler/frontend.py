@@ -22,6 +22,7 @@ from .builder import Builder, Ref
 from .graph import Graph
 from .initializers import INITIALIZERS
 from .layers import LAYERS
+from .limits import check_allocations, check_literal_fits
 from .ops.registry import REGISTRY
 from .types import TensorType
 
@@ -72,6 +73,7 @@ class _FrontEnd:
             self._lower_statement(stmt)
         self._mark_outputs()
         self._set_objective()
+        check_allocations(self.graph, self.path)
         self._warn_unused()
         train = self._train_settings()
         given = tuple(item.key for s in self.module.statements if isinstance(s, ast.TrainBlock) for item in s.items)
@@ -170,6 +172,7 @@ class _FrontEnd:
             with self.builder.at(stmt.loc.line, stmt.loc.col, origin=stmt.name):
                 value = self._expr(stmt.value, stmt)
                 if not isinstance(value, Ref):
+                    self._check_literal_operands((stmt.value,), [value])
                     value = self.builder.const(value, "f32")
             node = self.graph.node(value)
             if node.name is None and node.op not in ("input", "param"):
@@ -193,6 +196,8 @@ class _FrontEnd:
                  "xavier_uniform, he_normal)"],
             )
         spec = self._init_spec(stmt.init)
+        for literal in _literals(stmt.init):
+            check_literal_fits(literal.value, stmt.type.dtype, literal.loc, literal.text)
         t = TensorType(stmt.type.dims, stmt.type.dtype)
         return Ref(self.graph.add("param", (), t, {"init": spec}, line=stmt.loc.line, col=stmt.loc.col,
                                   name=stmt.name, origin=stmt.name))
@@ -301,11 +306,24 @@ class _FrontEnd:
             (operand,) = operands
             return -operand if not isinstance(operand, Ref) else self._emit("neg", [operand], {}, expr.loc, stmt)
         if isinstance(expr, ast.BinOp):
+            self._check_literal_operands((expr.left, expr.right), operands)
             return self._emit(BINARY_OPS[expr.op], operands, {}, expr.loc, stmt)
         assert isinstance(expr, ast.Call)
         if expr.func in LAYERS:
             return self._layer(expr, operands[0], stmt)
+        self._check_literal_operands(expr.args, operands)
         return self._call(expr, operands, stmt)
+
+    def _check_literal_operands(self, exprs: tuple[ast.Expr, ...], values: list[Ref | float | int]) -> None:
+        """A number that meets tensors becomes a constant of their (narrowest) float dtype, f32 by default;
+        it must be finite there."""
+        float_dtypes = {self.graph.node(v).type.dtype for v in values if isinstance(v, Ref)} & {"f32", "f64"}
+        dtype = "f64" if float_dtypes == {"f64"} else "f32"
+        for expr, value in zip(exprs, values, strict=False):
+            if not isinstance(value, Ref):
+                number = _literal_number(expr)
+                if number is not None:
+                    check_literal_fits(value, dtype, number.loc, number.text)
 
     def _public_op(self, call: ast.Call):
         op = REGISTRY.get(call.func)
@@ -404,3 +422,17 @@ def _collect_names(root: ast.Expr, found: list[ast.Name]) -> None:
         elif isinstance(expr, ast.Call):
             operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
             work.extend(reversed(expr.args[:operand_count]))
+
+
+def _literals(expr: ast.Expr) -> list[ast.Number]:
+    """The number literals among an initializer's value and arguments."""
+    if isinstance(expr, ast.Number):
+        return [expr]
+    if isinstance(expr, ast.Call):
+        return [e for e in (*expr.args, *(kw.value for kw in expr.kwargs)) if isinstance(e, ast.Number)]
+    return []
+
+
+def _literal_number(expr: ast.Expr) -> ast.Number | None:
+    """The literal behind a number-valued operand (``-1e39`` is parsed as one literal)."""
+    return expr if isinstance(expr, ast.Number) else None
