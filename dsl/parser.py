@@ -129,7 +129,7 @@ def _number(token: Token, path: str) -> float | int:
     an ``inf`` (or an OverflowError) further on."""
     text = str(token)
     if all(ch.isdigit() for ch in text):
-        digits = text.lstrip("0")
+        digits = text.lstrip("0") or "0"
         # Python refuses int() on more than 4300 digits; anything over 309 digits exceeds the float range.
         value = int(digits) if len(digits) <= 309 else None
         if value is not None and value <= FLOAT_MAX:
@@ -139,10 +139,9 @@ def _number(token: Token, path: str) -> float | int:
         if math.isfinite(value):
             return value
     shown = text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
-    raise ModelError(
-        f"number {shown} is out of range: a number must be finite, at most {FLOAT_MAX:.3g} in magnitude".replace("e+", "e"),
-        _loc(path, token),
-    )
+    largest = f"{FLOAT_MAX:.3g}".replace("e+", "e")
+    raise ModelError(f"number {shown} is out of range: a number must be finite, at most {largest} in magnitude",
+                     _loc(path, token))
 
 
 class _ToAst(Transformer_NonRecursive):

@@ -114,3 +114,8 @@ def test_huge_dense_layer_is_located_at_its_call(cli, write_model):
     assert result.code == 1, result
     assert "m.model:3:10: error: parameter 'y.dense1.weight' (f32[1048576,1048576]) needs 4,398,046,511,104 " \
            "bytes (4.0 TiB)" in result.err, result.err
+
+
+def test_zero_literals_still_parse():
+    spec = api.loads("model m\ninput x: f32[N, 4]\nparam b: f32 = 000\ny = x * 0 + b * 0.0\noutput y\n")
+    assert "y" in spec.graph.outputs
