@@ -53,7 +53,8 @@ def test_models_on_cpu_match_reference(model):
         assert_close(reference.run(inputs), cpu.run(inputs), TOLERANCE["f32"])
 
 
-@pytest.mark.parametrize("model", ["tiny_regression", "logistic_regression", "mlp_digits"])
+@pytest.mark.parametrize("model", ["tiny_regression", "logistic_regression",
+                                   pytest.param("mlp_digits", marks=pytest.mark.slow)])
 def test_sgd_step_matches_reference_and_learns(model):
     spec = gradc.load(ROOT / "models" / f"{model}.model")
     programs = [gradc.compile(spec, target=t, seed=3) for t in ("reference", "cpu")]
@@ -100,6 +101,7 @@ def test_emitted_source_maps_kernels_to_nodes_and_lines(cli, tmp_path):
     assert "kernel k10 loop over [N,10]: onehot, sub, mul, sum" in result.out
 
 
+@pytest.mark.slow
 def test_second_process_hits_the_cache(tmp_path):
     env = {**os.environ, "GRADC_CACHE_DIR": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "gradc", "compile", str(ROOT / "models" / "tiny_regression.model"), "-v"]
