@@ -119,6 +119,8 @@ def _forget_compiled_functions(module: ModuleType) -> None:
         context = getattr(value, "targetctx", None)
         if overloads is None or context is None or not hasattr(context, "remove_user_function"):
             continue
+        if getattr(getattr(value, "py_func", None), "__module__", None) != module.__name__:
+            continue  # an imported helper of the kernel library, shared with every other program
         for result in list(overloads.values()):
             try:
                 context.remove_user_function(result.entry_point)
