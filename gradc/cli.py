@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from gradc.dsl.diagnostics import GradcError, format_error
+from gradc.runtime.threads import limit_blas_threads
 
 from . import __version__
 from .commands import cache, check, compile, evaluate, gradcheck, graph, predict, run, train
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_blas_threads()
     try:
         return args.handler(args)
     except GradcError as error:
