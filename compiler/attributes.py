@@ -29,9 +29,24 @@ def _float(spec, expr, owner, symbol):
     raise _fail(spec, expr, owner, "a number")
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _is_int(expr: ast.Expr) -> bool:
+    return isinstance(expr, ast.Number) and isinstance(expr.value, int)
+
+
+def _int64(spec: AttrSpec, expr: ast.Number, owner: str) -> int:
+    """An integer attribute reaches NumPy and the generated code as a 64-bit integer."""
+    if not INT64_MIN <= expr.value <= INT64_MAX:
+        raise ModelError(f"argument '{spec.name}' of {owner} is out of range: {expr.text} does not fit a "
+                         "64-bit integer", expr.loc)
+    return expr.value
+
+
 def _int(spec, expr, owner, symbol):
-    if isinstance(expr, ast.Number) and isinstance(expr.value, int):
-        return expr.value
+    if _is_int(expr):
+        return _int64(spec, expr, owner)
     raise _fail(spec, expr, owner, "an integer")
 
 
@@ -48,12 +63,10 @@ def _axis(spec, expr, owner, symbol):
 def _axes(spec, expr, owner, symbol):
     if isinstance(expr, ast.Name) and expr.id == "none":
         return None
-    if isinstance(expr, ast.Number) and isinstance(expr.value, int):
-        return expr.value
-    if isinstance(expr, ast.ListLiteral) and all(
-        isinstance(i, ast.Number) and isinstance(i.value, int) for i in expr.items
-    ):
-        return tuple(i.value for i in expr.items)
+    if _is_int(expr):
+        return _int64(spec, expr, owner)
+    if isinstance(expr, ast.ListLiteral) and all(_is_int(i) for i in expr.items):
+        return tuple(_int64(spec, i, owner) for i in expr.items)
     raise _fail(spec, expr, owner, "an integer, a list of integers or none")
 
 
@@ -62,8 +75,8 @@ def _shape(spec, expr, owner, symbol):
         raise _fail(spec, expr, owner, "a list of dimensions such as [-1, 8, 8]")
     dims: list[int | str] = []
     for item in expr.items:
-        if isinstance(item, ast.Number) and isinstance(item.value, int):
-            dims.append(item.value)
+        if _is_int(item):
+            dims.append(_int64(spec, item, owner))
         elif isinstance(item, ast.Name) and item.id == symbol:
             dims.append(item.id)
         elif isinstance(item, ast.Name):

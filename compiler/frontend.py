@@ -25,6 +25,7 @@ from .builder import Builder, Ref
 from .graph import Graph
 from .initializers import INITIALIZERS
 from .layers import LAYERS
+from .limits import check_allocations, check_literal_fits
 from .ops.registry import REGISTRY
 from .types import TensorType
 
@@ -78,6 +79,7 @@ class _FrontEnd:
             self._lower_statement(stmt)
         self._mark_outputs()
         self._set_objective()
+        check_allocations(self.graph, self.path)
         self._warn_unused()
         train = self._train_settings()
         given = tuple(item.key for s in self.module.statements if isinstance(s, ast.TrainBlock) for item in s.items)
@@ -181,6 +183,7 @@ class _FrontEnd:
             with self.builder.at(stmt.loc.line, stmt.loc.col, origin=stmt.name):
                 value = self._expr(stmt.value, stmt)
                 if not isinstance(value, Ref):
+                    self._check_literal_operands((stmt.value,), [value])
                     value = self.builder.const(value, self.graph.float_dtype)
             node = self.graph.node(value)
             if node.name is None and node.op not in ("input", "param"):
@@ -204,6 +207,8 @@ class _FrontEnd:
                  "xavier_uniform, he_normal)"],
             )
         spec = self._init_spec(stmt.init)
+        for literal in _literals(stmt.init):
+            check_literal_fits(literal.value, stmt.type.dtype, literal.loc, literal.text)
         t = TensorType(stmt.type.dims, stmt.type.dtype)
         return Ref(self.graph.add("param", (), t, {"init": spec}, line=stmt.loc.line, col=stmt.loc.col,
                                   name=stmt.name, origin=stmt.name))
@@ -261,29 +266,77 @@ class _FrontEnd:
         return validate_train_block(blocks[0]) if blocks else None
 
     # ------------------------------------------------------------ expressions
-    def _expr(self, expr: ast.Expr, stmt: ast.Statement) -> Ref | float | int:
+    def _expr(self, root: ast.Expr, stmt: ast.Statement) -> Ref | float | int:
+        """Lower an expression, operands first, without recursion: a model may nest expressions (or chain
+        pipeline stages) far deeper than Python's stack. Each node is checked when it is reached (so the
+        outermost mistake is reported first) and emitted once its operands are."""
+        values: list[Ref | float | int] = []
+        work: list[tuple[ast.Expr, int | None]] = [(root, None)]
+        while work:
+            expr, arity = work.pop()
+            if arity is None:
+                operands = self._operand_exprs(expr)
+                work.append((expr, len(operands)))
+                work.extend((operand, None) for operand in reversed(operands))
+                continue
+            operand_values = values[len(values) - arity:]
+            del values[len(values) - arity:]
+            values.append(self._finish(expr, operand_values, stmt))
+        (value,) = values
+        return value
+
+    def _operand_exprs(self, expr: ast.Expr) -> tuple[ast.Expr, ...]:
+        """The sub-expressions lowered before ``expr``, after checking what can be checked on ``expr`` alone."""
+        if isinstance(expr, ast.Neg):
+            return (expr.operand,)
+        if isinstance(expr, ast.BinOp):
+            return (expr.left, expr.right)
+        if isinstance(expr, ast.Call):
+            if expr.func in LAYERS:
+                layer = LAYERS[expr.func]
+                if not expr.args:
+                    raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
+                                     expr.func_loc)
+                return expr.args[:1]
+            return expr.args[:len(self._public_op(expr).operands)]
+        if isinstance(expr, ast.String):
+            raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
+        if isinstance(expr, ast.ListLiteral):
+            raise ModelError("a list is only allowed as an argument such as shape=[-1, 8]", expr.loc)
+        if isinstance(expr, ast.Number | ast.Name):
+            return ()
+        raise ModelError(f"unsupported expression {type(expr).__name__}", expr.loc)
+
+    def _finish(self, expr: ast.Expr, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref | float | int:
+        """Lower ``expr`` given the values of its operands."""
         if isinstance(expr, ast.Number):
             return expr.value
         if isinstance(expr, ast.Name):
             return self.env[expr.id]
         if isinstance(expr, ast.Neg):
-            operand = self._expr(expr.operand, stmt)
+            (operand,) = operands
             return -operand if not isinstance(operand, Ref) else self._emit("neg", [operand], {}, expr.loc, stmt)
         if isinstance(expr, ast.BinOp):
-            left = self._expr(expr.left, stmt)
-            right = self._expr(expr.right, stmt)
-            return self._emit(BINARY_OPS[expr.op], [left, right], {}, expr.loc, stmt)
-        if isinstance(expr, ast.Call):
-            return self._call(expr, stmt)
-        if isinstance(expr, ast.String):
-            raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
-        if isinstance(expr, ast.ListLiteral):
-            raise ModelError("a list is only allowed as an argument such as shape=[-1, 8]", expr.loc)
-        raise ModelError(f"unsupported expression {type(expr).__name__}", expr.loc)
+            self._check_literal_operands((expr.left, expr.right), operands)
+            return self._emit(BINARY_OPS[expr.op], operands, {}, expr.loc, stmt)
+        assert isinstance(expr, ast.Call)
+        if expr.func in LAYERS:
+            return self._layer(expr, operands[0], stmt)
+        self._check_literal_operands(expr.args, operands)
+        return self._call(expr, operands, stmt)
 
-    def _call(self, call: ast.Call, stmt: ast.Statement) -> Ref:
-        if call.func in LAYERS:
-            return self._layer(call, stmt)
+    def _check_literal_operands(self, exprs: tuple[ast.Expr, ...], values: list[Ref | float | int]) -> None:
+        """A number that meets tensors becomes a constant of their (narrowest) float dtype, f32 by default;
+        it must be finite there."""
+        float_dtypes = {self.graph.node(v).type.dtype for v in values if isinstance(v, Ref)} & {"f32", "f64"}
+        dtype = "f64" if float_dtypes == {"f64"} else "f32"
+        for expr, value in zip(exprs, values, strict=False):
+            if not isinstance(value, Ref):
+                number = _literal_number(expr)
+                if number is not None:
+                    check_literal_fits(value, dtype, number.loc, number.text)
+
+    def _public_op(self, call: ast.Call):
         op = REGISTRY.get(call.func)
         if op is None or not op.public:
             raise ModelError(
@@ -295,8 +348,11 @@ class _FrontEnd:
                 f"{op.name} takes {count} operand(s) ({', '.join(op.operands)}), got {len(call.args)}",
                 call.func_loc,
             )
-        operands = [self._expr(arg, stmt) for arg in call.args[:count]]
-        attrs = bind_keywords(op.attrs, list(call.args[count:]), call.kwargs, op.name, call.func_loc,
+        return op
+
+    def _call(self, call: ast.Call, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref:
+        op = REGISTRY[call.func]
+        attrs = bind_keywords(op.attrs, list(call.args[len(operands):]), call.kwargs, op.name, call.func_loc,
                               self.graph.batch_symbol)
         origin = self._stage_origin(call, stmt)
         with self.builder.at(call.loc.line, call.loc.col, origin=origin):
@@ -304,12 +360,8 @@ class _FrontEnd:
         self._check_cross_entropy_input(op.name, result, call)
         return result
 
-    def _layer(self, call: ast.Call, stmt: ast.Statement) -> Ref:
+    def _layer(self, call: ast.Call, x: Ref | float | int, stmt: ast.Statement) -> Ref:
         layer = LAYERS[call.func]
-        if not call.args:
-            raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
-                             call.func_loc)
-        x = self._expr(call.args[0], stmt)
         if not isinstance(x, Ref):
             raise ModelError(f"the input of {layer.name} must be a tensor, not a number", call.args[0].loc)
         attrs = bind_keywords(layer.attrs, list(call.args[1:]), call.kwargs, layer.name, call.func_loc,
@@ -389,15 +441,31 @@ def _references(stmt: ast.Statement) -> list[ast.Name]:
     return found
 
 
-def _collect_names(expr: ast.Expr, found: list[ast.Name]) -> None:
-    if isinstance(expr, ast.Name):
-        found.append(expr)
-    elif isinstance(expr, ast.BinOp):
-        _collect_names(expr.left, found)
-        _collect_names(expr.right, found)
-    elif isinstance(expr, ast.Neg):
-        _collect_names(expr.operand, found)
-    elif isinstance(expr, ast.Call):
-        operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
-        for arg in expr.args[:operand_count]:
-            _collect_names(arg, found)
+def _collect_names(root: ast.Expr, found: list[ast.Name]) -> None:
+    """Append the names ``root`` reads, left to right (iteratively: expressions may nest deeply)."""
+    work = [root]
+    while work:
+        expr = work.pop()
+        if isinstance(expr, ast.Name):
+            found.append(expr)
+        elif isinstance(expr, ast.BinOp):
+            work += (expr.right, expr.left)
+        elif isinstance(expr, ast.Neg):
+            work.append(expr.operand)
+        elif isinstance(expr, ast.Call):
+            operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
+            work.extend(reversed(expr.args[:operand_count]))
+
+
+def _literals(expr: ast.Expr) -> list[ast.Number]:
+    """The number literals among an initializer's value and arguments."""
+    if isinstance(expr, ast.Number):
+        return [expr]
+    if isinstance(expr, ast.Call):
+        return [e for e in (*expr.args, *(kw.value for kw in expr.kwargs)) if isinstance(e, ast.Number)]
+    return []
+
+
+def _literal_number(expr: ast.Expr) -> ast.Number | None:
+    """The literal behind a number-valued operand (``-1e39`` is parsed as one literal)."""
+    return expr if isinstance(expr, ast.Number) else None

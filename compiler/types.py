@@ -5,6 +5,7 @@ Broadcasting follows NumPy, with a symbolic dimension matching only itself or 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,7 @@ class TensorType:
 
     def numel(self, batch: int = 1) -> int:
         """Number of elements with the symbolic dimension set to ``batch``."""
-        return int(np.prod([batch if isinstance(d, str) else d for d in self.shape], dtype=np.int64))
+        return math.prod(batch if isinstance(d, str) else d for d in self.shape)  # exact: no int64 overflow
 
     def __str__(self) -> str:
         return format_type(self.shape, self.dtype)

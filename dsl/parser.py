@@ -5,12 +5,14 @@ from __future__ import annotations
 import codecs
 import functools
 import hashlib
+import math
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -163,15 +165,36 @@ def _loc(path: str, item: Token | lark.Tree) -> SourceLocation:
     return SourceLocation(path, meta.line, meta.column, end)
 
 
-def _number(token: Token) -> float | int:
+FLOAT_MAX = sys.float_info.max
+INT64_MAX = 2**63 - 1
+
+
+def _number(token: Token, path: str) -> float | int:
+    """The value of a number literal. A literal must stand for a finite 64-bit float (an integer literal is
+    kept exact, but no larger than that): ``1e309`` or a 400-digit integer is an error at the literal, not
+    an ``inf`` (or an OverflowError) further on."""
     text = str(token)
     if all(ch.isdigit() for ch in text):
-        return int(text)
-    return float(text)
+        digits = text.lstrip("0") or "0"
+        # Python refuses int() on more than 4300 digits; anything over 309 digits exceeds the float range.
+        value = int(digits) if len(digits) <= 309 else None
+        if value is not None and value <= FLOAT_MAX:
+            return value
+    else:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+    shown = text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+    largest = f"{FLOAT_MAX:.3g}".replace("e+", "e")
+    raise ModelError(f"number {shown} is out of range: a number must be finite, at most {largest} in magnitude",
+                     _loc(path, token))
 
 
-class _ToAst(Transformer):
-    """Build :mod:`ast` nodes; locations come from tokens and from lark's propagated positions."""
+class _ToAst(Transformer_NonRecursive):
+    """Build :mod:`ast` nodes; locations come from tokens and from lark's propagated positions.
+
+    Non-recursive: a model may nest expressions (or chain pipeline stages) far deeper than Python's stack.
+    """
 
     def __init__(self, path: str):
         super().__init__()
@@ -254,15 +277,17 @@ class _ToAst(Transformer):
         loc = self._at(token)
         if token.type == "NAME":
             return (str(token), loc)
-        value = _number(token)
+        value = _number(token, self.path)
         if not isinstance(value, int) or value <= 0:
             raise ModelError(f"a dimension must be a positive integer or a name, got {token}", loc)
+        if value > INT64_MAX:
+            raise ModelError(f"dimension {token} is too large: a dimension must be below 2^63", loc)
         return (value, loc)
 
     # expressions --------------------------------------------------------
     def number(self, items):
         (token,) = items
-        return ast.Number(loc=self._at(token), value=_number(token), text=str(token))
+        return ast.Number(loc=self._at(token), value=_number(token, self.path), text=str(token))
 
     def string(self, items):
         (token,) = items

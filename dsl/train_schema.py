@@ -83,18 +83,25 @@ def _number(expr: ast.Expr, what: str) -> float | int:
     raise ModelError(f"{what} must be a number", expr.loc)
 
 
-def positive_int(expr: ast.Expr, key: str) -> int:
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _integer(expr: ast.Expr, key: str, low: int, wanted: str) -> int:
+    """An integer literal from ``low`` up to the int64 maximum (settings reach NumPy as 64-bit integers)."""
     value = _number(expr, key)
-    if not isinstance(value, int) or value <= 0:
-        raise ModelError(f"{key} must be a positive integer, got {value}", expr.loc)
+    if not isinstance(value, int) or value < low:
+        raise ModelError(f"{key} must be {wanted}, got {value}", expr.loc)
+    if value > INT64_MAX:
+        raise ModelError(f"{key} must be at most {INT64_MAX:,} (2^63 - 1), got {value:.4g}", expr.loc)
     return value
+
+
+def positive_int(expr: ast.Expr, key: str) -> int:
+    return _integer(expr, key, 1, "a positive integer")
 
 
 def nonnegative_int(expr: ast.Expr, key: str) -> int:
-    value = _number(expr, key)
-    if not isinstance(value, int) or value < 0:
-        raise ModelError(f"{key} must be an integer >= 0, got {value}", expr.loc)
-    return value
+    return _integer(expr, key, 0, "an integer >= 0")
 
 
 def nonnegative_float(expr: ast.Expr, key: str) -> float:

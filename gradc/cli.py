@@ -21,6 +21,7 @@ from gradc.dsl.diagnostics import (
     format_diagnostic,
     format_error,
 )
+from gradc.runtime.threads import limit_blas_threads
 
 from . import __version__
 from .commands import cache, check, compile, evaluate, gradcheck, graph, predict, run, train
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    limit_blas_threads()
     try:
         return args.handler(args)
     except GradcError as error:

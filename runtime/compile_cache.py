@@ -19,6 +19,8 @@ import shutil
 import sys
 import tempfile
 import warnings
+import weakref
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -91,7 +93,52 @@ def load_source(source: str, key: str, use_cache: bool) -> LoadedProgram:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    return LoadedProgram(module, key, directory, cached, keep)
+    loaded = LoadedProgram(module, key, directory, cached, keep)
+    _module_users[name] += 1
+    weakref.finalize(loaded, _release_module, name, module)
+    return loaded
+
+
+# How many live programs use each generated module. The module must stay in sys.modules while one does
+# (Numba finds a function's globals through its module's name when it compiles or loads from its cache);
+# once none does, it leaves sys.modules, so a process that compiles program after program (a sweep, a test
+# suite, a notebook) frees each one's module, Numba dispatchers and machine code when it is dropped.
+_module_users: Counter[str] = Counter()
+
+
+def _release_module(name: str, module: ModuleType) -> None:
+    _module_users[name] -= 1
+    if _module_users[name] > 0:
+        return
+    del _module_users[name]
+    if sys.modules.get(name) is module:
+        del sys.modules[name]
+    _forget_compiled_functions(module)
+
+
+def _forget_compiled_functions(module: ModuleType) -> None:
+    """Take a generated module's functions out of Numba's target context.
+
+    Numba registers each compiled function there (a global table) under its entry point, whose environment
+    holds the module's globals, which hold every dispatcher of the module; and each dispatcher's finalizer
+    (kept in weakref's global registry) holds its compile results, which hold the same globals. Neither
+    chain ends while the process runs, so the module, its dispatchers and their machine code never went.
+    Called once no live program uses the module."""
+    for value in list(vars(module).values()):
+        overloads = getattr(value, "overloads", None)
+        context = getattr(value, "targetctx", None)
+        if overloads is None or context is None or not hasattr(context, "remove_user_function"):
+            continue
+        if getattr(getattr(value, "py_func", None), "__module__", None) != module.__name__:
+            continue  # an imported helper of the kernel library, shared with every other program
+        for result in list(overloads.values()):
+            try:
+                context.remove_user_function(result.entry_point)
+            except (KeyError, AttributeError):
+                pass
+        # The dispatcher's finalizer (a global registry) holds this dict, whose compile results hold the
+        # module's globals again: empty it so that nothing global reaches the module.
+        overloads.clear()
 
 
 def evict(loaded: LoadedProgram, reason: str) -> None:

@@ -1,5 +1,13 @@
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+# Tests compile into a cache of their own, never the user's (~/.cache/gradc or the user's $GRADC_CACHE_DIR):
+# a private temporary folder for this session, removed at its end. Set before gradc is imported.
+USER_CACHE_DIR = os.environ.get("GRADC_CACHE_DIR")
+SESSION_CACHE_DIR = tempfile.mkdtemp(prefix="gradc-test-cache-")  # mode 0700
+os.environ["GRADC_CACHE_DIR"] = SESSION_CACHE_DIR
 
 # The cuda target's tests run on Numba's CUDA simulator unless GRADC_TEST_GPU=1 asks for the real GPU: set
 # before anything imports Numba, whose configuration reads the variable once.
@@ -45,3 +53,7 @@ def write_model(tmp_path):
         return path
 
     return write
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_CACHE_DIR, ignore_errors=True)

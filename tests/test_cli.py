@@ -163,6 +163,7 @@ def test_gradcheck_fails_loudly_when_gradients_are_wrong(cli, monkeypatch):
     assert "FAIL" in result.out
 
 
+@pytest.mark.slow
 def test_console_script_and_module(tmp_path):
     model = ROOT / "models" / "polynomial.model"
     for cmd in (["gradc"], [sys.executable, "-m", "gradc"]):

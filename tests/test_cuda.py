@@ -25,7 +25,7 @@ from gradc.runtime.backends import CpuBackend
 from gradc.runtime.cuda_backend import CudaBackend
 from gradc.runtime.sampling import random_inputs
 
-pytestmark = pytest.mark.cuda
+pytestmark = [pytest.mark.cuda, pytest.mark.slow]  # the simulator is slow
 BATCH = 3  # tiny: the simulator runs every CUDA thread as a Python thread
 MODEL_NAMES = [m.stem for m in MODELS]
 PTX_COMPUTE_CAPABILITY = "9.0"  # Hopper (H100/H200), the GPUs this project is lent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
+import pytest
 from conftest import ROOT
 
 from gradc.reference_docs import main as reference_docs
@@ -23,6 +24,7 @@ def test_ci_runs_the_readme_commands():
     assert re.search(r"^pytest$", readme, re.MULTILINE) and re.search(r"^pytest", ci, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_readme_gradc_commands_succeed(cli, tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     lines = re.findall(r"^gradc (?:check|graph|compile|run|gradcheck|cache) .*$", readme, re.MULTILINE)
@@ -42,6 +44,7 @@ def test_readme_worked_example_prints_the_worked_numbers(cli):
     assert result.out.split() == ["y", "35", "grad/a", "7", "grad/b", "24", "grad/c", "5"]
 
 
+@pytest.mark.slow
 def test_readme_main_job_reaches_the_quoted_accuracy(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = cli("train", ROOT / "models" / "mlp_digits.model")

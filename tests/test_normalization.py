@@ -91,6 +91,7 @@ def test_training_mode_replaces_every_running_statistic():
     assert not any(n.op in ("running_stat", "mean") for n in evaluation.nodes())  # no batch statistics
 
 
+@pytest.mark.slow
 def test_a_batchnorm_mlp_trains_and_keeps_its_statistics(tmp_path):
     source = """model bn
 input x: f32[N, 64]

@@ -19,6 +19,8 @@ from gradc.runtime.sampling import random_inputs
 
 TOLERANCE = {"f32": 1e-5, "f64": 1e-10}
 
+SLOW_MODELS = ("mlp_digits", "spirals_mlp")  # the larger programs: pytest -m "not slow" leaves them out
+
 
 def assert_close(expected: dict, actual: dict, rtol: float) -> None:
     assert expected.keys() == actual.keys()
@@ -30,7 +32,7 @@ def assert_close(expected: dict, actual: dict, rtol: float) -> None:
         assert error <= rtol * scale, f"{key}: max error {error:.3e} against scale {scale:.3e}"
 
 
-@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("dtype", ["f32", pytest.param("f64", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_op_on_cpu_matches_reference(case, dtype):
     graph, _, arrays = build_case(case, dtype)
@@ -42,7 +44,8 @@ def test_op_on_cpu_matches_reference(case, dtype):
     assert_close(reference, cpu, TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("model", MODELS, ids=[m.stem for m in MODELS])
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m.stem in SLOW_MODELS else m
+                                   for m in MODELS], ids=[m.stem for m in MODELS])
 def test_models_on_cpu_match_reference(model):
     spec = gradc.load(model)
     reference = gradc.compile(spec, target="reference")
@@ -53,7 +56,8 @@ def test_models_on_cpu_match_reference(model):
         assert_close(reference.run(inputs), cpu.run(inputs), TOLERANCE["f32"])
 
 
-@pytest.mark.parametrize("model", ["tiny_regression", "logistic_regression", "mlp_digits"])
+@pytest.mark.parametrize("model", ["tiny_regression", "logistic_regression",
+                                   pytest.param("mlp_digits", marks=pytest.mark.slow)])
 def test_sgd_step_matches_reference_and_learns(model):
     spec = gradc.load(ROOT / "models" / f"{model}.model")
     programs = [gradc.compile(spec, target=t, seed=3) for t in ("reference", "cpu")]
@@ -100,6 +104,7 @@ def test_emitted_source_maps_kernels_to_nodes_and_lines(cli, tmp_path):
     assert "kernel k10 loop over [N,10]: onehot, sub, mul, sum" in result.out
 
 
+@pytest.mark.slow
 def test_second_process_hits_the_cache(tmp_path):
     env = {**os.environ, "GRADC_CACHE_DIR": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "gradc", "compile", str(ROOT / "models" / "tiny_regression.model"), "-v"]

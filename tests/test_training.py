@@ -291,6 +291,7 @@ def test_early_stopping_restores_the_best_parameters(tmp_path):
 # ---------------------------------------------------------------- models reach their figures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, metric, floor", [
     ("logistic_regression", "accuracy", 0.95),
     ("softmax_regression", "accuracy", 0.90),

@@ -1,0 +1,67 @@
+"""A process that compiles program after program (a sweep, a notebook, this test suite) must not keep each
+one after it is dropped (issue 12): counted in live objects, not timed."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+from gradc import api
+
+
+def _program(k: int):
+    source = (f"model leak{k}\ninput x: f32[N, 3]\ninput t: f32[N, 2]\n"
+              f"y = x -> dense({2 + k}) -> relu -> dense(2)\nloss L = mean((y - t)^2)\n")
+    return api.compile(api.loads(source), target="cpu")
+
+
+def _use(program) -> None:
+    x = np.ones((4, 3), np.float32)
+    feeds = {"x": x, "t": np.zeros((4, 2), np.float32)}
+    program.run(feeds, grad=True)
+    program.step(feeds, lr=0.1)
+
+
+def _generated_dispatchers() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects()
+               if type(o) is CPUDispatcher and o.py_func.__module__.startswith("gradc_program"))
+
+
+def _generated_modules() -> list[str]:
+    return [name for name in sys.modules if name.startswith("gradc_program")]
+
+
+def test_dropped_programs_are_released():
+    for k in range(2):
+        _use(_program(k))
+    assert _generated_modules() == []
+    assert _generated_dispatchers() == 0
+    gc.collect()
+    before = len(gc.get_objects())
+    for k in range(2, 5):
+        _use(_program(k))
+    gc.collect()
+    # Before: ~3,500 objects a program (its module, dispatchers, compile results). What stays is Numba's JIT
+    # engine's handles on each program's LLVM modules (~20 small objects a program).
+    assert len(gc.get_objects()) - before < 3 * 300
+
+
+def test_a_program_outlives_another_of_the_same_graph():
+    first, second = _program(7), _program(7)  # one generated module, two users
+    del first
+    gc.collect()
+    assert len(_generated_modules()) == 1
+    _use(second)
+    del second
+    assert _generated_modules() == [] and _generated_dispatchers() == 0
+
+
+def test_the_kernel_library_survives_a_dropped_program():
+    """A program's module imports the kernel library's helpers: releasing it must leave them compiled."""
+    _use(_program(8))
+    gc.collect()
+    _use(_program(9))  # compiles against the same helpers (relu, dot, ...)
