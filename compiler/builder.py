@@ -8,7 +8,6 @@ among integer tensors only takes the graph's ``float_dtype``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,8 +17,9 @@ import numpy as np
 from gradc.dsl.diagnostics import ShapeError
 
 from .graph import Graph
+from .limits import number_problem
 from .ops.registry import REGISTRY, get_op
-from .types import FLOAT_DTYPES, NUMPY_DTYPES, TensorType
+from .types import FLOAT_DTYPES, TensorType
 
 
 class Ref(int):
@@ -57,7 +57,9 @@ class Builder:
         else:
             shape = ()
             value = float(value) if dtype in FLOAT_DTYPES else int(value)
-            check_representable(value, dtype)
+            problem = number_problem(value, dtype)
+            if problem is not None:
+                raise ShapeError(f"the number {value!r} is {problem}")
         return Ref(
             self.graph.add(
                 "const", (), TensorType(shape, dtype), {"value": value},
@@ -114,15 +116,3 @@ def complete_attrs(op_name: str, in_types: list[TensorType], attrs: dict[str, An
         full = op.normalize(in_types, full)
     return full
 
-
-def check_representable(value: float | int, dtype: str) -> None:
-    """A number must keep its meaning in the dtype it takes: finite, and within the dtype's range (a float is
-    rounded once to the nearest value of the dtype; that is the only change allowed)."""
-    if dtype in FLOAT_DTYPES:
-        largest = float(np.finfo(NUMPY_DTYPES[dtype]).max)
-        if not math.isfinite(value) or abs(value) > largest:
-            raise ShapeError(f"the number {value:g} is not a finite {dtype} (largest {largest:g})")
-    else:
-        info = np.iinfo(NUMPY_DTYPES[dtype])
-        if not info.min <= value <= info.max:
-            raise ShapeError(f"the number {value} does not fit in {dtype} ({info.min} to {info.max})")

@@ -31,15 +31,26 @@ def format_bytes(n: int) -> str:
     return f"{n:,} bytes ({size:.1f} {unit})" if unit != "B" else f"{n:,} bytes"
 
 
+def number_problem(value: float | int, dtype: str) -> str | None:
+    """Why a number cannot become a ``dtype`` constant (None when it can): it must be finite and within the
+    dtype's range; a float is rounded once to the nearest value of the dtype, the only change allowed."""
+    if dtype in FLOAT_DTYPES:
+        largest = float(np.finfo(NUMPY_DTYPES[dtype]).max)
+        if not abs(value) <= largest:  # also catches inf and nan
+            limit = f"{largest:.3g}".replace("e+", "e")
+            return f"out of range for {dtype}: an {dtype} value is at most {limit} in magnitude"
+        return None
+    info = np.iinfo(NUMPY_DTYPES[dtype])
+    if not info.min <= value <= info.max:
+        return f"out of range for {dtype}: it holds {info.min} to {info.max}"
+    return None
+
+
 def check_literal_fits(value: float | int, dtype: str, loc: SourceLocation, text: str) -> None:
-    """A literal that becomes a ``dtype`` constant must be finite there: 1e300 is inf as an f32."""
-    if dtype not in FLOAT_DTYPES:
-        return
-    largest = float(np.finfo(NUMPY_DTYPES[dtype]).max)
-    if abs(value) > largest:
-        limit = f"{largest:.3g}".replace("e+", "e")
-        raise ModelError(f"number {text} is out of range for {dtype}: an {dtype} value is at most {limit} in "
-                         "magnitude", loc)
+    """A literal that becomes a ``dtype`` constant must keep its meaning there: 1e300 is inf as an f32."""
+    problem = number_problem(value, dtype)
+    if problem is not None and dtype in FLOAT_DTYPES:
+        raise ModelError(f"number {text} is {problem}", loc)
 
 
 def check_allocations(graph: Graph, path: str, memory: int | None = None) -> None:

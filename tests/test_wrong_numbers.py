@@ -165,7 +165,7 @@ def test_number_out_of_its_dtype_is_a_located_error(write_model, cli):
     path = write_model("model m\ninput k: i32[N]\noutput o = k * 3000000000\n")
     result = cli("check", path)
     assert result.code == 1
-    assert "m.model:3:" in result.err and "does not fit in i32" in result.err
+    assert "m.model:3:" in result.err and "3000000000 is out of range for i32" in result.err
 
 
 def test_constant_expression_overflow_is_a_located_error(write_model, cli):
