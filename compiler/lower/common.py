@@ -152,3 +152,25 @@ def kernel_comment(kernel_id: int, kind: str, nodes: list[Node]) -> str:
     ops = ", ".join(n.op for n in nodes)
     ids = " ".join(f"%{n.id}" for n in nodes)
     return f"k{kernel_id} {kind}: {ops} | nodes {ids} | lines {' '.join(map(str, lines)) or '-'}"
+
+
+class ScalarConstantRefs:
+    """For a target's entry-point writer (with ``g``, ``names``, ``lines`` and ``scalar_consts``): loops read a
+    scalar constant as a literal, but an op kernel or the entry point's results need it as a value. ``ref``
+    hands out its value name and records it; ``define_scalar_consts`` writes the definitions, in the target's
+    form (``scalar_const_lines``), at the start of the function (after its ``nb = ...`` line)."""
+
+    def ref(self, node_id: int) -> str:
+        if node_id in self.names.by_node:
+            return self.names.by_node[node_id]
+        if self.g.node(node_id).op == "const" and node_id not in self.scalar_consts:
+            self.scalar_consts.append(node_id)
+        return f"v{node_id}"
+
+    def scalar_const_lines(self, node: Node) -> list[str]:
+        raise NotImplementedError
+
+    def define_scalar_consts(self) -> None:
+        lines = [line for node_id in self.scalar_consts for line in self.scalar_const_lines(self.g.node(node_id))]
+        at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
+        self.lines[at:at] = lines

@@ -33,6 +33,7 @@ from .common import (
     EntryPoint,
     LoweredProgram,
     LoweringError,
+    ScalarConstantRefs,
     broadcast_index,
     data_ancestors,
     entry_points,
@@ -84,7 +85,7 @@ def lower_cpu(graph: Graph, cache: bool = True) -> LoweredProgram:
     return LoweredProgram(source, names.args, points, names.const_arrays)
 
 
-class _Function:
+class _Function(ScalarConstantRefs):
     def __init__(self, graph: Graph, names: ArgNames, point: EntryPoint, cache: bool, functions: dict[str, str]):
         self.functions = functions  # loop function text -> its name, shared by every entry point
         self.loops: list[tuple[Kernel, _LoopWriter]] = []
@@ -114,7 +115,7 @@ class _Function:
         else:
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
-        self._define_scalar_consts()
+        self.define_scalar_consts()
         self.lines += ["", ""]
         return self.lines
 
@@ -128,25 +129,10 @@ class _Function:
         dims = [self.dim(d) for d in shape]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
-    def ref(self, node_id: int) -> str:
-        """The array holding a node's value. A scalar constant, which loops read as a literal, gets a 0-d array
-        of its own the first time something else reads it (an op kernel, or the entry point's results)."""
-        if node_id in self.names.by_node:
-            return self.names.by_node[node_id]
-        node = self.node(node_id)
-        if node.op == "const" and node_id not in self.scalar_consts:
-            self.scalar_consts.append(node_id)
-        return f"v{node_id}"
-
-    def _define_scalar_consts(self) -> None:
-        """Write the 0-d arrays of the scalar constants that :meth:`ref` handed out, at the function's start."""
-        lines = []
-        for node_id in self.scalar_consts:
-            node = self.node(node_id)
-            lines += [f"    v{node_id} = empty_{node.type.dtype}(())",
-                      f"    v{node_id}[()] = {literal(node.attrs['value'], node.type.dtype)}"]
-        at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
-        self.lines[at:at] = lines
+    def scalar_const_lines(self, node: Node) -> list[str]:
+        """A scalar constant as a 0-d array (see :class:`ScalarConstantRefs`)."""
+        return [f"    v{node.id} = empty_{node.type.dtype}(())",
+                f"    v{node.id}[()] = {literal(node.attrs['value'], node.type.dtype)}"]
 
     def node(self, node_id: int) -> Node:
         return self.g.node(node_id)

@@ -36,6 +36,7 @@ from .common import (
     EntryPoint,
     LoweredProgram,
     LoweringError,
+    ScalarConstantRefs,
     broadcast_index,
     data_ancestors,
     entry_points,
@@ -253,7 +254,7 @@ class _LoopBody:
         return "\n".join(lines)
 
 
-class _HostFunction:
+class _HostFunction(ScalarConstantRefs):
     def __init__(self, graph: Graph, names: ArgNames, point: EntryPoint, cache: bool, kernels: dict[str, str]):
         self.g = graph
         self.names = names
@@ -283,7 +284,7 @@ class _HostFunction:
         else:
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
-        self._define_scalar_consts()
+        self.define_scalar_consts()
         self.lines += ["", ""]
         return self.lines
 
@@ -303,25 +304,11 @@ class _HostFunction:
     def size(self, shape: tuple) -> str:
         return _product([self.dim(d) for d in shape])
 
-    def ref(self, node_id: int) -> str:
-        """The device array holding a node's value. A scalar constant, which kernels read as a literal, gets a
-        1-element array of its own the first time something else reads it (a library kernel, or the results)."""
-        if node_id in self.names.by_node:
-            return self.names.by_node[node_id]
-        if self.node(node_id).op == "const" and node_id not in self.scalar_consts:
-            self.scalar_consts.append(node_id)
-        return f"v{node_id}"
-
-    def _define_scalar_consts(self) -> None:
-        """Fill the arrays of the scalar constants that :meth:`ref` handed out, at the function's start."""
-        lines = []
-        for node_id in self.scalar_consts:
-            node = self.node(node_id)
-            dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
-            lines += [f"    v{node_id} = ws.array({node_id}, (1,), {dtype})",
-                      f"    fill_value(v{node_id}, {literal(node.attrs['value'], node.type.dtype)})"]
-        at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
-        self.lines[at:at] = lines
+    def scalar_const_lines(self, node: Node) -> list[str]:
+        """A scalar constant as a 1-element device array (see :class:`ScalarConstantRefs`)."""
+        dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+        return [f"    v{node.id} = ws.array({node.id}, (1,), {dtype})",
+                f"    fill_value(v{node.id}, {literal(node.attrs['value'], node.type.dtype)})"]
 
     def alloc(self, node: Node) -> None:
         dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
