@@ -108,9 +108,11 @@ class _ControlEscapingStream:
 
     def __init__(self, stream: TextIO):
         self._stream = stream
+        self.escaping = True  # off once the command has finished: a library that kept a reference to this
+        # stream (colorama writes its colour reset at exit) then writes through unchanged
 
     def write(self, text: str) -> int:
-        return self._stream.write(escape_controls(text, keep="\n\r"))
+        return self._stream.write(escape_controls(text, keep="\n\r") if self.escaping else text)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._stream, name)
@@ -119,11 +121,14 @@ class _ControlEscapingStream:
 @contextlib.contextmanager
 def _terminal_safe_output() -> Iterator[None]:
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _ControlEscapingStream(sys.stdout), _ControlEscapingStream(sys.stderr)
+    wrappers = _ControlEscapingStream(sys.stdout), _ControlEscapingStream(sys.stderr)
+    sys.stdout, sys.stderr = wrappers
     try:
         yield
     finally:
         sys.stdout, sys.stderr = saved
+        for wrapper in wrappers:
+            wrapper.escaping = False
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -186,3 +186,17 @@ def test_utf16_file_is_named_and_a_utf8_byte_order_mark_is_accepted(cli, tmp_pat
     lines = cli("check", path).err.splitlines()
     assert lines[0].startswith(f"{path}:1:9: error: unexpected character '$'") and lines[1] == "    model m $"
     assert lines[2].index("^") == 4 + 8
+
+
+def test_a_stream_kept_by_a_library_writes_through_after_the_command(capsys):
+    """Inside a command, control characters are escaped; a library that kept the stream (colorama writes its
+    colour reset at exit) writes through unchanged once the command is over, never a visible '\\x1b[0m'."""
+    import sys
+
+    from gradc.cli import _terminal_safe_output
+
+    with _terminal_safe_output():
+        kept = sys.stdout
+        print("\x1b[31m")
+    kept.write("\x1b[0m")
+    assert capsys.readouterr().out == "\\x1b[31m\n\x1b[0m"
