@@ -102,7 +102,8 @@ CASES = [
     Case("bce", {"p": (4, 3), "y": (4, 3)}, lambda p, y: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)),
          domain="probability", id="multi-label"),
     Case("bce_with_logits", {"z": (4, 3), "y": (4, 3)},
-         lambda z, y: -np.mean(y * np.log(sigmoid(z)) + (1 - y) * np.log(1 - sigmoid(z)))),
+         lambda z, y: -np.mean(y * np.log(sigmoid(z)) + (1 - y) * np.log(1 - sigmoid(z))),
+         domain="probability"),  # the targets must be in [0, 1]; logits there are as good as any
     Case("cross_entropy", {"s": (4, 5), "labels": (4,)},
          lambda s, y: -np.mean(np.log((np.exp(s) / np.exp(s).sum(1, keepdims=True))[np.arange(4), y]))),
     Case("cross_entropy", {"s": (4, 5), "labels": (4,)},
