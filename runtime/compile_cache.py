@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import linecache
 import os
 import shutil
 import sys
@@ -114,6 +115,8 @@ def _release_module(name: str, module: ModuleType) -> None:
     if sys.modules.get(name) is module:
         del sys.modules[name]
     _forget_compiled_functions(module)
+    # Numba's compile read the source through linecache (for its error locations): forget that copy too.
+    linecache.cache.pop(getattr(module, "__file__", None) or "", None)
 
 
 def _forget_compiled_functions(module: ModuleType) -> None:
@@ -136,9 +139,24 @@ def _forget_compiled_functions(module: ModuleType) -> None:
                 context.remove_user_function(result.entry_point)
             except (KeyError, AttributeError):
                 pass
+            _unload_library(getattr(result, "library", None))
         # The dispatcher's finalizer (a global registry) holds this dict, whose compile results hold the
         # module's globals again: empty it so that nothing global reaches the module.
         overloads.clear()
+
+
+def _unload_library(library: object) -> None:
+    """Take a compiled function's LLVM module out of Numba's JIT engine.
+
+    The engine owns every module added to it until the process ends: its IR (several MiB for a program's
+    kernels) outlives the function. Once no live program uses the function, the module leaves the engine and
+    is freed with its library; the machine code it produced stays where it is (the engine keeps its memory),
+    so nothing that still holds an address is left dangling."""
+    module = getattr(library, "_final_module", None)
+    engine = getattr(getattr(getattr(library, "_codegen", None), "_engine", None), "_ee", None)
+    if module is None or engine is None or module not in getattr(engine, "_modules", ()):
+        return
+    engine.remove_module(module)
 
 
 def evict(loaded: LoadedProgram, reason: str) -> None:

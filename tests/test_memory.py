@@ -70,3 +70,35 @@ def test_the_kernel_library_survives_a_dropped_program():
     _use(_program(8))
     gc.collect()
     _use(_program(9))  # compiles against the same helpers (relu, dot, ...)
+
+
+def _jit_engine_modules() -> int:
+    """LLVM modules Numba's JIT engine owns (each compiled function's IR, several MiB a program)."""
+    from numba.core.registry import cpu_target
+    return len(cpu_target.target_context.codegen()._engine._ee._modules)
+
+
+def test_dropped_programs_leave_the_jit_engine():
+    """Before: a dropped program's LLVM modules stayed in Numba's JIT engine for good (~4 a program, most of
+    the ~11 MiB that a compiled and dropped program kept). The machine code stays (Numba cannot free it)."""
+    _use(_program(10))
+    gc.collect()
+    before = _jit_engine_modules()
+    for k in range(11, 14):
+        _use(_program(k))
+    gc.collect()
+    assert _jit_engine_modules() == before
+
+
+def test_a_new_layer_width_does_not_compile_the_kernel_library_again():
+    """Before: shapes were written with numbers (``empty_f32((nb, 5))``), which Numba types as literals, so
+    every new width compiled the library's helpers again (and kept each compile for good)."""
+    from gradc.compiler.lower import cpu_lib
+
+    def compiled() -> dict[str, int]:
+        return {name: len(f.overloads) for name, f in vars(cpu_lib).items() if hasattr(f, "overloads")}
+
+    _use(_program(20))
+    before = compiled()
+    _use(_program(21))
+    assert compiled() == before

@@ -64,6 +64,7 @@ def lower_cpu(graph: Graph, cache: bool = True) -> LoweredProgram:
         "",
         "import numpy as np",
         "from numba import njit",
+        "from numpy import int64 as i64  # shapes: i64(3), not the literal 3 (see cpu.shape_tuple)",
         "",
         "from gradc.compiler.lower.cpu_lib import (",
         "    bce1, bce_grad, bce_with_logits1, contiguous, cross_entropy2, dot, empty_f32, empty_f64, empty_i32,",
@@ -126,8 +127,7 @@ class _Function(ScalarConstantRefs):
         return "nb" if isinstance(d, str) else str(d)
 
     def shape(self, shape: tuple) -> str:
-        dims = [self.dim(d) for d in shape]
-        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        return shape_tuple([self.dim(d) for d in shape])
 
     def scalar_const_lines(self, node: Node) -> list[str]:
         """A scalar constant as a 0-d array (see :class:`ScalarConstantRefs`)."""
@@ -240,7 +240,7 @@ class _LoopWriter:
     def _shape(self, keep: tuple[int, ...] | None = None, ones: tuple[int, ...] = ()) -> str:
         """A shape made of the loop's dimensions: those in ``keep`` (all by default), 1 for ``ones``."""
         dims = ["1" if k in ones else d for k, d in enumerate(self.dims) if keep is None or k in keep or k in ones]
-        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        return shape_tuple(dims)
 
     def _reduced_shape(self, node: Node) -> str:
         axes = node.attrs["axis"]
@@ -339,6 +339,15 @@ def _is_swap(node: Node) -> bool:
     return node.op == "transpose" and tuple(node.attrs["axes"]) == SWAP
 
 
+def shape_tuple(dims: list[str]) -> str:
+    """A shape for the kernel library's helpers (empty_f32, reshape, ...), each entry through ``i64``.
+
+    Numba types a number written in the source, or a kernel's argument bound to one, as a literal
+    (``Literal[int](3)``), and compiles a helper afresh for each such type: every new layer width compiled
+    ``empty_f32`` and ``zeros_f64`` again and kept them for good. ``i64(3)`` is a plain int64."""
+    return "(" + ", ".join(f"i64({d})" for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
 def _contiguous(f: _Function, node_id: int) -> str:
     """A C-contiguous view of a value: every value is C-contiguous except a swapped matrix (an F view)."""
     if _is_swap(f.node(node_id)):
@@ -358,7 +367,7 @@ def _matmul(f: _Function, node: Node) -> None:
             f.put(f"{out} = dot({f.ref(a)}, {f.ref(b)})")
         return
     if tb.rank <= 2 and ta.rank > 2:  # [..., n, k] @ [k, m] or [k]: one product on the flattened rows
-        rows = f"reshape({_contiguous(f, a)}, (-1, {f.dim(ta.shape[-1])}))"
+        rows = f"reshape({_contiguous(f, a)}, {shape_tuple(['-1', f.dim(ta.shape[-1])])})"
         f.put(f"{out} = reshape(dot({rows}, {f.ref(b)}), {f.shape(node.type.shape)})")
         return
     _batched_matmul(f, node)
