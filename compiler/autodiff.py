@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
-import networkx as nx
-
 from .builder import Builder, Ref
 from .graph import SOURCE_OPS, Graph
 from .ops.registry import get_op
@@ -57,12 +55,8 @@ def autodiff(graph: Graph) -> Graph:
 
 def _relevant_nodes(g: Graph, objective: int, leaves: list[int]) -> set[int]:
     """Nodes on some path from a differentiated leaf to the objective."""
-    upstream = nx.ancestors(g.dag, objective) | {objective}
-    downstream: set[int] = set()
-    for leaf in leaves:
-        if leaf in upstream:
-            downstream |= nx.descendants(g.dag, leaf) | {leaf}
-    return upstream & downstream
+    upstream = g.upstream([objective])
+    return upstream & g.downstream(leaf for leaf in leaves if leaf in upstream)
 
 
 def _propagate(b: Builder, node, total: Ref, relevant: set[int], contributions) -> None:

@@ -9,7 +9,7 @@ names its interface: outputs, losses, the objective that autodiff differentiates
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,6 +83,7 @@ class Graph:
         # whose every float input and parameter is f64, else f32 (set by the front end).
         self.float_dtype = "f32"
         self.kernels: tuple[Kernel, ...] | None = None  # set by the fusion pass (stage "fused")
+        self._order: list[int] | None = None  # the topological order, until the edges change
 
     # ------------------------------------------------------------ building
     def add(
@@ -107,6 +108,7 @@ class Graph:
         self.dag.add_node(node_id, node=node)
         for i in inputs:
             self.dag.add_edge(i, node_id)
+        self._order = None
         return node_id
 
     def update(self, node_id: int, **changes: Any) -> None:
@@ -118,6 +120,7 @@ class Graph:
                 self.dag.remove_edge(i, node_id)
             for i in new.inputs:
                 self.dag.add_edge(i, node_id)
+            self._order = None
         self.dag.nodes[node_id]["node"] = new
 
     def replace_uses(self, old: int, new: int) -> None:
@@ -141,6 +144,7 @@ class Graph:
         if any(True for _ in self.dag.successors(node_id)):
             raise ValueError(f"%{node_id} still has consumers")
         self.dag.remove_node(node_id)
+        self._order = None
 
     def copy(self) -> Graph:
         other = copy.copy(self)
@@ -148,6 +152,7 @@ class Graph:
         other.outputs = dict(self.outputs)
         other.losses = dict(self.losses)
         other.grads = dict(self.grads)
+        other._order = None if self._order is None else list(self._order)
         return other
 
     # ------------------------------------------------------------ reading
@@ -161,8 +166,20 @@ class Graph:
         return self.dag.number_of_nodes()
 
     def order(self) -> list[int]:
-        """Node ids in topological order, ties broken by id, so every printout is deterministic."""
-        return list(nx.lexicographical_topological_sort(self.dag))
+        """Node ids in topological order, ties broken by id, so every printout is deterministic.
+
+        Computed once and kept until the graph changes."""
+        if self._order is None:
+            self._order = list(nx.lexicographical_topological_sort(self.dag))
+        return list(self._order)
+
+    def upstream(self, targets: Iterable[int]) -> set[int]:
+        """``targets`` and every node they depend on: one sweep, however many targets."""
+        return _reach(self.dag.predecessors, targets)
+
+    def downstream(self, sources: Iterable[int]) -> set[int]:
+        """``sources`` and every node that depends on one of them: one sweep."""
+        return _reach(self.dag.successors, sources)
 
     def nodes(self) -> Iterator[Node]:
         for node_id in self.order():
@@ -206,3 +223,14 @@ class Graph:
         if op == "const":
             return "constant"
         return "intermediate"
+
+
+def _reach(step: Callable[[int], Iterable[int]], start: Iterable[int]) -> set[int]:
+    seen = set(start)
+    stack = list(seen)
+    while stack:
+        for other in step(stack.pop()):
+            if other not in seen:
+                seen.add(other)
+                stack.append(other)
+    return seen
