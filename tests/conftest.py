@@ -57,3 +57,55 @@ def write_model(tmp_path):
 
 def pytest_unconfigure(config):
     shutil.rmtree(SESSION_CACHE_DIR, ignore_errors=True)
+
+
+# The quick subset (`pytest -m "not slow"`, under 2 minutes on a 2-core machine) compiles only a few dozen small
+# programs: each fresh program costs Numba 1-4 s. Besides the tests marked `slow` where they are defined (the
+# CUDA simulator, training to quoted figures, the f64 op variants, the larger models), these are left to the
+# whole suite: each has a quicker sibling that stays in the subset. Matched against the start of a test's id.
+SLOW_TESTS: dict[str, str] = {
+    "tests/test_memory.py": "compiles a dozen programs to count what they leave behind",
+    "tests/test_cache_security.py::test_damaged_cache_entry_is_evicted_and_rebuilt[t": "truncated .nbc stays quick",
+    "tests/test_cache_security.py::test_damaged_cache_entry_is_evicted_and_rebuilt[p": "truncated .nbc stays quick",
+    "tests/test_cache_security.py::test_damaged_cache_entry_is_evicted_and_rebuilt[e": "truncated .nbc stays quick",
+    "tests/test_cache_security.py::test_cache_root_writable_by_others_is_refused[504]": "[511] stays quick",
+    "tests/test_cache_security.py::test_cache_root_writable_by_others_is_refused[1023]": "[511] stays quick",
+    "tests/test_cache_security.py::test_cache_root_that_is_a_file": "compiles without the cache",
+    "tests/test_cache_security.py::test_cache_root_others_could_only_read": "compiles",
+    "tests/test_cache_security.py::test_compile_cache_folders_are_private_under_umask_000": "compiles",
+    "tests/test_cache_security.py::test_lark_tables_owned_by_another_user": "a fresh interpreter",
+    "tests/test_cache_security.py::test_lark_tables_in_a_cache_folder_others_can_write": "a fresh interpreter",
+    "tests/test_targets.py::test_op_on_cpu_matches_reference[matmul-batch": "batched matmul: one case stays quick",
+    "tests/test_targets.py::test_mixed_models_on_cpu_match_reference[": "two cases stay quick (below)",
+    "tests/test_wrong_numbers.py::test_matmul_batch_dimensions_broadcast[": "[batch-1-left-cpu] stays quick",
+    "tests/test_training.py::test_early_stopping": "trains",
+    "tests/test_training.py::test_spirals": "trains",
+    "tests/test_training.py::test_json_lines": "trains",
+    "tests/test_training.py::test_the_same_seed": "trains twice",
+    "tests/test_user_data.py::test_eval_reports_accuracy_without_an_output[": "trains",
+    "tests/test_training.py::test_a_run_writes_its_folder": "trains",
+    "tests/test_training.py::test_resume_continues_exactly": "trains twice (test_files' resume tests stay quick)",
+    "tests/test_training.py::test_tiny_regression_fits_the_curve": "trains",
+    "tests/test_cache_security.py::test_cache_root_writable_by_others_is_refused[511]": "the owner check stays quick",
+    "tests/test_cache_security.py::test_lark_tables_are_never_read_from_the_shared_temp": "a fresh interpreter",
+    "tests/test_fuzz.py::test_random_": "300 examples each; the located-error tests of test_errors stay quick",
+    "tests/test_user_data.py::test_binding_follows": "compiles and trains",
+    "tests/test_user_data.py::test_predict_reads_one_csv_column": "trains",
+    "tests/test_user_data.py::test_the_result_says_whose_parameters": "trains",
+    "tests/test_targets.py::test_models_on_cpu_match_reference[spirals_linear]": "three models stay quick",
+    "tests/test_targets.py::test_emitted_source_maps": "compiles mlp_digits",
+}
+QUICK_TESTS: tuple[str, ...] = (  # exceptions to the prefixes above
+    "tests/test_targets.py::test_op_on_cpu_matches_reference[matmul-batched-f32]",
+    "tests/test_targets.py::test_mixed_models_on_cpu_match_reference[dtype-promotion]",
+    "tests/test_targets.py::test_mixed_models_on_cpu_match_reference[loss-mix]",
+    "tests/test_wrong_numbers.py::test_matmul_batch_dimensions_broadcast[batch-1-left-cpu]",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in QUICK_TESTS:
+            continue
+        if any(item.nodeid.startswith(prefix) for prefix in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)

@@ -67,9 +67,9 @@ def lower_cpu(graph: Graph, cache: bool = True) -> LoweredProgram:
         "from numpy import int64 as i64  # shapes: i64(3), not the literal 3 (see cpu.shape_tuple)",
         "",
         "from gradc.compiler.lower.cpu_lib import (",
-        "    bce1, bce_grad, bce_with_logits1, contiguous, cross_entropy2, dot, empty_f32, empty_f64, empty_i32,",
-        "    empty_i64, empty_like, gelu, gelu_grad, hinge2, hinge_grad2, huber1, item, kl_div2, l2_1, log, logit,",
-        "    lowest_f64, mae1, mse1, power, relu, reshape, sigmoid, sign, softmax3, softplus, sqrt,",
+        "    bce1, bce_grad, bce_with_logits1, contiguous, cross_entropy2, dot, dot_into, empty_f32, empty_f64,",
+        "    empty_i32, empty_i64, empty_like, gelu, gelu_grad, hinge2, hinge_grad2, huber1, item, kl_div2, l2_1, log,",
+        "    logit, lowest_f64, mae1, mse1, power, relu, reshape, sigmoid, sign, softmax3, softplus, sqrt,",
         "    to_f32, to_f64, to_i32, to_i64, transpose2, zeros_f64,",
         f"    {', '.join(o.routine for o in OPTIMIZERS.values())},",
         ")",
@@ -400,7 +400,7 @@ def _batched_matmul(f: _Function, node: Node) -> None:
     f.put(f"v{node.id} = empty_{node.type.dtype}({f.shape(node.type.shape)})")
     for depth, (q, d) in enumerate(zip(index, batch, strict=True), start=1):
         f.put(f"for {q} in range({f.dim(d)}):", depth)
-    f.put(f"v{node.id}[{', '.join(index)}] = dot({left}, b_{node.id}[{b_at}])", len(batch) + 1)
+    f.put(f"dot_into(v{node.id}[{', '.join(index)}], {left}, b_{node.id}[{b_at}])", len(batch) + 1)
 
 
 def _transpose(f: _Function, node: Node) -> None:
@@ -409,9 +409,18 @@ def _transpose(f: _Function, node: Node) -> None:
     (x,) = node.inputs
     if _is_swap(node):
         f.put(f"v{node.id} = transpose2({f.ref(x)})")
-    else:
-        axes = tuple(int(a) for a in node.attrs["axes"])
-        f.put(f"v{node.id} = contiguous(np.transpose({f.ref(x)}, {axes!r}))")
+        return
+    # A loop nest, not np.transpose(x, axes): Numba compiles np.transpose's axes checks (their error messages'
+    # string formatting) for ~5 s in every new program that uses it.
+    axes = [int(a) for a in node.attrs["axes"]]
+    index = [f"q{k}" for k in range(len(axes))]
+    f.put(f"v{node.id} = empty_{node.type.dtype}({f.shape(node.type.shape)})")
+    for depth, (q, d) in enumerate(zip(index, node.type.shape, strict=True)):
+        f.put(f"for {q} in range({f.dim(d)}):", depth + 1)
+    source = [""] * len(axes)
+    for k, a in enumerate(axes):
+        source[a] = index[k]  # output axis k reads input axis axes[k]
+    f.put(f"v{node.id}[{', '.join(index)}] = {f.ref(x)}[{', '.join(source)}]", len(axes) + 1)
 
 
 def _reshape(f: _Function, node: Node) -> None:

@@ -253,6 +253,17 @@ def dot(a, b):
     return np.dot(a, b)
 
 
+@jit
+def dot_into(out, a, b):
+    """out[...] = np.dot(a, b) for a C-contiguous ``out`` (one entry of a batched product). Written as a copy
+    loop: a slice assignment compiles Numba's shape-mismatch message (~4 s) into every program using it."""
+    r = np.dot(a, b)
+    flat_out = out.reshape(out.size)
+    flat_r = r.reshape(r.size)
+    for i in range(flat_r.size):
+        flat_out[i] = flat_r[i]
+
+
 # ---------------------------------------------------------------- array helpers
 # The generated code calls these instead of np.empty, .reshape, .astype, ...: each is typed and compiled
 # once per argument type and kept in the cache, so compiling a new program does not type them again.
