@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gradc.compiler.driver import prepare
 from gradc.compiler.frontend import ModelSpec, build_model
 from gradc.compiler.graph import Graph
-from gradc.compiler.passes import optimize, run_pipeline
 from gradc.dsl import parse_file, parse_source
 from gradc.dsl.train_schema import default_settings
 from gradc.runtime.checkpoints import Checkpoint
@@ -44,7 +44,7 @@ def loads(source: str, path: str = "<string>") -> ModelSpec:
 def graph(model: str | Path | ModelSpec, stage: str = "optimized") -> Graph:
     """The model's graph after pipeline stage ``stage`` (see ``gradc.compiler.passes.STAGE_NAMES``)."""
     spec = model if isinstance(model, ModelSpec) else load(model)
-    return run_pipeline(spec.graph, stage)
+    return prepare(spec.graph, stage)
 
 
 def compile(
@@ -59,7 +59,7 @@ def compile(
     kept on disk and reused by later processes."""
     spec = model if isinstance(model, ModelSpec) else load(model)
     source = expose_prediction(spec.graph)  # a model with only a loss: what its metrics read becomes an output
-    optimized = optimize(source)
+    optimized = prepare(source)
     params = params if params is not None else init_params(optimized, seed)
     settings = spec.train or default_settings()
     return Program(optimized, params, target, use_cache=cache, source=source,

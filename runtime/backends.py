@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradc.compiler.fusion import fuse
+from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, schedule
 from gradc.compiler.graph import Graph
-from gradc.compiler.lower.cpu import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, lower_cpu, typed_dummy
+from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import GradcError
 
 from .compile_cache import compiled_entry_points, evict, load_source, program_key
@@ -107,8 +107,8 @@ class CpuBackend(HostMemory):
     target = "cpu"
 
     def __init__(self, graph: Graph, use_cache: bool = True, sibling: object = None):
-        self.graph = graph if graph.kernels is not None else fuse(graph)
-        self.lowered = lower_cpu(self.graph, cache=use_cache)
+        self.graph = schedule(graph)
+        self.lowered = build(self.graph, "cpu", cache=use_cache)
         key = program_key(self.graph, self.target)
         start = time.perf_counter()
         self.loaded = load_source(self.lowered.source, key, use_cache)
@@ -216,3 +216,8 @@ def _cuda_backend(graph: Graph, use_cache: bool = True, sibling: object = None):
 
 BACKENDS = {"reference": ReferenceBackend, "cpu": CpuBackend, "cuda": _cuda_backend}
 COMPILED_TARGETS = ("cpu", "cuda")
+
+
+def typed_dummy(t: TensorType) -> np.ndarray:
+    """A tiny array of the type, for compiling a signature ahead of the first call."""
+    return np.zeros(tuple(1 for _ in t.shape), dtype=t.numpy_dtype)

@@ -20,11 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from gradc.compiler.fusion import fuse
+from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, fast_thread_switching, schedule
 from gradc.compiler.graph import Graph
-from gradc.compiler.lower.common import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX
-from gradc.compiler.lower.cuda import lower_cuda
-from gradc.compiler.lower.cuda_simulator import fast_thread_switching
 from gradc.dsl.diagnostics import GradcError
 
 from .compile_cache import load_source, program_key
@@ -127,8 +124,8 @@ class CudaBackend:
         self.lib = cuda_lib
         simulated = cuda_lib.ON_SIMULATOR  # as Numba read NUMBA_ENABLE_CUDASIM, one answer for the process
         self._kernel_scope = fast_thread_switching if simulated else nullcontext
-        self.graph = graph if graph.kernels is not None else fuse(graph)
-        self.lowered = lower_cuda(self.graph, cache=use_cache and not simulated)
+        self.graph = schedule(graph)
+        self.lowered = build(self.graph, "cuda", cache=use_cache and not simulated)
         key = program_key(self.graph, self.target + ("-simulator" if simulated else ""))
         start = time.perf_counter()
         self.loaded = load_source(self.lowered.source, key, use_cache)

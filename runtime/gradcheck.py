@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradc.compiler.driver import prepare_float64
 from gradc.compiler.graph import Graph
-from gradc.compiler.passes import optimize
-from gradc.compiler.passes.precision import promote_float64
 from gradc.dsl.diagnostics import GradcError
 
 from .feeds import check_feeds
@@ -55,7 +54,7 @@ def gradcheck(
     Without ``params``, parameters are their initial values plus N(0, 0.1^2) noise, so that zero-initialized
     weights do not put every ReLU exactly at its kink.
     """
-    g = optimize(promote_float64(graph))
+    g = prepare_float64(graph)
     if g.objective is None:
         raise GradcError("nothing to differentiate: the model has no loss and no single scalar output")
     rng = np.random.default_rng(seed)

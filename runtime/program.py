@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from gradc.compiler.driver import dropout_rates, prepare_training, statistic_outputs
 from gradc.compiler.graph import Graph
-from gradc.compiler.passes.training import dropout_rates, statistic_outputs, training_graph
 from gradc.dsl.diagnostics import GradcError
 
 from .backends import BACKENDS
@@ -123,7 +123,7 @@ class Program:
         """The backend of the training graph, its feed checks, dropout rates and batch statistics (built on
         first use)."""
         if self._training is None:
-            graph = training_graph(self.source, self.weight_decay)
+            graph = prepare_training(self.source, self.weight_decay)
             rates, statistics = dropout_rates(graph), statistic_outputs(graph)
             if not rates and not statistics and self.weight_decay == 0.0:  # the same as the evaluation graph
                 self._training = TrainingMode(self.backend, self.feed_spec, {}, {})

@@ -20,8 +20,6 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-import numpy as np
-
 from ..graph import Graph, Kernel, Node
 from ..ops.registry import get_op
 from ..optimizers import OPTIMIZERS
@@ -44,8 +42,7 @@ from .common import (
     wanted_nodes,
 )
 
-__all__ = ["DEFAULT_ENTRY_POINTS", "TRAIN_PREFIX", "EntryPoint", "LoweredProgram", "LoweringError", "lower_cpu",
-           "typed_dummy"]
+__all__ = ["DEFAULT_ENTRY_POINTS", "TRAIN_PREFIX", "EntryPoint", "LoweredProgram", "LoweringError", "lower_cpu"]
 
 OUTLINE_AT = 3  # repetitions of the same loop code in one entry point that make it a function of its own
 
@@ -522,7 +519,3 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "l2": _flat_loss("l2_1"),
 }
 
-
-def typed_dummy(t: TensorType) -> np.ndarray:
-    """A tiny array of the type, for compiling a signature ahead of the first call."""
-    return np.zeros(tuple(1 for _ in t.shape), dtype=t.numpy_dtype)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gradc.compiler.passes import PIPELINE, STAGE_NAMES, run_pipeline
-from gradc.compiler.passes.training import TRAINING_STAGE_NAMES, training_graph
+from gradc.compiler.driver import PIPELINE, STAGE_NAMES, TRAINING_STAGE_NAMES, prepare, prepare_training
 from gradc.compiler.printers import FORMATS
 from gradc.dsl.diagnostics import GradcError
 from gradc.dsl.train_schema import default_settings
@@ -34,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     if args.train:
         decay = (spec.train or default_settings())["weight_decay"]
-        graph = training_graph(spec.graph, decay, args.stage)
+        graph = prepare_training(spec.graph, decay, args.stage)
     elif args.stage not in STAGE_NAMES:
         raise GradcError(f"stage {args.stage} is a stage of the training graph: add --train")
     else:
-        graph = run_pipeline(spec.graph, args.stage)
+        graph = prepare(spec.graph, args.stage)
     text = FORMATS[args.format](graph, args.stage)
     if args.output:
         atomic_write_text(args.output, text)
