@@ -20,6 +20,7 @@ from .fusion import fuse
 from .graph import Graph
 from .lower.common import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, EntryPoint, LoweredProgram, LoweringError
 from .lower.cuda_simulator import fast_thread_switching  # how the cuda target's kernels run on the simulator
+from .optimizers import OPTIMIZERS
 from .passes.pipeline import PIPELINE, STAGE_NAMES, run_pipeline
 from .passes.precision import promote_float64
 from .passes.training import TRAINING_STAGE_NAMES, dropout_rates, statistic_outputs, training_graph, training_stages
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_ENTRY_POINTS", "PIPELINE", "STAGE_NAMES", "TARGETS", "TRAINING_STAGE_NAMES", "TRAIN_PREFIX", "EntryPoint",
     "LoweredProgram", "LoweringError", "build", "dropout_rates", "fast_thread_switching", "prepare", "prepare_float64",
     "prepare_training", "schedule", "statistic_outputs", "training_stages",
+    "update_routine",
 ]
 
 
@@ -39,14 +41,15 @@ class Target:
     name: str
     module: str
     function: str
+    library: str  # its kernel library: the helpers and optimizer updates generated code calls
 
     def lowering(self) -> Callable[..., LoweredProgram]:
         return getattr(importlib.import_module(self.module, __package__), self.function)
 
 
 TARGETS: dict[str, Target] = {
-    "cpu": Target("cpu", ".lower.cpu", "lower_cpu"),
-    "cuda": Target("cuda", ".lower.cuda", "lower_cuda"),
+    "cpu": Target("cpu", ".lower.cpu", "lower_cpu", ".lower.cpu_lib"),
+    "cuda": Target("cuda", ".lower.cuda", "lower_cuda", ".lower.cuda_lib"),
 }
 
 
@@ -75,3 +78,11 @@ def build(graph: Graph, target: str, cache: bool = True) -> LoweredProgram:
     if target not in TARGETS:
         raise LoweringError(f"no compiled target {target!r} (targets: {', '.join(TARGETS)})")
     return TARGETS[target].lowering()(schedule(graph), cache=cache)
+
+
+def update_routine(target: str, optimizer: str) -> Callable[..., None]:
+    """The kernel library's in-place update of one parameter, ``routine(p, g, *state, *hyperparameters, t)``:
+    the same routine a compiled training step calls after its backward pass, for a step split into
+    gradients, an exchange (an all-reduce) and the update."""
+    library = importlib.import_module(TARGETS[target].library, __package__)
+    return getattr(library, OPTIMIZERS[optimizer].routine)

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, schedule
+from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, schedule, update_routine
 from gradc.compiler.graph import Graph
 from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import GradcError
 
-from .compile_cache import compiled_entry_points, evict, load_source, program_key
+from .compile_cache import CompileReport, compiled_entry_points, evict, load_source, program_key
 from .optimizer_state import OptimizerState
 from .reference import evaluate
 
@@ -80,25 +79,17 @@ class ReferenceBackend(HostMemory):
         g = self.graph
         wanted = {"objective": g.objective, **{n: g.grads[n] for n in params}}
         values = self._run(feeds, params, wanted)
-        for name in params:
-            optimizer.definition.reference(params[name], values[name], optimizer.state[name], optimizer.hyper,
-                                           optimizer.t)
+        self.apply_update(params, values, optimizer)
         return float(values["objective"])
+
+    def apply_update(self, params: dict[str, np.ndarray], grads: Arrays, optimizer: OptimizerState) -> None:
+        for name in params:
+            optimizer.definition.reference(params[name], grads[name], optimizer.state[name], optimizer.hyper,
+                                           optimizer.t)
 
     def _run(self, feeds: Arrays, params: Arrays, wanted: dict[str, int]) -> dict[str, np.ndarray]:
         values = evaluate(self.graph, feeds, params, wanted.values())
         return {key: values[node_id] for key, node_id in wanted.items()}
-
-
-@dataclass
-class CompileReport:
-    target: str
-    key: str
-    directory: str
-    cache_hit: bool
-    reasons: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    kernels: int = 0
 
 
 class CpuBackend(HostMemory):
@@ -202,20 +193,17 @@ class CpuBackend(HostMemory):
         args = self._args(feeds, params) + optimizer.arrays(self._param_order)
         return float(self._function(name)(*args, *optimizer.hyperparameters(), optimizer.t))
 
+    def apply_update(self, params: dict[str, np.ndarray], grads: Arrays, optimizer: OptimizerState) -> None:
+        """The optimizer's update with given gradients: the kernel library's routine a train step calls."""
+        routine = update_routine(self.target, optimizer.definition.name)
+        hyper = optimizer.hyperparameters()
+        for name in self._param_order:
+            routine(params[name], grads[name], *optimizer.state[name], *hyper, optimizer.t)
+
     def _call(self, name: str, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         results = self._function(name)(*self._args(feeds, params))
         point = self.lowered.entry_points[name]
         return {key: np.asarray(value) for key, value in zip(point.returns, results, strict=True)}
-
-
-def _cuda_backend(graph: Graph, use_cache: bool = True, sibling: object = None):
-    from .cuda_backend import CudaBackend  # numba.cuda is imported only when the target is used
-
-    return CudaBackend(graph, use_cache, sibling)
-
-
-BACKENDS = {"reference": ReferenceBackend, "cpu": CpuBackend, "cuda": _cuda_backend}
-COMPILED_TARGETS = ("cpu", "cuda")
 
 
 def typed_dummy(t: TensorType) -> np.ndarray:

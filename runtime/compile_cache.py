@@ -22,7 +22,7 @@ import tempfile
 import warnings
 import weakref
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -46,6 +46,17 @@ PYCACHE = "__pycache__"
 
 class CacheWarning(GradcWarning):
     """The compile cache had to be repaired or bypassed; the program was compiled all the same."""
+
+
+@dataclass
+class CompileReport:
+    target: str
+    key: str
+    directory: str
+    cache_hit: bool
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    kernels: int = 0
 
 
 def program_key(graph: Graph, target: str) -> str:

@@ -20,11 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, fast_thread_switching, schedule
+from gradc.compiler.driver import (
+    DEFAULT_ENTRY_POINTS,
+    TRAIN_PREFIX,
+    build,
+    fast_thread_switching,
+    schedule,
+    update_routine,
+)
 from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import GradcError
 
-from .compile_cache import load_source, program_key
+from .compile_cache import CompileReport, load_source, program_key
 from .optimizer_state import OptimizerState
 
 Arrays = Mapping[str, np.ndarray]
@@ -58,14 +65,14 @@ class DeviceMirror:
         self.device_newer = False
         self.host_changed = False
 
-    def _upload(self, array: np.ndarray):
+    def upload(self, array: np.ndarray):
         return self.cuda.to_device(np.ascontiguousarray(array).reshape(array.shape or (1,)))
 
     def device_params(self, host: Arrays) -> dict[str, Any]:
         stale = self.host_changed or host.keys() != self.param_sources.keys() or any(
             self.param_sources[k] is not v for k, v in host.items())
         if stale:
-            self.params = {k: self._upload(v) for k, v in host.items()}
+            self.params = {k: self.upload(v) for k, v in host.items()}
             self.param_sources = dict(host)
             self.state_sources = []  # parameters changed: the optimizer state is uploaded again too
             self.host_changed = False
@@ -75,7 +82,7 @@ class DeviceMirror:
         arrays = optimizer.arrays(order)
         if optimizer is not self.optimizer or len(arrays) != len(self.state_sources) or any(
                 a is not b for a, b in zip(arrays, self.state_sources, strict=True)):
-            self.state = [self._upload(a) for a in arrays]
+            self.state = [self.upload(a) for a in arrays]
             self.state_sources = arrays
             self.optimizer = optimizer
         return self.state
@@ -116,8 +123,6 @@ class CudaBackend:
     target = "cuda"
 
     def __init__(self, graph: Graph, use_cache: bool = True, sibling: CudaBackend | None = None):
-        from .backends import CompileReport
-
         self.cuda = cuda_module()
         from gradc.compiler.lower import cuda_lib
 
@@ -221,6 +226,18 @@ class CudaBackend:
         loss = self._launch(name, *args, *optimizer.hyperparameters(), optimizer.t)
         self.mirror.device_newer = True
         return float(loss.copy_to_host()[0]) if fetch else loss
+
+    def apply_update(self, params: dict[str, np.ndarray], grads: Arrays, optimizer: OptimizerState) -> None:
+        """The optimizer's update with given (host) gradients, on the device: the routine a train step calls."""
+        routine = update_routine(self.target, optimizer.definition.name)
+        device = self.mirror.device_params(params)
+        state = self.mirror.device_state(optimizer, self._param_order)
+        per_param, hyper = len(optimizer.definition.state), optimizer.hyperparameters()
+        with self._kernel_scope():
+            for k, name in enumerate(self._param_order):
+                own = state[k * per_param:(k + 1) * per_param]
+                routine(device[name], self.mirror.upload(grads[name]), *own, *hyper, optimizer.t)
+        self.mirror.device_newer = True
 
     # -------------------------------------------------------------- the host's view
     def pull(self) -> None:

@@ -23,11 +23,11 @@ from gradc.compiler.driver import dropout_rates, prepare_training, statistic_out
 from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import GradcError
 
-from .backends import BACKENDS
 from .data import Scaling
 from .feeds import FeedSpec
 from .optimizer_state import OptimizerState
 from .params import check_params
+from .targets import BACKENDS
 from .training import Evaluation, FitResult, evaluate_data, fit, predict, save_program
 
 TARGETS = tuple(BACKENDS)
@@ -153,6 +153,38 @@ class Program:
             self.optimizer.hyper["lr"] = float(lr)
         self.optimizer.t += 1
         return mode.backend.train_step(feeds, self._params, self.optimizer, fetch=fetch)
+
+    def gradients(self, inputs: Mapping[str, np.ndarray], validate: bool = True) -> dict[str, np.ndarray]:
+        """The first half of a step split in two: the training graph's losses and gradients (``grad/<name>``)
+        for one batch, dropout masks drawn as :meth:`step` draws them; nothing changes. Exchange the gradients
+        (an all-reduce across processes, say), then :meth:`apply_update`. Nothing is compiled for the split:
+        the gradients entry point and the kernel library's update routines exist already."""
+        if self.graph.objective is None:
+            raise GradcError("nothing to train: the model has no loss")
+        mode = self.training_mode()
+        if mode.rates:
+            inputs = {**inputs, **self._masks(inputs, mode)}
+        return mode.backend.gradients(mode.feed_spec.check(inputs, scan_values=validate), self._params)
+
+    def apply_update(self, grads: Mapping[str, np.ndarray], lr: float | None = None) -> None:
+        """The second half of a split step: the optimizer's update of every parameter with ``grads`` (keyed
+        ``grad/<name>`` as :meth:`gradients` returns them, or by the parameter's name), in place, as
+        :meth:`step` applies it after its backward pass. Other keys are ignored."""
+        if self.graph.objective is None:
+            raise GradcError("nothing to train: the model has no loss")
+        checked = {}
+        for name, param in self._params.items():
+            grad = grads.get(f"grad/{name}", grads.get(name))
+            if grad is None:
+                raise GradcError(f"no gradient for parameter '{name}' (keys: grad/<name> or <name>)")
+            grad = np.asarray(grad)
+            if grad.shape != param.shape:
+                raise GradcError(f"the gradient of '{name}' has shape {grad.shape}; the parameter has {param.shape}")
+            checked[name] = np.asarray(grad, dtype=param.dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
+        if lr is not None:
+            self.optimizer.hyper["lr"] = float(lr)
+        self.optimizer.t += 1
+        self.training_mode().backend.apply_update(self._params, checked, self.optimizer)
 
     def _masks(self, inputs: Mapping[str, np.ndarray], mode: TrainingMode, drop: bool = True):
         """A dropout mask for each dropout: 0 with probability p, else 1/(1-p) (all ones with ``drop=False``)."""

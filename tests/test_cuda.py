@@ -202,6 +202,24 @@ def test_generated_cuda_source_has_no_user_names(cli, write_model, tmp_path):
         assert name not in source, name
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_split_step_on_cuda_matches_the_fused_step(optimizer):
+    """Gradients to the host, then the update on the device (issue 13, item 6), equal a fused device step."""
+    from test_training_parts import SPLIT_MODEL
+
+    spec = gradc.loads(SPLIT_MODEL)
+    rng = np.random.default_rng(5)
+    batch = {"x": rng.normal(size=(BATCH, 3)).astype(np.float32), "y": rng.integers(0, 3, BATCH)}
+    fused, split = (gradc.compile(spec, target="cuda", seed=2) for _ in range(2))
+    for program in (fused, split):
+        program.set_optimizer(optimizer, lr=0.05)
+    for _ in range(2):
+        fused.step(batch)
+        split.apply_update(split.gradients(batch))
+    for name, value in fused.params.items():
+        np.testing.assert_allclose(split.params[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.skipif(REAL_GPU, reason="a GPU is present")
 def test_without_a_gpu_the_cuda_target_names_the_simulator():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}

@@ -44,3 +44,42 @@ def test_weight_decay_adds_lambda_w_to_each_weight_gradient():
     assert b[decayed.objective] == pytest.approx(a[plain.objective] + 0.05 * np.sum(params["w"] ** 2))
     np.testing.assert_allclose(b[decayed.grads["w"]], a[plain.grads["w"]] + 0.1 * params["w"], rtol=1e-12)
     np.testing.assert_allclose(b[decayed.grads["b"]], a[plain.grads["b"]], rtol=1e-12)
+
+
+SPLIT_MODEL = """model split
+input x: f32[N, 3]
+input y: i64[N]
+param scale: f32 = 1.5
+logits = x -> dense(4) -> relu -> dropout(0.25) -> dense(3)
+loss L = cross_entropy(logits * scale, y)
+"""
+
+
+@pytest.mark.parametrize("target", ["reference", "cpu"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+def test_a_step_split_into_gradients_and_update_matches_the_fused_step(target, optimizer):
+    """Item 6 of issue 13: gradients, an exchange (here: none), then the update, with nothing recompiled,
+    equal one fused step: the same dropout masks, the same optimizer state, the same parameters."""
+    spec = gradc.loads(SPLIT_MODEL)
+    rng = np.random.default_rng(3)
+    batch = {"x": rng.normal(size=(6, 3)).astype(np.float32), "y": rng.integers(0, 3, 6)}
+    fused, split = (gradc.compile(spec, target=target, seed=1) for _ in range(2))
+    for program in (fused, split):
+        program.set_optimizer(optimizer, lr=0.05)
+    for _ in range(3):
+        fused.step(batch)
+        grads = split.gradients(batch)
+        split.apply_update(grads)
+    assert split.optimizer.t == fused.optimizer.t == 3
+    for name, value in fused.params.items():
+        np.testing.assert_allclose(split.params[name], value, rtol=2e-6, atol=1e-7, err_msg=name)
+
+
+def test_apply_update_names_a_missing_or_misshapen_gradient():
+    program = gradc.compile(gradc.loads(SPLIT_MODEL), target="reference")
+    with pytest.raises(gradc.GradcError, match="no gradient for parameter 'scale'"):
+        program.apply_update({})
+    grads = {f"grad/{name}": np.zeros_like(value) for name, value in program.params.items()}
+    grads["grad/scale"] = np.zeros(2, np.float32)
+    with pytest.raises(gradc.GradcError, match=r"gradient of 'scale' has shape \(2,\); the parameter has \(\)"):
+        program.apply_update(grads)

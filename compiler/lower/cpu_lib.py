@@ -9,11 +9,7 @@ import math
 import numpy as np
 from numba import njit
 
-LOG_FLOOR = -100.0
-EPS = 1e-12
-SQRT_HALF = math.sqrt(0.5)
-INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-GELU_SIGMOID_SCALE = 1.702
+from ..constants import EPS, GELU_SIGMOID_SCALE, INV_SQRT_2PI, LOG_FLOOR, SQRT_HALF
 
 jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 

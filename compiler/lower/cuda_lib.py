@@ -22,14 +22,10 @@ import numpy as np
 from numba import cuda, float64
 from numba.core import config
 
+from ..constants import EPS, GELU_SIGMOID_SCALE, INV_SQRT_2PI, LOG_FLOOR, SQRT_HALF
 from .cuda import MAX_THREADS, TILES
 from .cuda_simulator import patch_shared_memory_race
 
-LOG_FLOOR = -100.0
-EPS = 1e-12
-SQRT_HALF = math.sqrt(0.5)
-INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-GELU_SIGMOID_SCALE = 1.702
 MAX_BLOCKS = 65535  # every kernel strides over its grid, so a smaller grid still covers the work
 # Numba's CUDA simulator runs each thread of a block as a Python thread, one block after another: there a
 # launch uses one block of at most 16 threads (tiles of 4), and the grid-stride loops do the rest.

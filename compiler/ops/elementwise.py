@@ -10,12 +10,9 @@ from scipy import special
 
 from gradc.dsl.diagnostics import ShapeError
 
+from ..constants import GELU_SIGMOID_SCALE, INV_SQRT_2PI, SQRT_HALF
 from ..types import DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, TensorType, broadcast_shapes, promote
 from .registry import AttrSpec, OpDef, register
-
-SQRT_HALF = np.sqrt(0.5)
-INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
-GELU_SIGMOID_SCALE = 1.702
 
 
 def same_float_type(name: str):

@@ -14,13 +14,11 @@ import numpy as np
 
 from gradc.dsl.diagnostics import DataError, ShapeError
 
+from ..constants import EPS, LOG_FLOOR
 from ..types import TensorType, promote
 from .elementwise import _softplus
 from .nn import log_softmax_forward
 from .registry import AttrSpec, OpDef, register
-
-LOG_FLOOR = -100.0  # log(p) is clamped here, as PyTorch's BCELoss does, so log(0) never reaches the loss
-EPS = 1e-12
 
 
 def _scalar(t: TensorType) -> TensorType:

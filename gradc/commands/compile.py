@@ -9,8 +9,8 @@ from pathlib import Path
 
 from gradc.compiler.printers.text import describe_kernel
 from gradc.dsl.diagnostics import DataError
-from gradc.runtime.backends import COMPILED_TARGETS
 from gradc.runtime.files import atomic_write_text, file_stem
+from gradc.runtime.targets import COMPILED_TARGETS
 
 from ..api import compile as compile_model
 from .common import load_spec

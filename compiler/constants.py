@@ -1,0 +1,14 @@
+"""The numeric constants the ops' references and both targets' kernels share: one definition each.
+
+Numba compiles a helper's globals into its machine code and keys the kernel library's cache by the library's
+own file, so a change here must come with a change to ``lower/cpu_lib.py`` and ``lower/cuda_lib.py`` (their
+cache is rebuilt when their file changes).
+"""
+
+import math
+
+LOG_FLOOR = -100.0  # log(p) is clamped here, as PyTorch's BCELoss does, so log(0) never reaches the loss
+EPS = 1e-12  # the smallest p(1 - p) a probability's gradient divides by
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+GELU_SIGMOID_SCALE = 1.702  # gelu(approximate=true): x * sigmoid(1.702 x)
