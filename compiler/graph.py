@@ -9,6 +9,7 @@ names its interface: outputs, losses, the objective that autodiff differentiates
 from __future__ import annotations
 
 import copy
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -131,9 +132,10 @@ class Graph:
             node = self.node(consumer)
             self.update(consumer, inputs=tuple(new if i == old else i for i in node.inputs))
         for table in (self.outputs, self.losses, self.grads):
-            for key, value in table.items():
-                if value == old:
-                    table[key] = new
+            if old in table.values():
+                for key, value in table.items():
+                    if value == old:
+                        table[key] = new
         if self.objective == old:
             self.objective = new
         old_node, new_node = self.node(old), self.node(new)
@@ -148,7 +150,7 @@ class Graph:
 
     def copy(self) -> Graph:
         other = copy.copy(self)
-        other.dag = self.dag.copy()
+        other.dag = _copy_dag(self.dag)
         other.outputs = dict(self.outputs)
         other.losses = dict(self.losses)
         other.grads = dict(self.grads)
@@ -170,7 +172,7 @@ class Graph:
 
         Computed once and kept until the graph changes."""
         if self._order is None:
-            self._order = list(nx.lexicographical_topological_sort(self.dag))
+            self._order = _lexicographic_order(self.dag)
         return list(self._order)
 
     def upstream(self, targets: Iterable[int]) -> set[int]:
@@ -234,3 +236,34 @@ def _reach(step: Callable[[int], Iterable[int]], start: Iterable[int]) -> set[in
                 seen.add(other)
                 stack.append(other)
     return seen
+
+
+# Every pass copies the graph and reads its order, so these two run on the DAG's own tables (networkx's
+# ``_node``, ``_succ``, ``_pred``, which this module alone touches) rather than through its views.
+
+
+def _copy_dag(dag: nx.DiGraph) -> nx.DiGraph:
+    """A copy of the DAG's structure; the (immutable) nodes are shared, edges carry no data."""
+    other = nx.DiGraph()
+    other._node = {n: {"node": data["node"]} for n, data in dag._node.items()}
+    other._succ = other._adj = {n: {m: {} for m in succ} for n, succ in dag._succ.items()}
+    other._pred = {n: {m: other._succ[m][n] for m in pred} for n, pred in dag._pred.items()}
+    return other
+
+
+def _lexicographic_order(dag: nx.DiGraph) -> list[int]:
+    """Kahn's topological sort taking the smallest ready id first (networkx's lexicographical order)."""
+    waiting = {n: len(pred) for n, pred in dag._pred.items()}
+    ready = [n for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        n = heapq.heappop(ready)
+        order.append(n)
+        for m in dag._succ[n]:
+            waiting[m] -= 1
+            if waiting[m] == 0:
+                heapq.heappush(ready, m)
+    if len(order) != len(waiting):
+        raise nx.NetworkXUnfeasible("the graph has a cycle")
+    return order

@@ -119,3 +119,16 @@ def test_huge_dense_layer_is_located_at_its_call(cli, write_model):
 def test_zero_literals_still_parse():
     spec = api.loads("model m\ninput x: f32[N, 4]\nparam b: f32 = 000\ny = x * 0 + b * 0.0\noutput y\n")
     assert "y" in spec.graph.outputs
+
+
+@pytest.mark.slow
+def test_a_1024_layer_model_goes_through_every_pass_and_the_schedule():
+    """Issue 13's scale model (1024 dense -> tanh layers, ~13k nodes after autodiff): every pass and fusion
+    are linear sweeps now (DCE alone took 20 s before); the time is reported by benchmarks/compile_scale.py."""
+    from gradc.compiler.driver import prepare, schedule
+
+    stages = " -> dense(8) -> tanh" * 1024
+    spec = api.loads(f"model deep\ninput x: f32[N, 8]\ninput t: f32[N, 2]\ny = x{stages} -> dense(2)\n"
+                     "loss L = mean((y - t)^2)\n")
+    scheduled = schedule(prepare(spec.graph))
+    assert len(scheduled.grads) == 2 * 1025 + 2 and scheduled.kernels
