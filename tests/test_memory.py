@@ -98,7 +98,15 @@ def test_a_new_layer_width_does_not_compile_the_kernel_library_again():
     def compiled() -> dict[str, int]:
         return {name: len(f.overloads) for name, f in vars(cpu_lib).items() if hasattr(f, "overloads")}
 
+    def classifier(classes: int) -> None:  # a loss over rows: reshape(scores, (-1, classes))
+        source = (f"model rows{classes}\ninput x: f32[N, 3]\ninput y: i64[N]\n"
+                  f"loss L = cross_entropy(x -> dense({classes}), y)\n")
+        program = api.compile(api.loads(source), target="cpu")
+        program.step({"x": np.ones((4, 3), np.float32), "y": np.zeros(4, np.int64)}, lr=0.1)
+
     _use(_program(20))
+    classifier(4)
     before = compiled()
     _use(_program(21))
+    classifier(5)
     assert compiled() == before

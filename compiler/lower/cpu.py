@@ -95,6 +95,7 @@ class _Function(ScalarConstantRefs):
         self.wanted = wanted_nodes(graph, point)
         self.needed = data_ancestors(graph, self.wanted)
         self.scalar_consts: list[int] = []
+        self.shape_numbers: set[int] = set()  # the numbers in shapes, each an int64 variable n<k>
 
     # -------------------------------------------------------------- structure
     def emit(self) -> list[str]:
@@ -114,6 +115,8 @@ class _Function(ScalarConstantRefs):
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
         self.define_scalar_consts()
+        at = self.lines.index(f"    nb = {self.names.batch_source or 0}") + 1
+        self.lines[at:at] = [f"    n{k} = i64({k})" for k in sorted(self.shape_numbers)]
         self.lines += ["", ""]
         return self.lines
 
@@ -123,8 +126,17 @@ class _Function(ScalarConstantRefs):
     def dim(self, d: int | str) -> str:
         return "nb" if isinstance(d, str) else str(d)
 
+    def shape_dim(self, d: int | str) -> str:
+        """A dimension for a shape the kernel library receives: ``nb``, or ``n<k>``, defined once at the
+        function's start as ``i64(k)`` (see :func:`shape_tuple` for why not the number itself)."""
+        if isinstance(d, str):
+            return "nb"
+        self.shape_numbers.add(int(d))
+        return f"n{int(d)}"
+
     def shape(self, shape: tuple) -> str:
-        return shape_tuple([self.dim(d) for d in shape])
+        dims = [self.shape_dim(d) for d in shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def scalar_const_lines(self, node: Node) -> list[str]:
         """A scalar constant as a 0-d array (see :class:`ScalarConstantRefs`)."""
@@ -337,7 +349,8 @@ def _is_swap(node: Node) -> bool:
 
 
 def shape_tuple(dims: list[str]) -> str:
-    """A shape for the kernel library's helpers (empty_f32, reshape, ...), each entry through ``i64``.
+    """A shape a loop kernel passes to the kernel library's helpers (empty_f32, ...), each entry through ``i64``
+    (entry points define each number once instead: ``_Function.shape_dim``).
 
     Numba types a number written in the source, or a kernel's argument bound to one, as a literal
     (``Literal[int](3)``), and compiles a helper afresh for each such type: every new layer width compiled
@@ -364,7 +377,7 @@ def _matmul(f: _Function, node: Node) -> None:
             f.put(f"{out} = dot({f.ref(a)}, {f.ref(b)})")
         return
     if tb.rank <= 2 and ta.rank > 2:  # [..., n, k] @ [k, m] or [k]: one product on the flattened rows
-        rows = f"reshape({_contiguous(f, a)}, {shape_tuple(['-1', f.dim(ta.shape[-1])])})"
+        rows = f"reshape({_contiguous(f, a)}, (-1, {f.shape_dim(ta.shape[-1])}))"
         f.put(f"{out} = reshape(dot({rows}, {f.ref(b)}), {f.shape(node.type.shape)})")
         return
     _batched_matmul(f, node)
@@ -433,9 +446,9 @@ def _shape_size(f: _Function, node: Node) -> None:
 
 def _three_d(f: _Function, node_id: int, axis: int) -> str:
     shape = f.node(node_id).type.shape
-    outer = " * ".join(f.dim(d) for d in shape[:axis]) or "1"
-    inner = " * ".join(f.dim(d) for d in shape[axis + 1:]) or "1"
-    return f"reshape({_contiguous(f, node_id)}, ({outer}, {f.dim(shape[axis])}, {inner}))"
+    outer = " * ".join(f.shape_dim(d) for d in shape[:axis]) or f.shape_dim(1)
+    inner = " * ".join(f.shape_dim(d) for d in shape[axis + 1:]) or f.shape_dim(1)
+    return f"reshape({_contiguous(f, node_id)}, ({outer}, {f.shape_dim(shape[axis])}, {inner}))"
 
 
 def _softmax(log_output: bool) -> Callable[[_Function, Node], None]:
@@ -456,7 +469,7 @@ def _scalar_result(f: _Function, node: Node, call: str) -> None:
 
 def _rows(f: _Function, node_id: int) -> str:
     shape = f.node(node_id).type.shape
-    return f"reshape({_contiguous(f, node_id)}, (-1, {f.dim(shape[-1])}))"
+    return f"reshape({_contiguous(f, node_id)}, (-1, {f.shape_dim(shape[-1])}))"
 
 
 def _flat(f: _Function, node_id: int) -> str:

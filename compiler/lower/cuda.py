@@ -186,12 +186,16 @@ class _LoopBody:
     def _atomic(self, node: Node) -> str:
         value = self.operand(node.inputs[0], 0, node)
         cast = NUMBA_TYPES[node.type.dtype]
+        # A 1-d result takes a plain index: numba-cuda types atomic.add(a, (i,), v) but cannot lower it
+        # ("Cannot cast UniTuple(int64 x 1) to int64"); the simulator runs it, so only the PTX check sees it.
+        index = self.reduced_index(node)
+        at = index if "," not in index else f"({index})"
         if get_op(node.op).reduce == "max":
-            return f"cuda.atomic.max({self.out(node.id)}, ({self.reduced_index(node)},), {cast}({value}))"
+            return f"cuda.atomic.max({self.out(node.id)}, {at}, {cast}({value}))"
         scale = ""
         if get_op(node.op).reduce == "mean":
             scale = f" / ({_product([self.dims[a] for a in node.attrs['axis']])})"
-        return f"cuda.atomic.add({self.out(node.id)}, ({self.reduced_index(node)},), {cast}({value}{scale}))"
+        return f"cuda.atomic.add({self.out(node.id)}, {at}, {cast}({value}{scale}))"
 
     def signature(self, leading: list[str]) -> str:
         operands = [f"x{self.first_external + j}" for j in range(len(self.externals))]
