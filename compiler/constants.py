@@ -11,4 +11,5 @@ LOG_FLOOR = -100.0  # log(p) is clamped here, as PyTorch's BCELoss does, so log(
 EPS = 1e-12  # the smallest p(1 - p) a probability's gradient divides by
 SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # erf'(x) = 2/sqrt(pi) e^(-x^2)
 GELU_SIGMOID_SCALE = 1.702  # gelu(approximate=true): x * sigmoid(1.702 x)

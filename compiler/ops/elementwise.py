@@ -10,7 +10,7 @@ from scipy import special
 
 from gradc.dsl.diagnostics import ShapeError
 
-from ..constants import GELU_SIGMOID_SCALE, INV_SQRT_2PI, SQRT_HALF
+from ..constants import GELU_SIGMOID_SCALE, INV_SQRT_2PI, SQRT_HALF, TWO_OVER_SQRT_PI
 from ..types import DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, TensorType, broadcast_shapes, promote
 from .registry import AttrSpec, OpDef, register
 
@@ -151,6 +151,21 @@ unary(
     "absolute value; gradient sign(x), 0 at 0",
     scalar="abs({x})",
 )
+unary("log1p", lambda a, at: np.log1p(a[0]), lambda b, n, g: [lambda: b.div(g, b.add(n.inputs[0], 1.0))],
+      "log(1 + x), accurate for small x", scalar="math.log1p({x})")
+unary("expm1", lambda a, at: np.expm1(a[0]), lambda b, n, g: [lambda: b.mul(g, b.add(n.id, 1.0))],
+      "e^x - 1, accurate for small x", scalar="math.expm1({x})")
+unary("sin", lambda a, at: np.sin(a[0]), lambda b, n, g: [lambda: b.mul(g, b.cos(n.inputs[0]))], "sine",
+      scalar="math.sin({x})")
+unary("cos", lambda a, at: np.cos(a[0]), lambda b, n, g: [lambda: b.neg(b.mul(g, b.sin(n.inputs[0])))], "cosine",
+      scalar="math.cos({x})")
+unary(
+    "erf",
+    lambda a, at: special.erf(a[0]).astype(a[0].dtype),
+    lambda b, n, g: [lambda: b.mul(g, b.mul(b.exp(b.neg(b.mul(n.inputs[0], n.inputs[0]))), TWO_OVER_SQRT_PI))],
+    "the error function, 2/sqrt(pi) * integral from 0 to x of e^(-t^2)",
+    scalar="math.erf({x})",
+)
 unary(
     "clip",
     lambda a, at: np.clip(a[0], at["low"], at["high"]),
@@ -186,6 +201,13 @@ unary(
     lambda b, n, g: [lambda: b.mul(g, b.sub(1.0, b.mul(n.id, n.id)))],
     "hyperbolic tangent",
     scalar="math.tanh({x})",
+)
+unary(
+    "softsign",
+    lambda a, at: (a[0] / (1.0 + np.abs(a[0]))).astype(a[0].dtype),
+    lambda b, n, g: [lambda: b.div(g, b.pow(b.add(b.abs(n.inputs[0]), 1.0), 2.0))],
+    "x / (1 + |x|)",
+    scalar="({x} / (1.0 + abs({x})))",
 )
 unary(
     "relu",
