@@ -127,7 +127,8 @@ class ModelWriter:
             "clip({a}, low=-0.5, high=0.7)", "sigmoid({a})", "tanh({a})", "relu({a})", "leaky_relu({a}, alpha=0.2)",
             "gelu({a})", "gelu({a}, approximate=true)", "softplus({a}, beta=2)", "swish({a})", "-{a}",
             "{a} -> relu -> tanh", "(abs({a}) + 0.5) ^ 1.5", "dropout({a}, p=0.3)", "neg({a})",
-            "pow(abs({a}) + 0.25, 2)",
+            "pow(abs({a}) + 0.25, 2)", "log1p(abs({a}))", "expm1(tanh({a}))", "sin({a})", "cos({a})", "erf({a})",
+            "softsign({a})",
         ]
         return self.rng.choice(forms).format(a=a.name), a.shape, a.dtype
 
