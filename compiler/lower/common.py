@@ -4,7 +4,7 @@ loop's nodes (each op's kernel template, declared once in the op registry)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -170,7 +170,8 @@ class ScalarConstantRefs:
     def scalar_const_lines(self, node: Node) -> list[str]:
         raise NotImplementedError
 
-    def define_scalar_consts(self) -> None:
+    def define_scalar_consts(self, more: Iterable[str] = ()) -> None:
+        """Write the definitions, and ``more`` prologue lines of the target's own, after ``nb = ...``."""
         lines = [line for node_id in self.scalar_consts for line in self.scalar_const_lines(self.g.node(node_id))]
         at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
-        self.lines[at:at] = lines
+        self.lines[at:at] = [*more, *lines]

@@ -114,9 +114,7 @@ class _Function(ScalarConstantRefs):
         else:
             results = ", ".join(self.ref(i) for i in self.wanted)
             self.put(f"return ({results}{',' if len(self.wanted) == 1 else ''})")
-        self.define_scalar_consts()
-        at = self.lines.index(f"    nb = {self.names.batch_source or 0}") + 1
-        self.lines[at:at] = [f"    n{k} = i64({k})" for k in sorted(self.shape_numbers)]
+        self.define_scalar_consts(more=[f"    n{k} = i64({k})" for k in sorted(self.shape_numbers)])
         self.lines += ["", ""]
         return self.lines
 
