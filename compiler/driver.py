@@ -2,7 +2,8 @@
 
     prepare(graph)              the pass pipeline (``passes/pipeline.py``) up to a named stage, "optimized"
                                 by default; prepare_training does the same for the training graph
-    schedule(graph)             the kernels of a prepared graph (stage "fused": loop and op kernels)
+    schedule(graph)             the kernels of a prepared graph: composites expanded, then fused (stage
+                                "fused": loop and op kernels)
     build(graph, target)        the target's program source for a scheduled graph (``lower/<target>.py``)
 
 The API, a program's training mode, gradcheck and every backend go through these functions; ``runtime/``
@@ -16,12 +17,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .fusion import fuse
 from .graph import Graph
 from .lower.common import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, EntryPoint, LoweredProgram, LoweringError
 from .lower.cuda_simulator import fast_thread_switching  # how the cuda target's kernels run on the simulator
 from .optimizers import OPTIMIZERS
-from .passes.pipeline import PIPELINE, STAGE_NAMES, run_pipeline
+from .passes.pipeline import PIPELINE, STAGE_NAMES, run_pipeline, schedule_graph
 from .passes.precision import promote_float64
 from .passes.training import TRAINING_STAGE_NAMES, dropout_rates, statistic_outputs, training_graph, training_stages
 
@@ -69,8 +69,9 @@ def prepare_training(graph: Graph, weight_decay: float = 0.0, until: str = "opti
 
 
 def schedule(graph: Graph) -> Graph:
-    """A prepared graph with its kernels (a graph that has them already is returned as it is)."""
-    return graph if graph.kernels is not None else fuse(graph)
+    """A prepared graph with its kernels: composites expanded into primitives, then fused (a graph that has
+    its kernels already is returned as it is)."""
+    return graph if graph.kernels is not None else schedule_graph(graph)
 
 
 def build(graph: Graph, target: str, cache: bool = True) -> LoweredProgram:

@@ -89,11 +89,13 @@ def fuse(graph: Graph) -> Graph:
             target.reductions.add(node_id)
 
     roots = g.roots()
+    _merge_producer_loops(groups, group_of, kernel_dag, roots)
     order = list(nx.lexicographical_topological_sort(kernel_dag))
     renumber = {old: new for new, old in enumerate(order)}
     kernels = []
     for old in order:
         group = groups[old]
+        assert group.nodes, "a merged group leaves the kernel graph"
         stored = tuple(
             n for n in group.nodes
             if n in roots or n in group.reductions or group.kind == "op"
@@ -102,3 +104,45 @@ def fuse(graph: Graph) -> Graph:
         kernels.append(Kernel(renumber[old], group.kind, tuple(group.nodes), group.domain, stored))
     g.kernels = tuple(kernels)
     return g
+
+
+RECOMPUTED_NODES = 2  # a smaller loop this short is recomputed per element of the loop that reads it
+
+
+def _broadcasts_to(small: tuple, large: tuple) -> bool:
+    """``small`` is ``large`` with some axes of size 1 (or fewer leading axes): NumPy broadcasting."""
+    if len(small) > len(large):
+        return False
+    return all(s == 1 or s == t for s, t in zip(reversed(small), reversed(large), strict=False))
+
+
+def _merge_producer_loops(groups: list[_Group], group_of: dict[int, int], kernel_dag: nx.DiGraph,
+                          roots: set[int]) -> None:
+    """Vertical fusion of what the greedy pass left apart: a loop without reductions that only one later loop
+    reads joins that loop (log_softmax's ``shifted - log(sum)`` with the loss that reads it; the producer could
+    not join the loop its operands came from without a cycle). A loop of a smaller, broadcast domain joins too
+    when it is short and stores nothing: its few scalar ops are recomputed per element of the larger loop
+    instead of costing a kernel (``log(sum)`` over [N, 1] read by a loop over [N, C])."""
+    for consumer in groups:
+        while consumer.kind == "loop" and consumer.nodes:  # until no producer joins (one may expose another)
+            producer = next((groups[p] for p in sorted(kernel_dag.predecessors(consumer.id))
+                             if _joins(groups[p], consumer, kernel_dag, roots)), None)
+            if producer is None:
+                break
+            # nothing else reads the producer, so no path leads from it to the consumer through a third kernel:
+            # merging cannot make the kernel graph cyclic, and its nodes go first
+            consumer.nodes[:0] = producer.nodes
+            for node_id in producer.nodes:
+                group_of[node_id] = consumer.id
+            for source in list(kernel_dag.predecessors(producer.id)):
+                kernel_dag.add_edge(source, consumer.id)
+            kernel_dag.remove_node(producer.id)
+            producer.nodes = []
+
+
+def _joins(producer: _Group, consumer: _Group, kernel_dag: nx.DiGraph, roots: set[int]) -> bool:
+    if producer.kind != "loop" or producer.reductions or set(kernel_dag.successors(producer.id)) != {consumer.id}:
+        return False
+    return producer.domain == consumer.domain or (
+        len(producer.nodes) <= RECOMPUTED_NODES and not roots.intersection(producer.nodes)
+        and _broadcasts_to(producer.domain, consumer.domain))

@@ -128,7 +128,8 @@ class ModelWriter:
             "gelu({a})", "gelu({a}, approximate=true)", "softplus({a}, beta=2)", "swish({a})", "-{a}",
             "{a} -> relu -> tanh", "(abs({a}) + 0.5) ^ 1.5", "dropout({a}, p=0.3)", "neg({a})",
             "pow(abs({a}) + 0.25, 2)", "log1p(abs({a}))", "expm1(tanh({a}))", "sin({a})", "cos({a})", "erf({a})",
-            "softsign({a})",
+            "softsign({a})", "elu({a})", "selu({a})", "celu({a}, alpha=2)", "hard_sigmoid({a} * 4)",
+            "hard_swish({a} * 4)", "mish({a})",
         ]
         return self.rng.choice(forms).format(a=a.name), a.shape, a.dtype
 
@@ -138,7 +139,7 @@ class ModelWriter:
         b = self.rng.choice(partners)
         form = self.rng.choice(["{a} + {b}", "{a} - {b}", "{a} * {b}", "{a} / (abs({b}) + 0.5)",
                                 "(abs({a}) + 0.5) ^ tanh({b})", "{a} * {a} + {b}", "add({a}, {b})",
-                                "sub({a}, mul({b}, 0.5))"])
+                                "sub({a}, mul({b}, 0.5))", "maximum({a}, {b})", "minimum({a}, {b})"])
         return form.format(a=a.name, b=b.name), _broadcast(a.shape, b.shape), _promote(a.dtype, b.dtype)
 
     def _literal(self):
@@ -170,7 +171,7 @@ class ModelWriter:
 
     def _reduce(self):
         a = self.pick()
-        op = self.rng.choice(["sum", "mean", "max"])
+        op = self.rng.choice(["sum", "mean", "max", "min", "logsumexp"])
         if not a.shape or self.rng.random() < 0.3:
             return f"{op}({a.name})", (), a.dtype
         axis = self.rng.randrange(-len(a.shape), len(a.shape))
@@ -246,12 +247,13 @@ class ModelWriter:
         for v in self.rng.sample(computed, min(2, len(computed))):
             self.lines.append(f"output o_{v.name} = {v.name}")
         family = self.rng.choice(["mean", "mse", "mae", "huber", "bce", "bce_logits", "cross_entropy", "hinge",
-                                  "kl", "l2", "sum_sq"])
-        v = self.pick(((N, k), (N, self.m)) if family in ("cross_entropy", "hinge", "kl") else None)
-        if family in ("cross_entropy", "hinge"):
+                                  "kl", "l2", "sum_sq", "nll"])
+        v = self.pick(((N, k), (N, self.m)) if family in ("cross_entropy", "hinge", "kl", "nll") else None)
+        if family in ("cross_entropy", "hinge", "nll"):
             labels = self.fresh("y")
             self.lines.append(f"input {labels}: {self.rng.choice(['i32', 'i64'])}[N]")
-            loss = f"{family}({v.name}, {labels})"
+            scores = f"log_softmax({v.name})" if family == "nll" else v.name
+            loss = f"{family}({scores}, {labels})"
         elif family in ("mse", "mae", "huber", "bce", "bce_logits", "kl"):
             target = self.fresh("t")
             self.lines.append(f"input {target}: {self.dtype()}{_shape_text(v.shape) if v.shape else ''}")

@@ -181,12 +181,13 @@ def test_train_eval_predict_run_and_emit_from_the_cli(cli, tmp_path):
     assert predicted.code == 0, predicted
     ran = cli("run", ROOT / "models" / "polynomial.model", "-i", "x=1", "-i", "y=2", "--grad", "--target", "cuda")
     assert ran.out.split() == ["f", "12", "grad/x", "10", "grad/y", "7"], ran
-    emitted = cli("compile", ROOT / "models" / "softmax_regression.model", "--target", "cuda", "--emit",
+    emitted = cli("compile", ROOT / "models" / "mlp_digits.model", "--target", "cuda", "--emit",
                   tmp_path / "src", "--no-cache")
     assert emitted.code == 0, emitted
-    source = (tmp_path / "src" / "softmax_regression_cuda.py").read_text()
+    source = (tmp_path / "src" / "mlp_digits_cuda.py").read_text()
     assert "@cuda.jit" in source and "cuda.shared.array((16, 16), float32)" in source
-    assert "# k0 matmul: matmul | nodes %3 | lines 5 + epilogue k1 loop: add | nodes %5 | lines 5" in source
+    assert ("# k0 matmul: matmul | nodes %3 | lines 4 + epilogue k1 loop: add, relu, step | nodes %5 %6 %38 | "
+            "lines 4") in source
     assert "launch_rows(" in source and "cuda.syncthreads()" in source
     assert "x1[i1, kk]" in source, "a transposed operand is read in place, not copied"
 
@@ -267,15 +268,16 @@ def test_block_reductions_stay_right_with_fast_thread_switching():
     from gradc.compiler.lower import cuda_lib
     from gradc.compiler.lower.cuda_simulator import fast_thread_switching
 
-    cuda = cuda_lib.cuda
+    assert cuda_lib.ON_SIMULATOR
+    source = "model s\ninput x: f32[N, 3]\ny = softmax(x)\noutput y\n"  # a max and a sum, tree-reduced per row
+    program = CudaBackend(optimize(gradc.loads(source).graph))
     rng = np.random.default_rng(0)
     with fast_thread_switching():
         for _ in range(20):
-            x = rng.normal(size=(16, 3, 1)).astype(np.float32)
-            out = cuda.device_array_like(x)
-            cuda_lib.softmax3(cuda.to_device(x), out, False)
+            x = rng.normal(size=(16, 3)).astype(np.float32)
             e = np.exp(x - x.max(1, keepdims=True))
-            np.testing.assert_allclose(out.copy_to_host(), e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+            got = program.forward({"x": x}, {})["y"]
+            np.testing.assert_allclose(got, e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- last: everything launched above, for a GPU

@@ -13,7 +13,9 @@ import pytest
 from gradc.compiler.builder import Builder, Ref
 from gradc.compiler.graph import Graph
 from gradc.compiler.ops import public_ops
+from gradc.compiler.ops.registry import get_op
 from gradc.compiler.passes import optimize
+from gradc.compiler.passes.expand import expand
 from gradc.compiler.types import TensorType
 from gradc.runtime.gradcheck import gradcheck
 from gradc.runtime.reference import evaluate
@@ -28,7 +30,7 @@ class Case:
     operands: dict[str, tuple]  # name -> shape; a name starting with "labels" is an i64 input
     expected: object  # f(*arrays) -> array
     attrs: dict = field(default_factory=dict)
-    domain: str = "real"  # real, positive, probability, distribution
+    domain: str = "real"  # real, positive, probability, distribution, wide
     id: str = ""
 
 
@@ -68,6 +70,15 @@ CASES = [
     Case("gelu", {"x": (3, 4)}, lambda x: x * sigmoid(1.702 * x), {"approximate": True}, id="approximate"),
     Case("softplus", {"x": (3, 4)}, lambda x: np.log(1 + np.exp(2.0 * x)) / 2.0, {"beta": 2.0}),
     Case("swish", {"x": (3, 4)}, lambda x: x * sigmoid(1.5 * x), {"beta": 1.5}),
+    Case("elu", {"x": (3, 4)}, lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1)), {"alpha": 0.5}),
+    Case("selu", {"x": (3, 4)},
+         lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * (np.exp(x) - 1))),
+    Case("celu", {"x": (3, 4)}, lambda x: np.where(x > 0, x, 2.0 * (np.exp(x / 2.0) - 1)), {"alpha": 2.0}),
+    Case("hard_sigmoid", {"x": (4, 5)}, lambda x: np.minimum(np.maximum(x + 3, 0), 6) / 6, domain="wide"),
+    Case("hard_swish", {"x": (4, 5)}, lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6, domain="wide"),
+    Case("mish", {"x": (3, 4)}, lambda x: x * np.tanh(np.log(1 + np.exp(x)))),
+    Case("maximum", {"a": (3, 4), "b": (4,)}, lambda a, b: np.where(a > b, a, b)),
+    Case("minimum", {"a": (3, 1), "b": (3, 4)}, lambda a, b: np.where(a < b, a, b)),
     Case("sum", {"x": (3, 4)}, lambda x: x.sum(axis=1), {"axis": 1}),
     Case("sum", {"x": (2, 3, 4)}, lambda x: x.sum(), id="all"),
     Case("sum", {"x": (2, 3, 4)}, lambda x: x.sum(axis=(0, 2), keepdims=True), {"axis": (0, 2), "keepdims": True},
@@ -76,6 +87,13 @@ CASES = [
     Case("mean", {"x": (3, 4)}, lambda x: x.mean(), id="all"),
     Case("max", {"x": (3, 4)}, lambda x: x.max(axis=1), {"axis": 1}),
     Case("max", {"x": (3, 4)}, lambda x: x.max(), id="all"),
+    Case("min", {"x": (3, 4)}, lambda x: x.min(axis=1), {"axis": 1}),
+    Case("min", {"x": (2, 3, 4)}, lambda x: x.min(axis=(0, 2), keepdims=True), {"axis": (0, 2), "keepdims": True},
+         id="keepdims"),
+    Case("logsumexp", {"x": (3, 4)}, lambda x: np.log(np.exp(x).sum(axis=1)), {"axis": 1}),
+    Case("logsumexp", {"x": (2, 3, 4)}, lambda x: np.log(np.exp(x).sum(axis=(0, 2), keepdims=True)),
+         {"axis": (0, 2), "keepdims": True}, id="keepdims"),
+    Case("logsumexp", {"x": (3, 4)}, lambda x: np.log(np.exp(x).sum()), id="all"),
     Case("matmul", {"a": (3, 4), "b": (4, 5)}, lambda a, b: np.einsum("ik,kj->ij", a, b)),
     Case("matmul", {"a": (2, 3, 4), "b": (4, 5)}, lambda a, b: np.einsum("bik,kj->bij", a, b), id="batched"),
     Case("matmul", {"a": (2, 3, 4), "b": (2, 4, 5)}, lambda a, b: np.einsum("bik,bkj->bij", a, b), id="batch-both"),
@@ -118,6 +136,7 @@ CASES = [
     Case("cross_entropy", {"p": (4, 5), "labels": (4,)},
          lambda p, y: -np.mean(np.log(p[np.arange(4), y])), {"from_logits": False}, domain="distribution",
          id="probabilities"),
+    Case("nll", {"lp": (4, 5), "labels": (4,)}, lambda lp, y: -np.mean(lp[np.arange(4), y])),
     Case("hinge", {"s": (4, 5), "labels": (4,)},
          lambda s, y: np.mean([sum(max(0.0, s[i, j] - s[i, y[i]] + 1.0) for j in range(5) if j != y[i])
                                for i in range(4)])),
@@ -138,6 +157,8 @@ def sample(name: str, shape: tuple, domain: str, rng: np.random.Generator, class
         return rng.uniform(0.5, 2.0, size=shape)
     if domain == "probability":
         return rng.uniform(0.05, 0.95, size=shape)
+    if domain == "wide":  # past the clipped ends of hard_sigmoid (|x| > 3)
+        return rng.uniform(-5.0, 5.0, size=shape)
     if domain == "distribution":
         raw = rng.uniform(0.1, 1.0, size=shape)
         return raw / raw.sum(axis=-1, keepdims=True)
@@ -200,3 +221,23 @@ def test_labels_take_no_gradient():
     case = next(c for c in CASES if c.op == "cross_entropy")
     g, _, _ = build_case(case)
     assert set(optimize(g).grads) == {"s"}
+
+
+COMPOSITES = [case for case in CASES if get_op(case.op).composite]
+
+
+def test_composites_are_the_softmaxes_the_losses_and_the_derived_reductions():
+    names = {op.name for op in public_ops() if op.composite}
+    assert names >= {"softmax", "log_softmax", "mse", "mae", "huber", "bce", "bce_with_logits", "cross_entropy",
+                     "nll", "hinge", "kl_div", "l2", "min", "logsumexp"}
+    assert not any(get_op(n).composite for n in ("add", "exp", "sum", "max", "matmul"))
+
+
+@pytest.mark.parametrize("case", COMPOSITES, ids=case_id)
+def test_a_composite_expands_to_primitives_with_its_value(case):
+    """The expand pass's graph (what the targets lower) computes what the composite's NumPy forward computes."""
+    g, y, arrays = build_case(case)
+    expanded = expand(g)
+    assert not any(get_op(n.op).composite for n in expanded.nodes())
+    value = evaluate(expanded, arrays, {}, [expanded.outputs["y"]])[expanded.outputs["y"]]
+    np.testing.assert_allclose(value, evaluate(g, arrays, {}, [y])[y], rtol=1e-12, atol=1e-12)

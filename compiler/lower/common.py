@@ -4,6 +4,8 @@ loop's nodes (each op's kernel template, declared once in the op registry)."""
 
 from __future__ import annotations
 
+import importlib
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -175,3 +177,15 @@ class ScalarConstantRefs:
         lines = [line for node_id in self.scalar_consts for line in self.scalar_const_lines(self.g.node(node_id))]
         at = self.lines.index("    nb = " + (self.names.batch_source or "0")) + 1
         self.lines[at:at] = [*more, *lines]
+
+
+def library_imports(module: str) -> list[str]:
+    """The generated program's import of its kernel library: every public function the module defines (the
+    scalar helpers that op templates call, allocation and launch helpers, the optimizer routines), read from
+    the module itself, so a helper added to the library is importable without editing a list."""
+    library = importlib.import_module(module)
+    names = sorted(name for name, value in vars(library).items()
+                   if not name.startswith("_") and callable(value) and not isinstance(value, type)
+                   and getattr(value, "__module__", None) == library.__name__)
+    listed = textwrap.wrap(", ".join(names) + ",", 110, initial_indent="    ", subsequent_indent="    ")
+    return [f"from {module} import (", *listed, ")"]

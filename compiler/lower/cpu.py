@@ -2,9 +2,9 @@
 
 Each loop kernel becomes a loop nest over its domain that computes its elementwise nodes in registers,
 stores the values other kernels read, and accumulates the reductions that end it. Every other kernel is
-lowered by :data:`OP_LOWERING` (matrix products call BLAS through ``np.dot``; softmax and the losses call
-the kernel library). The batch dimension is read from the inputs at run time, so one compile serves every
-batch size.
+lowered by :data:`OP_LOWERING` (matrix products call BLAS through ``np.dot``; softmax and the losses are
+composites that reach this stage as loops). The batch dimension is read from the inputs at run time, so
+one compile serves every batch size.
 
 Entry points: ``forward`` (outputs and losses), ``gradients`` (also every ``grad/<name>``) and, for each
 optimizer of :mod:`gradc.compiler.optimizers`, ``train_<optimizer>``: forward, backward and the in-place
@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 from ..graph import Graph, Kernel, Node
 from ..ops.registry import get_op
-from ..optimizers import OPTIMIZERS
 from ..types import TensorType
 from .common import (
     DEFAULT_ENTRY_POINTS,
@@ -36,6 +35,7 @@ from .common import (
     data_ancestors,
     entry_points,
     kernel_comment,
+    library_imports,
     literal,
     optimizer_args,
     scalar_code,
@@ -63,13 +63,7 @@ def lower_cpu(graph: Graph, cache: bool = True) -> LoweredProgram:
         "from numba import njit",
         "from numpy import int64 as i64  # shapes: i64(3), not the literal 3 (see cpu.shape_tuple)",
         "",
-        "from gradc.compiler.lower.cpu_lib import (",
-        "    bce1, bce_grad, bce_with_logits1, contiguous, cross_entropy2, dot, dot_into, empty_f32, empty_f64,",
-        "    empty_i32, empty_i64, empty_like, gelu, gelu_grad, hinge2, hinge_grad2, huber1, item, kl_div2, l2_1, log,",
-        "    logit, lowest_f64, mae1, mse1, power, relu, reshape, sigmoid, sign, softmax3, softplus, sqrt,",
-        "    to_f32, to_f64, to_i32, to_i64, transpose2, zeros_f64,",
-        f"    {', '.join(o.routine for o in OPTIMIZERS.values())},",
-        ")",
+        *library_imports("gradc.compiler.lower.cpu_lib"),
         "",
         "_ = math  # scalar templates may call math.exp, math.tanh",
         "",
@@ -442,91 +436,11 @@ def _shape_size(f: _Function, node: Node) -> None:
     f.put(f"v{node.id}[()] = {count}")
 
 
-def _three_d(f: _Function, node_id: int, axis: int) -> str:
-    shape = f.node(node_id).type.shape
-    outer = " * ".join(f.shape_dim(d) for d in shape[:axis]) or f.shape_dim(1)
-    inner = " * ".join(f.shape_dim(d) for d in shape[axis + 1:]) or f.shape_dim(1)
-    return f"reshape({_contiguous(f, node_id)}, ({outer}, {f.shape_dim(shape[axis])}, {inner}))"
-
-
-def _softmax(log_output: bool) -> Callable[[_Function, Node], None]:
-    def lower(f: _Function, node: Node) -> None:
-        (x,) = node.inputs
-        f.put(f"x3_{node.id} = {_three_d(f, x, node.attrs['axis'])}")
-        f.put(f"o3_{node.id} = empty_like(x3_{node.id})")
-        f.put(f"softmax3(x3_{node.id}, o3_{node.id}, {log_output})")
-        f.put(f"v{node.id} = reshape(o3_{node.id}, {f.shape(node.type.shape)})")
-
-    return lower
-
-
-def _scalar_result(f: _Function, node: Node, call: str) -> None:
-    f.put(f"v{node.id} = empty_{node.type.dtype}(())")
-    f.put(f"v{node.id}[()] = {call}")
-
-
-def _rows(f: _Function, node_id: int) -> str:
-    shape = f.node(node_id).type.shape
-    return f"reshape({_contiguous(f, node_id)}, (-1, {f.shape_dim(shape[-1])}))"
-
-
-def _flat(f: _Function, node_id: int) -> str:
-    return f"reshape({_contiguous(f, node_id)}, (-1,))"
-
-
-def _labels(f: _Function, node_id: int) -> str:
-    return _flat(f, node_id)
-
-
-def _flat_loss(helper: str, *attrs: str) -> Callable[[_Function, Node], None]:
-    def lower(f: _Function, node: Node) -> None:
-        args = [_flat(f, i) for i in node.inputs] + [literal(node.attrs[a], "f64") for a in attrs]
-        _scalar_result(f, node, f"{helper}({', '.join(args)})")
-
-    return lower
-
-
-def _cross_entropy(f: _Function, node: Node) -> None:
-    scores, labels = node.inputs
-    smoothing = literal(node.attrs["label_smoothing"], "f64")
-    call = f"cross_entropy2({_rows(f, scores)}, {_labels(f, labels)}, {smoothing}, {node.attrs['from_logits']})"
-    _scalar_result(f, node, call)
-
-
-def _hinge(f: _Function, node: Node) -> None:
-    scores, labels = node.inputs
-    _scalar_result(f, node, f"hinge2({_rows(f, scores)}, {_labels(f, labels)}, {literal(node.attrs['delta'], 'f64')})")
-
-
-def _hinge_grad(f: _Function, node: Node) -> None:
-    scores, labels = node.inputs
-    f.put(f"o2_{node.id} = empty_like({_rows(f, scores)})")
-    f.put(f"hinge_grad2({_rows(f, scores)}, {_labels(f, labels)}, {literal(node.attrs['delta'], 'f64')}, o2_{node.id})")
-    f.put(f"v{node.id} = reshape(o2_{node.id}, {f.shape(node.type.shape)})")
-
-
-def _kl_div(f: _Function, node: Node) -> None:
-    q, p = node.inputs
-    _scalar_result(f, node, f"kl_div2({_rows(f, q)}, {_rows(f, p)})")
-
-
 OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "matmul": _matmul,
     "transpose": _transpose,
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,
-    "softmax": _softmax(False),
-    "log_softmax": _softmax(True),
-    "cross_entropy": _cross_entropy,
-    "hinge": _hinge,
-    "hinge_grad": _hinge_grad,
-    "kl_div": _kl_div,
-    "mse": _flat_loss("mse1"),
-    "mae": _flat_loss("mae1"),
-    "huber": _flat_loss("huber1", "delta"),
-    "bce": _flat_loss("bce1"),
-    "bce_with_logits": _flat_loss("bce_with_logits1"),
-    "l2": _flat_loss("l2_1"),
 }
 

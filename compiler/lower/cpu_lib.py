@@ -1,5 +1,5 @@
-"""The CPU target's kernel library: the scalar helpers that op templates call (sigmoid, gelu, ...) and
-the row kernels of ops that are not loops (softmax, the losses). All are Numba ``@njit`` functions,
+"""The CPU target's kernel library: the scalar helpers that op templates call (sigmoid, gelu, ...), the
+allocation and BLAS helpers, and the optimizer updates. All are Numba ``@njit`` functions,
 generic over float32/float64, cached on disk, and inlined into the generated program by LLVM."""
 
 from __future__ import annotations
@@ -88,151 +88,6 @@ def logit(p):
     return clamped_log(p) - clamped_log(1.0 - p)
 
 
-# ---------------------------------------------------------------- row kernels (x viewed as [outer, C, inner])
-
-
-@jit
-def softmax3(x, out, log_output):
-    outer, classes, inner = x.shape
-    for i in range(outer):
-        for k in range(inner):
-            top = x[i, 0, k]
-            for c in range(1, classes):
-                top = max(top, x[i, c, k])
-            total = 0.0
-            for c in range(classes):
-                total += math.exp(x[i, c, k] - top)
-            if log_output:
-                shift = top + math.log(total)
-                for c in range(classes):
-                    out[i, c, k] = x[i, c, k] - shift
-            else:
-                for c in range(classes):
-                    out[i, c, k] = math.exp(x[i, c, k] - top) / total
-
-
-@jit
-def cross_entropy2(scores, labels, smoothing, from_logits):
-    rows, classes = scores.shape
-    total = 0.0
-    for i in range(rows):
-        label = labels[i]
-        if label < 0 or label >= classes:
-            raise ValueError("cross_entropy: label out of range")
-        if from_logits:
-            top = scores[i, 0]
-            for c in range(1, classes):
-                top = max(top, scores[i, c])
-            s = 0.0
-            for c in range(classes):
-                s += math.exp(scores[i, c] - top)
-            shift = top + math.log(s)
-            row = -(1.0 - smoothing) * (scores[i, label] - shift)
-            if smoothing != 0.0:
-                for c in range(classes):
-                    row -= smoothing / classes * (scores[i, c] - shift)
-        else:
-            row = -(1.0 - smoothing) * clamped_log(scores[i, label])
-            if smoothing != 0.0:
-                for c in range(classes):
-                    row -= smoothing / classes * clamped_log(scores[i, c])
-        total += row
-    return total / max(rows, 1)
-
-
-@jit
-def hinge2(scores, labels, delta):
-    rows, classes = scores.shape
-    total = 0.0
-    for i in range(rows):
-        label = labels[i]
-        if label < 0 or label >= classes:
-            raise ValueError("hinge: label out of range")
-        for c in range(classes):
-            if c != label:
-                total += max(0.0, scores[i, c] - scores[i, label] + delta)
-    return total / max(rows, 1)
-
-
-@jit
-def hinge_grad2(scores, labels, delta, out):
-    rows, classes = scores.shape
-    for i in range(rows):
-        label = labels[i]
-        active = 0.0
-        for c in range(classes):
-            if c != label and scores[i, c] - scores[i, label] + delta > 0:
-                out[i, c] = 1.0
-                active += 1.0
-            else:
-                out[i, c] = 0.0
-        out[i, label] = -active
-
-
-@jit
-def kl_div2(q, p):
-    rows, classes = q.shape
-    total = 0.0
-    for i in range(rows):
-        for c in range(classes):
-            if p[i, c] > 0:
-                total += p[i, c] * (math.log(p[i, c]) - math.log(q[i, c]))
-    return total / max(rows, 1)
-
-
-# ---------------------------------------------------------------- elementwise losses over flat arrays
-
-
-@jit
-def mse1(p, t):
-    total = 0.0
-    for i in range(p.size):
-        r = p[i] - t[i]
-        total += r * r
-    return total / max(p.size, 1)
-
-
-@jit
-def mae1(p, t):
-    total = 0.0
-    for i in range(p.size):
-        total += abs(p[i] - t[i])
-    return total / max(p.size, 1)
-
-
-@jit
-def huber1(p, t, delta):
-    total = 0.0
-    for i in range(p.size):
-        r = abs(p[i] - t[i])
-        total += 0.5 * r * r if r <= delta else delta * (r - 0.5 * delta)
-    return total / max(p.size, 1)
-
-
-@jit
-def bce1(p, y):
-    total = 0.0
-    for i in range(p.size):
-        total -= y[i] * clamped_log(p[i]) + (1.0 - y[i]) * clamped_log(1.0 - p[i])
-    return total / max(p.size, 1)
-
-
-@jit
-def bce_with_logits1(z, y):
-    total = 0.0
-    for i in range(z.size):
-        total += softplus(z[i]) - y[i] * z[i]
-    return total / max(z.size, 1)
-
-
-@jit
-def l2_1(x):
-    total = 0.0
-    for i in range(x.size):
-        total += x[i] * x[i]
-    return 0.5 * total
-
-
 @jit
 def sgd_update(p, g, lr, t):
     """p -= lr * g, in place, for parameters of any rank (p is C-contiguous)."""
@@ -293,11 +148,6 @@ def zeros_f64(shape):
 @jit
 def lowest_f64(shape):
     return np.full(shape, -np.inf)
-
-
-@jit
-def empty_like(a):
-    return np.empty_like(a)
 
 
 @jit

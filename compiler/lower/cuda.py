@@ -13,7 +13,8 @@ The kernel IR is the CPU target's (stage ``fused``); only the code for each kern
   product's epilogue, on the value still in a register, when everything else it reads is ready by then; the
   product is stored only if something else reads it. A 2-D transpose read only by matrix products is never
   materialized: the product reads its operand with swapped indices.
-- Softmax, the losses and the optimizer updates call kernels of :mod:`gradc.compiler.lower.cuda_lib`.
+- The optimizer updates call kernels of :mod:`gradc.compiler.lower.cuda_lib` (softmax and the losses are
+  composites, expanded into loops before lowering).
 
 Host functions take a :class:`~gradc.compiler.lower.cuda_lib.Workspace` and device arrays, allocate each value
 once per shape, launch with configurations derived from the shapes of the call, and return device arrays;
@@ -30,7 +31,6 @@ import numpy as np
 
 from ..graph import Graph, Kernel, Node
 from ..ops.registry import get_op
-from ..optimizers import OPTIMIZERS
 from .common import (
     ArgNames,
     EntryPoint,
@@ -41,6 +41,7 @@ from .common import (
     data_ancestors,
     entry_points,
     kernel_comment,
+    library_imports,
     literal,
     optimizer_args,
     scalar_code,
@@ -68,12 +69,7 @@ def lower_cuda(graph: Graph, cache: bool = True) -> LoweredProgram:
         "import numpy as np",
         "from numba import cuda, float32, float64, int32, int64",
         "",
-        "from gradc.compiler.lower.cuda_lib import (",
-        "    bce1, bce_grad, bce_with_logits1, cross_entropy2, fill_value, flat, gelu, gelu_grad, hinge2,",
-        "    hinge_grad2, huber1, kl_div2, l2_1, launch_flat, launch_rows, launch_tiled, log, logit, mae1, mse1,",
-        "    power, relu, sigmoid, sign, softmax3, softplus, sqrt,",
-        f"    {', '.join(o.routine for o in OPTIMIZERS.values())},",
-        ")",
+        *library_imports("gradc.compiler.lower.cuda_lib"),
         "",
         "_ = (math, float32, float64, int32, int64)  # kernels and scalar templates use them",
         "",
@@ -562,73 +558,6 @@ def _shape_size(f: _HostFunction, node: Node) -> None:
     f.put(f"fill_value(v{node.id}, {_product([f.dim(shape[a]) for a in node.attrs['axis']])})")
 
 
-def _three_d(f: _HostFunction, node_id: int, axis: int) -> str:
-    shape = f.node(node_id).type.shape
-    outer = f.size(shape[:axis])
-    inner = f.size(shape[axis + 1:])
-    return f"({outer}, {f.dim(shape[axis])}, {inner})"
-
-
-def _softmax(log_output: bool) -> Callable[[_HostFunction, Node], None]:
-    def lower(f: _HostFunction, node: Node) -> None:
-        (x,) = node.inputs
-        three = _three_d(f, x, node.attrs["axis"])
-        f.alloc(node)
-        f.put(f"softmax3({f.ref(x)}.reshape({three}), v{node.id}.reshape({three}), {log_output})")
-
-    return lower
-
-
-def _rows(f: _HostFunction, node_id: int) -> str:
-    shape = f.node(node_id).type.shape
-    return f"{f.ref(node_id)}.reshape(({f.size(shape[:-1])}, {f.dim(shape[-1])}))"
-
-
-def _flat(f: _HostFunction, node_id: int) -> str:
-    return f"flat({f.ref(node_id)})"
-
-
-def _flat_loss(helper: str, attr: str | None = None) -> Callable[[_HostFunction, Node], None]:
-    def lower(f: _HostFunction, node: Node) -> None:
-        f.alloc(node)
-        operands = [_flat(f, i) for i in node.inputs]
-        if helper == "l2_1":
-            f.put(f"l2_1({operands[0]}, v{node.id})")
-            return
-        parameter = literal(node.attrs[attr], "f64") if attr else "0.0"
-        f.put(f"{helper}({', '.join(operands)}, {parameter}, v{node.id})")
-
-    return lower
-
-
-def _cross_entropy(f: _HostFunction, node: Node) -> None:
-    scores, labels = node.inputs
-    f.alloc(node)
-    smoothing = literal(node.attrs["label_smoothing"], "f64")
-    f.put(f"cross_entropy2({_rows(f, scores)}, {_flat(f, labels)}, {smoothing}, {node.attrs['from_logits']}, "
-          f"v{node.id})")
-
-
-def _hinge(f: _HostFunction, node: Node) -> None:
-    scores, labels = node.inputs
-    f.alloc(node)
-    f.put(f"hinge2({_rows(f, scores)}, {_flat(f, labels)}, {literal(node.attrs['delta'], 'f64')}, v{node.id})")
-
-
-def _hinge_grad(f: _HostFunction, node: Node) -> None:
-    scores, labels = node.inputs
-    f.alloc(node)
-    rows = f.node(scores).type.shape
-    f.put(f"hinge_grad2({_rows(f, scores)}, {_flat(f, labels)}, {literal(node.attrs['delta'], 'f64')}, "
-          f"v{node.id}.reshape(({f.size(rows[:-1])}, {f.dim(rows[-1])})))")
-
-
-def _kl_div(f: _HostFunction, node: Node) -> None:
-    q, p = node.inputs
-    f.alloc(node)
-    f.put(f"kl_div2({_rows(f, q)}, {_rows(f, p)}, v{node.id})")
-
-
 def _matmul_alone(f: _HostFunction, node: Node) -> None:
     f._matmul(node, [])
 
@@ -639,16 +568,4 @@ OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,
-    "softmax": _softmax(False),
-    "log_softmax": _softmax(True),
-    "cross_entropy": _cross_entropy,
-    "hinge": _hinge,
-    "hinge_grad": _hinge_grad,
-    "kl_div": _kl_div,
-    "mse": _flat_loss("mse1"),
-    "mae": _flat_loss("mae1"),
-    "huber": _flat_loss("huber1", "delta"),
-    "bce": _flat_loss("bce1"),
-    "bce_with_logits": _flat_loss("bce_with_logits1"),
-    "l2": _flat_loss("l2_1"),
 }

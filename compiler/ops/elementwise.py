@@ -10,7 +10,15 @@ from scipy import special
 
 from gradc.dsl.diagnostics import ShapeError
 
-from ..constants import GELU_SIGMOID_SCALE, INV_SQRT_2PI, SQRT_HALF, TWO_OVER_SQRT_PI
+from ..constants import (
+    GELU_SIGMOID_SCALE,
+    HARD_SIGMOID_SLOPE,
+    INV_SQRT_2PI,
+    SELU_ALPHA,
+    SELU_SCALE,
+    SQRT_HALF,
+    TWO_OVER_SQRT_PI,
+)
 from ..types import DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, TensorType, broadcast_shapes, promote
 from .registry import AttrSpec, OpDef, register
 
@@ -46,7 +54,8 @@ def float_broadcast_type(name: str):
     return infer
 
 
-def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=None, scalar=None) -> OpDef:
+def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=None, scalar=None,
+          normalize=None) -> OpDef:
     return register(
         OpDef(
             name=name,
@@ -55,6 +64,7 @@ def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=N
             forward=forward,
             grad=grad,
             attrs=attrs,
+            normalize=normalize,
             public=public,
             category="elementwise" if public else "internal",
             formula=formula,
@@ -283,6 +293,110 @@ def _swish_grad(b, n, g):
     # d/dx x*s(beta x) = s + beta * y * (1 - s), with y = x * s the forward value
     return b.mul(g, b.add(s, b.mul(b.mul(n.id, beta), b.sub(1.0, s))))
 
+
+# The exponential linear units. Each gradient reuses the forward value y: for x <= 0, y + scale*alpha is
+# scale*alpha*e^x (celu: y/alpha + 1 = e^(x/alpha)).
+
+
+def _elu_like(x: np.ndarray, alpha: float, scale: float, divisor: float) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return (scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0) / divisor))).astype(x.dtype)
+
+
+def _below_zero_grad(b, n, g, slope_above: float, below) -> object:
+    """g * (slope_above where x > 0, else below(y)): the gradient of a unit that is linear above 0."""
+    above = b.step(n.inputs[0])
+    return b.mul(g, b.add(b.mul(above, slope_above), b.mul(b.sub(1.0, above), below(n.id))))
+
+
+unary(
+    "elu",
+    lambda a, at: _elu_like(a[0], at["alpha"], 1.0, 1.0),
+    lambda b, n, g: [lambda: _below_zero_grad(b, n, g, 1.0, lambda y: b.add(y, n.attrs["alpha"]))],
+    "x if x > 0 else alpha (e^x - 1)",
+    attrs=(AttrSpec("alpha", "float", 1.0),),
+    scalar="({x} if {x} > 0 else {alpha} * math.expm1({x}))",
+)
+unary(
+    "selu",
+    lambda a, at: _elu_like(a[0], SELU_ALPHA, SELU_SCALE, 1.0),
+    lambda b, n, g: [lambda: _below_zero_grad(b, n, g, SELU_SCALE, lambda y: b.add(y, SELU_SCALE * SELU_ALPHA))],
+    f"{SELU_SCALE:.4f} * (x if x > 0 else {SELU_ALPHA:.4f} (e^x - 1)), self-normalizing",
+    scalar=f"({SELU_SCALE!r} * ({{x}} if {{x}} > 0 else {SELU_ALPHA!r} * math.expm1({{x}})))",
+)
+unary(
+    "celu",
+    lambda a, at: _elu_like(a[0], at["alpha"], 1.0, at["alpha"]),
+    lambda b, n, g: [lambda: _below_zero_grad(b, n, g, 1.0, lambda y: b.add(b.div(y, n.attrs["alpha"]), 1.0))],
+    "x if x > 0 else alpha (e^(x/alpha) - 1)",
+    attrs=(AttrSpec("alpha", "float", 1.0),),
+    normalize=lambda ts, at: _positive_alpha("celu", at),
+    scalar="({x} if {x} > 0 else {alpha} * math.expm1({x} / {alpha}))",
+)
+
+
+def _positive_alpha(name: str, attrs: dict) -> dict:
+    if not attrs["alpha"] > 0:
+        raise ShapeError(f"{name}: alpha must be positive, got {attrs['alpha']}")
+    return attrs
+
+
+HARD_SIGMOID = f"min(max({{x}} * {HARD_SIGMOID_SLOPE!r} + 0.5, 0.0), 1.0)"
+
+
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.clip(x * HARD_SIGMOID_SLOPE + 0.5, 0.0, 1.0).astype(x.dtype)
+
+
+def _hard_sigmoid_slope(b, x):
+    """1/6 on [-3, 3], where hard_sigmoid is not clipped; 0 elsewhere."""
+    return b.mul(b.in_range(x, low=-3.0, high=3.0), HARD_SIGMOID_SLOPE)
+
+
+unary(
+    "hard_sigmoid",
+    lambda a, at: _hard_sigmoid(a[0]),
+    lambda b, n, g: [lambda: b.mul(g, _hard_sigmoid_slope(b, n.inputs[0]))],
+    "clip(x / 6 + 1/2, 0, 1), a piecewise-linear sigmoid",
+    scalar=HARD_SIGMOID,
+)
+unary(
+    "hard_swish",
+    lambda a, at: (a[0] * _hard_sigmoid(a[0])).astype(a[0].dtype),
+    lambda b, n, g: [lambda: b.mul(g, b.add(b.hard_sigmoid(n.inputs[0]),
+                                            b.mul(n.inputs[0], _hard_sigmoid_slope(b, n.inputs[0]))))],
+    "x * hard_sigmoid(x)",
+    scalar=f"({{x}} * {HARD_SIGMOID})",
+)
+
+
+def _mish_grad(b, n, g):
+    x = n.inputs[0]
+    t = b.tanh(b.softplus(x))
+    # d/dx x tanh(softplus(x)) = t + x (1 - t^2) sigmoid(x)
+    return b.mul(g, b.add(t, b.mul(b.mul(x, b.sub(1.0, b.mul(t, t))), b.sigmoid(x))))
+
+
+unary(
+    "mish",
+    lambda a, at: (a[0] * np.tanh(_softplus(a[0]))).astype(a[0].dtype),
+    lambda b, n, g: [lambda: _mish_grad(b, n, g)],
+    "x * tanh(softplus(x))",
+    scalar="({x} * math.tanh(softplus({x})))",
+)
+
+
+def _extremum_grad(b, n, g, larger: bool):
+    """The gradient goes to the operand that is the result; a tie splits it in half (as PyTorch does)."""
+    a, c = n.inputs
+    wins = b.add(b.step(b.sub(a, c) if larger else b.sub(c, a)), b.mul(b.eq(a, c), 0.5))
+    return [lambda: b.mul(g, wins), lambda: b.mul(g, b.sub(1.0, wins))]
+
+
+binary("maximum", lambda a, at: np.maximum(a[0], a[1]), lambda b, n, g: _extremum_grad(b, n, g, True),
+       "the larger of a and b, elementwise", commutative=True, scalar="max({a}, {b})")
+binary("minimum", lambda a, at: np.minimum(a[0], a[1]), lambda b, n, g: _extremum_grad(b, n, g, False),
+       "the smaller of a and b, elementwise", commutative=True, scalar="min({a}, {b})")
 
 # ---------------------------------------------------------------- dtype conversion
 

@@ -17,7 +17,7 @@ from gradc.dsl.diagnostics import DataError, ShapeError
 from ..constants import EPS, LOG_FLOOR
 from ..types import TensorType, promote
 from .elementwise import _softplus
-from .nn import log_softmax_forward
+from .nn import log_softmax_forward, softmax_parts
 from .registry import AttrSpec, OpDef, register
 
 
@@ -76,9 +76,21 @@ def per_example(b, n, g, x):
     return b.div(g, b.shape_size(x, axis=batch_axes(b, x)))
 
 
-def loss(name: str, operands, infer, forward, grad, formula: str, attrs=(), domains=None, casts=()) -> OpDef:
+def mean_over_rows(b, terms, like, scale: float = 1.0):
+    """``scale`` times the sum of ``terms`` over the last axis, averaged over the other axes (the rows) of
+    ``like``: one fused mean when the class axis has a fixed size (sum / rows = C * mean), else a sum divided by
+    the row count read at run time."""
+    classes = b.type(like).shape[-1] if b.type(like).rank else 1
+    if isinstance(classes, int):
+        return b.mean(b.mul(terms, scale * classes))
+    return b.mul(b.div(b.sum(terms), b.shape_size(like, axis=batch_axes(b, like))), scale)
+
+
+def loss(name: str, operands, infer, forward, grad, formula: str, attrs=(), domains=None, casts=(),
+         decompose=None) -> OpDef:
     """A loss; ``casts`` names the operands converted to the loss's dtype first (prediction and target of the
-    paired losses, whose dtype is the promotion of both)."""
+    paired losses, whose dtype is the promotion of both). ``decompose`` builds it from primitives (every loss
+    is a composite: the targets lower its pieces as fused loops)."""
     return register(
         OpDef(
             name=name,
@@ -93,6 +105,7 @@ def loss(name: str, operands, infer, forward, grad, formula: str, attrs=(), doma
             formula=formula,
             shape_rule="scalar",
             casts=casts,
+            decompose=decompose,
         )
     )
 
@@ -114,6 +127,7 @@ loss(
     _mse_grad,
     "mean((prediction - target)^2)",
     casts=(0, 1),
+    decompose=lambda b, n: b.mean(b.mul(b.sub(*n.inputs), b.sub(*n.inputs))),
 )
 
 
@@ -131,6 +145,7 @@ loss(
     _mae_grad,
     "mean(|prediction - target|)",
     casts=(0, 1),
+    decompose=lambda b, n: b.mean(b.abs(b.sub(*n.inputs))),
 )
 
 
@@ -147,6 +162,13 @@ def _huber_grad(b, n, g):
     return [scaled, lambda: b.neg(scaled())]
 
 
+def _huber_decomposition(b, n):
+    # with a = min(r, delta): a (r - a/2) is r^2/2 where r <= delta and delta (r - delta/2) beyond
+    r = b.abs(b.sub(*n.inputs))
+    a = b.clip(r, low=0.0, high=n.attrs["delta"])
+    return b.mean(b.mul(a, b.sub(r, b.mul(a, 0.5))))
+
+
 loss(
     "huber",
     ("prediction", "target"),
@@ -156,6 +178,7 @@ loss(
     "mean of 0.5 r^2 where |r| <= delta, else delta (|r| - delta/2), r = prediction - target",
     attrs=(AttrSpec("delta", "float", 1.0),),
     casts=(0, 1),
+    decompose=_huber_decomposition,
 )
 
 # ---------------------------------------------------------------- binary classification
@@ -179,6 +202,12 @@ def _bce_grad(b, n, g):
     ]
 
 
+def _bce_decomposition(b, n):
+    p, y = n.inputs
+    both = b.add(b.mul(y, b.clamped_log(p)), b.mul(b.sub(1.0, y), b.clamped_log(b.sub(1.0, p))))
+    return b.mean(b.neg(both))
+
+
 loss(
     "bce",
     ("probability", "target"),
@@ -188,6 +217,20 @@ loss(
     "-mean(y log p + (1 - y) log(1 - p)), logs clamped at -100; multi-label when p has a class axis",
     domains={0: "probability", 1: "probability"},
     casts=(0, 1),
+    decompose=_bce_decomposition,
+)
+register(
+    OpDef(
+        name="clamped_log",
+        operands=("x",),
+        infer=lambda ts, at: ts[0],
+        forward=lambda a, at: _clamped_log(a[0]),
+        category="internal",
+        public=False,
+        formula="log x, clamped at -100 (also for x <= 0)",
+        shape_rule="same as x",
+        scalar="clamped_log({x})",
+    )
 )
 register(
     OpDef(
@@ -239,6 +282,7 @@ loss(
     "mean(softplus(z) - y z) = bce(sigmoid(z), y), computed without overflow",
     domains={1: "probability"},
     casts=(0, 1),
+    decompose=lambda b, n: b.mean(b.sub(b.softplus(n.inputs[0]), b.mul(n.inputs[1], n.inputs[0]))),
 )
 
 # ---------------------------------------------------------------- multiclass
@@ -261,16 +305,31 @@ def _cross_entropy_forward(args, attrs):
     return -np.mean(np.sum(target * logp, axis=-1))
 
 
+def smoothed_target(b, labels, x, smoothing: float):
+    """The one-hot target of ``labels`` in the shape of the scores ``x``, smoothed to (1-s) onehot + s/C."""
+    onehot = b.onehot(labels, x)
+    if smoothing == 0.0:
+        return onehot
+    return b.add(b.mul(onehot, 1.0 - smoothing), smoothing / b.type(x).shape[-1])
+
+
+def _cross_entropy_decomposition(b, n):
+    x, labels = n.inputs
+    if n.attrs["from_logits"]:
+        shifted, _, total = softmax_parts(b, x, b.type(x).rank - 1)
+        log_p = b.sub(shifted, b.log(total))
+    else:
+        log_p = b.clamped_log(x)
+    target = smoothed_target(b, labels, x, n.attrs["label_smoothing"])
+    return mean_over_rows(b, b.mul(target, log_p), x, scale=-1.0)
+
+
 def _cross_entropy_grad(b, n, g):
     x, labels = n.inputs
     smoothing = n.attrs["label_smoothing"]
-    classes = b.type(x).shape[-1]
 
     def target():
-        onehot = b.onehot(labels, x)
-        if smoothing == 0.0:
-            return onehot
-        return b.add(b.mul(onehot, 1.0 - smoothing), smoothing / classes)
+        return smoothed_target(b, labels, x, smoothing)
 
     def grad_scores():
         if n.attrs["from_logits"]:
@@ -303,6 +362,7 @@ register(
         domains={1: "labels"},
         formula="-mean(sum(t * log_softmax(scores))), t the one-hot label smoothed to (1-s) t + s/C",
         shape_rule="scalar; labels have the shape of scores without its last axis",
+        decompose=_cross_entropy_decomposition,
     )
 )
 
@@ -325,6 +385,45 @@ def _hinge_grad_forward(args, attrs):
     return active - is_label * np.sum(active, axis=-1, keepdims=True)
 
 
+def _nll_forward(args, attrs):
+    log_p, labels = args
+    check_labels("nll", labels, log_p.shape[-1])
+    return -np.mean(np.take_along_axis(log_p, labels[..., None], axis=-1))
+
+
+loss(
+    "nll",
+    ("log_probabilities", "labels"),
+    labelled_type("nll"),
+    _nll_forward,
+    lambda b, n, g: [lambda: b.mul(b.neg(b.onehot(n.inputs[1], n.inputs[0])), per_example(b, n, g, n.inputs[0])),
+                     None],
+    "-mean(log_probabilities[label]): the negative log-likelihood of the labels (after log_softmax)",
+    domains={1: "labels"},
+    decompose=lambda b, n: mean_over_rows(b, b.mul(b.onehot(n.inputs[1], n.inputs[0]), n.inputs[0]), n.inputs[0],
+                                          scale=-1.0),
+)
+
+
+def _hinge_parts(b, n):
+    """The one-hot of the labels, and each score's margin s_j - s_label + delta."""
+    scores, labels = n.inputs
+    onehot = b.onehot(labels, scores)
+    correct = b.sum(b.mul(onehot, scores), axis=-1, keepdims=True)
+    return onehot, b.add(b.sub(scores, correct), n.attrs["delta"])
+
+
+def _hinge_decomposition(b, n):
+    onehot, margin = _hinge_parts(b, n)
+    return mean_over_rows(b, b.mul(b.relu(margin), b.sub(1.0, onehot)), n.inputs[0])
+
+
+def _hinge_grad_decomposition(b, n):
+    onehot, margin = _hinge_parts(b, n)
+    active = b.mul(b.step(margin), b.sub(1.0, onehot))
+    return b.sub(active, b.mul(onehot, b.sum(active, axis=-1, keepdims=True)))
+
+
 loss(
     "hinge",
     ("scores", "labels"),
@@ -337,6 +436,7 @@ loss(
     "mean over examples of sum over j != label of max(0, s_j - s_label + delta) (multiclass SVM)",
     attrs=(AttrSpec("delta", "float", 1.0),),
     domains={1: "labels"},
+    decompose=_hinge_decomposition,
 )
 register(
     OpDef(
@@ -349,16 +449,19 @@ register(
         public=False,
         formula="d hinge / d scores for one example",
         shape_rule="same as scores",
+        decompose=_hinge_grad_decomposition,
     )
 )
 
 
-def _kl_forward(args, attrs):
-    q, p = args
+def _kl_terms(q: np.ndarray, p: np.ndarray) -> np.ndarray:
     safe_p = np.where(p > 0, p, 1.0)
-    with np.errstate(divide="ignore"):
-        terms = np.where(p > 0, p * (np.log(safe_p) - np.log(q)), 0.0)
-    return np.mean(np.sum(terms, axis=-1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p > 0, p * (np.log(safe_p) - np.log(q)), 0.0).astype(np.result_type(q, p))
+
+
+def _kl_forward(args, attrs):
+    return np.mean(np.sum(_kl_terms(*args), axis=-1))
 
 
 def _ranked(result: TensorType, t: TensorType, name: str) -> TensorType:
@@ -375,6 +478,20 @@ def _kl_grad(b, n, g):
     ]
 
 
+register(
+    OpDef(
+        name="kl_term",
+        operands=("q", "p"),
+        infer=lambda ts, at: ts[0],
+        forward=lambda a, at: _kl_terms(a[0], a[1]),
+        category="internal",
+        public=False,
+        formula="p (log p - log q), 0 where p = 0",
+        shape_rule="same as q",
+        scalar="({p} * (math.log({p}) - math.log({q})) if {p} > 0 else 0.0)",
+    )
+)
+
 loss(
     "kl_div",
     ("prediction", "target"),
@@ -384,6 +501,7 @@ loss(
     "KL(target || prediction) = mean over examples of sum(t (log t - log q)) over the last axis",
     domains={0: "distribution", 1: "distribution"},
     casts=(0, 1),
+    decompose=lambda b, n: mean_over_rows(b, b.kl_term(*n.inputs), n.inputs[0]),
 )
 
 
@@ -401,4 +519,5 @@ loss(
     lambda a, at: 0.5 * np.sum(a[0] * a[0]),
     lambda b, n, g: [lambda: b.mul(n.inputs[0], g)],
     "0.5 * sum(x^2), a weight penalty",
+    decompose=lambda b, n: b.sum(b.mul(b.mul(n.inputs[0], n.inputs[0]), 0.5)),
 )

@@ -43,6 +43,25 @@ def _log_softmax_grad(b, n, g):
     return b.sub(g, b.mul(b.exp(n.id), b.sum(g, axis=axis, keepdims=True)))
 
 
+def softmax_parts(b, x, axis: int):
+    """The pieces softmax and log_softmax are made of: x minus its maximum along ``axis``, that shifted value's
+    exponential, and the exponentials' sum (kept as a size-1 axis). Both composites build the same nodes, so CSE
+    shares them between a loss's log_softmax and the softmax of its gradient."""
+    shifted = b.sub(x, b.max(x, axis=axis, keepdims=True))
+    e = b.exp(shifted)
+    return shifted, e, b.sum(e, axis=axis, keepdims=True)
+
+
+def _softmax_decomposition(b, n):
+    _, e, total = softmax_parts(b, n.inputs[0], n.attrs["axis"])
+    return b.div(e, total)
+
+
+def _log_softmax_decomposition(b, n):
+    shifted, _, total = softmax_parts(b, n.inputs[0], n.attrs["axis"])
+    return b.sub(shifted, b.log(total))
+
+
 register(
     OpDef(
         name="softmax",
@@ -56,6 +75,7 @@ register(
         flops=lambda ts, out, at: 5 * out.numel(),
         formula="e^x / sum(e^x) along axis (computed with the maximum subtracted)",
         shape_rule="same as x",
+        decompose=_softmax_decomposition,
     )
 )
 register(
@@ -71,6 +91,7 @@ register(
         flops=lambda ts, out, at: 5 * out.numel(),
         formula="x - log(sum(e^x)) along axis",
         shape_rule="same as x",
+        decompose=_log_softmax_decomposition,
     )
 )
 

@@ -35,13 +35,15 @@ def reduced_type(name: str):
 
 
 def keep(b, n, g):
-    """The upstream gradient with the reduced axes put back as size-1 axes."""
+    """A value of the reduction's shape (its upstream gradient, its result) with the reduced axes put back as
+    size-1 axes."""
     if n.attrs["keepdims"] or not n.attrs["axis"]:
         return g
     return b.expand_dims(g, axis=n.attrs["axis"])
 
 
-def reduction(name: str, forward, grad, formula: str, reduce: str) -> OpDef:
+def reduction(name: str, forward, grad, formula: str, reduce: str | None, decompose=None) -> OpDef:
+    """A reduction that ends a fused loop (``reduce``: its accumulation) or a composite of such (``decompose``)."""
     return register(
         OpDef(
             name=name,
@@ -56,6 +58,7 @@ def reduction(name: str, forward, grad, formula: str, reduce: str) -> OpDef:
             formula=formula,
             shape_rule="x without the reduced axes (kept as 1 with keepdims=true)",
             reduce=reduce,
+            decompose=decompose,
         )
     )
 
@@ -70,13 +73,45 @@ reduction(
 )
 
 
-def _max_grad(b, n, g):
-    # Ties share the gradient equally, so the rule is the same whichever maximum NumPy picks.
+def _extremum_grad(b, n, g):
+    # Ties share the gradient equally, so the rule is the same whichever maximum (minimum) NumPy picks.
     x = n.inputs[0]
-    top = n.id if n.attrs["keepdims"] or not n.attrs["axis"] else b.expand_dims(n.id, axis=n.attrs["axis"])
-    mask = b.eq(x, top)
+    mask = b.eq(x, keep(b, n, n.id))
     count = b.sum(mask, axis=n.attrs["axis"], keepdims=True)
     return b.mul(keep(b, n, g), b.div(mask, count))
 
 
-reduction("max", np.max, lambda b, n, g: [lambda: _max_grad(b, n, g)], "maximum over the axes", "max")
+reduction("max", np.max, lambda b, n, g: [lambda: _extremum_grad(b, n, g)], "maximum over the axes", "max")
+reduction(
+    "min",
+    np.min,
+    lambda b, n, g: [lambda: _extremum_grad(b, n, g)],
+    "minimum over the axes",
+    None,
+    decompose=lambda b, n: b.neg(b.max(b.neg(n.inputs[0]), **n.attrs)),
+)
+
+
+def _logsumexp_forward(x: np.ndarray, axis, keepdims: bool) -> np.ndarray:
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)
+    total = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return (total if keepdims else np.squeeze(total, axis=axis)).astype(x.dtype)
+
+
+def _logsumexp_decomposition(b, n):
+    # log(sum(e^(x - m))) + m with m the maximum: no overflow, and the largest term is exactly e^0
+    x, axis = n.inputs[0], n.attrs["axis"]
+    shifted = b.sub(x, b.max(x, axis=axis, keepdims=True))
+    return b.add(b.log(b.sum(b.exp(shifted), **n.attrs)), b.max(x, **n.attrs))
+
+
+reduction(
+    "logsumexp",
+    _logsumexp_forward,
+    # d/dx log(sum(e^x)) = e^(x - logsumexp(x)), the softmax over the axes
+    lambda b, n, g: [lambda: b.mul(keep(b, n, g), b.exp(b.sub(n.inputs[0], keep(b, n, n.id))))],
+    "log(sum(e^x)) over the axes, computed with the maximum subtracted",
+    None,
+    decompose=_logsumexp_decomposition,
+)

@@ -25,6 +25,9 @@ REQUIRED = object()
 # operand takes no gradient. Thunks let autodiff build only the gradients that are needed.
 GradThunk = Callable[[], "Ref"] | None
 GradRule = Callable[["Builder", "Node", "Ref"], Sequence[GradThunk]]
+# A decomposition builds a composite op's value out of other ops (primitives, or composites that expand in
+# turn) and returns it. It runs after autodiff, so the composite's own gradient rule is the one used.
+Decomposition = Callable[["Builder", "Node"], "Ref"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,14 @@ class OpDef:
     # Operands converted to the result's dtype before the op reads them: the builder inserts explicit ``cast``
     # nodes, so the promotion rule is visible in the graph and every target computes in one dtype.
     casts: tuple[int, ...] = ()
+    # A composite op: the ``expand`` pass (passes/expand.py) replaces it by the graph this builds, before the
+    # kernels are scheduled, so targets lower only primitives and library calls. Autodiff, the reference
+    # executor and the summary still see the composite (its gradient rule, its NumPy forward, its FLOPs).
+    decompose: Decomposition | None = None
+
+    @property
+    def composite(self) -> bool:
+        return self.decompose is not None
 
     @property
     def signature(self) -> str:

@@ -14,6 +14,7 @@ from ..fusion import fuse
 from ..graph import Graph
 from .cse import cse
 from .dce import dce
+from .expand import expand
 from .fold import constant_fold
 from .simplify import simplify
 from .stabilize import stabilize
@@ -42,21 +43,44 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("dce-grad", dce, "drop what the gradients did not need"),
 )
 
-STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in PIPELINE), "optimized", "fused")
+# From the optimized graph to the kernels: what the compile driver's ``schedule`` runs. The optimized graph is
+# what the reference executor runs (composites with their NumPy forwards); the targets get the fused one.
+SCHEDULE_PIPELINE: tuple[Stage, ...] = (
+    Stage("expand", expand, "composite ops (softmax, log_softmax, the losses) replaced by their primitives"),
+    Stage("cse-expanded", cse, "share what expansions build twice (a loss's softmax and its gradient's)"),
+    Stage("dce-expanded", dce, "drop what the expansions left unused"),
+    Stage("fused", fuse, "elementwise fusion: the graph partitioned into loop and op kernels"),
+)
+
+STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in PIPELINE), "optimized",
+                                *(s.name for s in SCHEDULE_PIPELINE))
+
+
+def run_stages(graph: Graph, stages: tuple[Stage, ...], until: str) -> Graph:
+    """Run ``stages``, then the schedule stages, in order; return the graph after stage ``until``
+    (``optimized``: after ``stages``)."""
+    for stage in (*stages, Stage("optimized", lambda g: g, ""), *SCHEDULE_PIPELINE):
+        graph = stage.run(graph)
+        if stage.name == until:
+            return graph
+    raise ValueError(f"unknown stage {until!r}")
 
 
 def run_pipeline(graph: Graph, until: str = "optimized") -> Graph:
-    """Run the passes in order and return the graph after stage ``until``; ``fused`` adds the kernel IR
-    (the fusion pass) to the optimized graph."""
+    """Run the passes in order and return the graph after stage ``until``; ``fused`` is the end of the
+    schedule stages (the kernel IR)."""
     if until not in STAGE_NAMES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGE_NAMES)}")
     if until == "parsed":
         return graph
-    for stage in PIPELINE:
+    return run_stages(graph, PIPELINE, until)
+
+
+def schedule_graph(graph: Graph) -> Graph:
+    """The schedule stages of an optimized graph: composites expanded, then fused into kernels."""
+    for stage in SCHEDULE_PIPELINE:
         graph = stage.run(graph)
-        if stage.name == until:
-            return graph
-    return fuse(graph) if until == "fused" else graph
+    return graph
 
 
 def optimize(graph: Graph) -> Graph:

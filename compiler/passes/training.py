@@ -16,9 +16,8 @@ shows the training graph after each one.
 from __future__ import annotations
 
 from ..builder import Builder, Ref
-from ..fusion import fuse
 from ..graph import Graph
-from .pipeline import PIPELINE, STAGE_NAMES, Stage
+from .pipeline import PIPELINE, STAGE_NAMES, Stage, run_stages
 from .regularize import weight_decay
 
 MASK_SUFFIX = ".mask"
@@ -88,14 +87,10 @@ TRAINING_STAGE_NAMES: tuple[str, ...] = ("parsed", "train-mode", "weight-decay",
 
 
 def training_graph(graph: Graph, decay: float = 0.0, until: str = "optimized") -> Graph:
-    """The graph a program trains with, after stage ``until`` (default: every stage; ``fused`` adds the
-    kernel IR)."""
+    """The graph a program trains with, after stage ``until`` (default: the optimization pipeline; the
+    schedule stages follow, up to ``fused``, the kernel IR)."""
     if until not in TRAINING_STAGE_NAMES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(TRAINING_STAGE_NAMES)}")
     if until == "parsed":
         return graph
-    for stage in training_stages(decay):
-        graph = stage.run(graph)
-        if stage.name == until:
-            return graph
-    return fuse(graph) if until == "fused" else graph
+    return run_stages(graph, training_stages(decay), until)
