@@ -17,9 +17,10 @@ Shape = tuple[Dim, ...]
 
 FLOAT_DTYPES = ("f32", "f64")
 INT_DTYPES = ("i32", "i64")
-DTYPES = (*FLOAT_DTYPES, *INT_DTYPES)
-NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}
-_RANK = {"i32": 0, "i64": 1, "f32": 2, "f64": 3}
+DTYPES = (*FLOAT_DTYPES, *INT_DTYPES)  # the dtypes a .model file declares
+BOOL = "bool"  # the result of a comparison (lt, eq, ...), read by where; computed, never declared
+NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, BOOL: np.bool_}
+_RANK = {BOOL: -1, "i32": 0, "i64": 1, "f32": 2, "f64": 3}
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class TensorType:
     @property
     def is_float(self) -> bool:
         return self.dtype in FLOAT_DTYPES
+
+    @property
+    def is_bool(self) -> bool:
+        return self.dtype == BOOL
 
     @property
     def is_scalar(self) -> bool:
@@ -64,7 +69,7 @@ def format_type(shape: Shape, dtype: str) -> str:
 
 
 def promote(a: str, b: str) -> str:
-    """NumPy-like promotion between our four dtypes: float wins over int, wider wins."""
+    """NumPy-like promotion: float wins over int, wider wins, and anything over bool."""
     if (a in FLOAT_DTYPES) != (b in FLOAT_DTYPES):
         return a if a in FLOAT_DTYPES else b
     return a if _RANK[a] >= _RANK[b] else b

@@ -27,7 +27,7 @@ erf = np.vectorize(math.erf)
 @dataclass
 class Case:
     op: str
-    operands: dict[str, tuple]  # name -> shape; a name starting with "labels" is an i64 input
+    operands: dict[str, tuple]  # name -> shape; "labels..." is an i64 input, "cond..." a bool one
     expected: object  # f(*arrays) -> array
     attrs: dict = field(default_factory=dict)
     domain: str = "real"  # real, positive, probability, distribution, wide
@@ -79,6 +79,14 @@ CASES = [
     Case("mish", {"x": (3, 4)}, lambda x: x * np.tanh(np.log(1 + np.exp(x)))),
     Case("maximum", {"a": (3, 4), "b": (4,)}, lambda a, b: np.where(a > b, a, b)),
     Case("minimum", {"a": (3, 1), "b": (3, 4)}, lambda a, b: np.where(a < b, a, b)),
+    Case("lt", {"a": (3, 4), "b": (4,)}, lambda a, b: a < b),
+    Case("le", {"a": (3, 4), "b": ()}, lambda a, b: a <= b),
+    Case("gt", {"a": (3, 1), "b": (1, 4)}, lambda a, b: a > b),
+    Case("ge", {"a": (3, 4), "b": (3, 4)}, lambda a, b: a >= b),
+    Case("eq", {"a": (3, 4), "labels": (3, 4)}, lambda a, b: a == b, id="never"),  # float against integer
+    Case("eq", {"labels": (3, 4), "labels_b": (4,)}, lambda a, b: a == b, id="integers"),
+    Case("where", {"cond": (3, 4), "a": (3, 4), "b": (4,)}, lambda c, a, b: np.where(c, a, b)),
+    Case("where", {"cond": (3, 1), "a": (3, 4), "b": ()}, lambda c, a, b: np.where(c, a, b), id="broadcast-cond"),
     Case("sum", {"x": (3, 4)}, lambda x: x.sum(axis=1), {"axis": 1}),
     Case("sum", {"x": (2, 3, 4)}, lambda x: x.sum(), id="all"),
     Case("sum", {"x": (2, 3, 4)}, lambda x: x.sum(axis=(0, 2), keepdims=True), {"axis": (0, 2), "keepdims": True},
@@ -153,6 +161,8 @@ def case_id(case: Case) -> str:
 def sample(name: str, shape: tuple, domain: str, rng: np.random.Generator, classes: int) -> np.ndarray:
     if name.startswith("labels"):
         return rng.integers(0, classes, size=shape)
+    if name.startswith("cond"):
+        return rng.random(size=shape) < 0.5
     if domain == "positive":
         return rng.uniform(0.5, 2.0, size=shape)
     if domain == "probability":
@@ -175,7 +185,7 @@ def build_case(case: Case, dtype: str = "f64") -> tuple[Graph, Ref, dict[str, np
     classes = next(iter(case.operands.values()))[-1] if case.operands else 2
     for name, shape in case.operands.items():
         is_label = name.startswith("labels")
-        t = TensorType(shape, "i64" if is_label else dtype)
+        t = TensorType(shape, "i64" if is_label else "bool" if name.startswith("cond") else dtype)
         refs.append(Ref(g.add("input", (), t, name=name)))
         arrays[name] = sample(name, shape, case.domain, rng, classes)
     y = b.emit(case.op, *refs, **case.attrs)
@@ -196,18 +206,30 @@ def test_forward_matches_numpy(case):
     g, y, arrays = build_case(case)
     value = evaluate(g, arrays, {}, [y])[y]
     expected = case.expected(*arrays.values())
-    np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
+    if expected.dtype == np.bool_:
+        assert value.dtype == np.bool_ and value.shape == expected.shape
+        np.testing.assert_array_equal(value, expected)
+    else:
+        np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_forward_float32(case):
     g, y, arrays = build_case(case, dtype="f32")
     value = evaluate(g, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}, {}, [y])[y]
-    assert value.dtype == np.float32
-    np.testing.assert_allclose(value, case.expected(*arrays.values()), rtol=1e-4, atol=1e-5)
+    expected = case.expected(*arrays.values())
+    if expected.dtype == np.bool_:  # the cases' operands are far apart next to f32's rounding
+        assert value.dtype == np.bool_
+        np.testing.assert_array_equal(value, expected)
+    else:
+        assert value.dtype == np.float32
+        np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+DIFFERENTIABLE = [c for c in CASES if not all(name.startswith(("labels", "cond")) for name in c.operands)]
+
+
+@pytest.mark.parametrize("case", DIFFERENTIABLE, ids=case_id)
 def test_gradient_matches_finite_differences(case):
     g, _, arrays = build_case(case)
     reports = gradcheck(g, arrays, {}, max_elements=1000)

@@ -141,6 +141,11 @@ def empty_i64(shape):
 
 
 @jit
+def empty_bool(shape):
+    return np.empty(shape, np.bool_)
+
+
+@jit
 def zeros_f64(shape):
     return np.zeros(shape, np.float64)
 

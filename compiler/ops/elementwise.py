@@ -19,7 +19,7 @@ from ..constants import (
     SQRT_HALF,
     TWO_OVER_SQRT_PI,
 )
-from ..types import DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, TensorType, broadcast_shapes, promote
+from ..types import BOOL, DTYPES, FLOAT_DTYPES, NUMPY_DTYPES, TensorType, broadcast_shapes, promote
 from .registry import AttrSpec, OpDef, register
 
 
@@ -33,11 +33,18 @@ def same_float_type(name: str):
     return infer
 
 
-def same_type(types: list[TensorType], attrs: dict) -> TensorType:
+def numeric_type(types: list[TensorType], attrs: dict) -> TensorType:
+    """The operand's type, for ops on numbers (a bool tensor is turned into numbers first: gt(a, b) * 1.0)."""
+    if types[0].is_bool:
+        raise ShapeError(f"expected numbers, got {types[0]} (a comparison's result: multiply it by 1.0 first)")
     return types[0]
 
 
 def broadcast_type(types: list[TensorType], attrs: dict) -> TensorType:
+    if all(t.is_bool for t in types):
+        shown = " and ".join(str(t) for t in types)
+        raise ShapeError(f"arithmetic needs a number, got {shown} (a comparison's result: use where, or "
+                         "multiply it by 1.0 first)")
     dtype = types[0].dtype
     for t in types[1:]:
         dtype = promote(dtype, t.dtype)
@@ -137,10 +144,11 @@ binary(
     ],
     "a ^ b (written a^b)",
     scalar="power({a}, {b})",
-    infer=lambda ts, at: TensorType(broadcast_shapes(*ts), promote(promote(ts[0].dtype, ts[1].dtype), "f32")),
+    infer=lambda ts, at: TensorType(broadcast_shapes(*ts),
+                                    promote(promote(*(numeric_type([t], at).dtype for t in ts)), "f32")),
 )
 unary("neg", lambda a, at: -a[0], lambda b, n, g: [lambda: b.neg(g)], "negation (written -x)",
-      infer=same_type, scalar="(-{x})")
+      infer=numeric_type, scalar="(-{x})")
 
 # ---------------------------------------------------------------- math functions
 
@@ -389,7 +397,7 @@ unary(
 def _extremum_grad(b, n, g, larger: bool):
     """The gradient goes to the operand that is the result; a tie splits it in half (as PyTorch does)."""
     a, c = n.inputs
-    wins = b.add(b.step(b.sub(a, c) if larger else b.sub(c, a)), b.mul(b.eq(a, c), 0.5))
+    wins = b.add(b.step(b.sub(a, c) if larger else b.sub(c, a)), b.mul(b.eq_mask(a, c), 0.5))
     return [lambda: b.mul(g, wins), lambda: b.mul(g, b.sub(1.0, wins))]
 
 
@@ -434,11 +442,72 @@ unary(
     scalar="(1.0 if {low} <= {x} <= {high} else 0.0)",
 )
 binary(
-    "eq",
+    "eq_mask",
     lambda a, at: (a[0] == a[1]).astype(np.result_type(a[0], a[1])),
     None,
-    "1 if a == b else 0",
+    "1 if a == b else 0, in the operands' dtype",
     public=False,
     commutative=True,
     scalar="(1.0 if {a} == {b} else 0.0)",
+)
+
+# ---------------------------------------------------------------- comparisons and selection
+
+
+def _comparison_type(name: str):
+    def infer(types: list[TensorType], attrs: dict) -> TensorType:
+        if any(t.is_bool for t in types):
+            raise ShapeError(f"{name} compares numbers, got {types[0]} and {types[1]}")
+        return TensorType(broadcast_shapes(*types), BOOL)
+
+    return infer
+
+
+def comparison(name: str, forward, symbol: str, commutative: bool = False) -> OpDef:
+    """``a <symbol> b`` elementwise, with NumPy broadcasting: a bool tensor (no gradient), for ``where``. Mixed
+    dtypes compare by value, as NumPy does."""
+    return register(
+        OpDef(
+            name=name,
+            operands=("a", "b"),
+            infer=_comparison_type(name),
+            forward=lambda a, at: np.asarray(forward(a[0], a[1])),
+            grad=lambda b, n, g: [None, None],
+            commutative=commutative,
+            formula=f"a {symbol} b, a bool tensor",
+            shape_rule="NumPy broadcast of a and b",
+            scalar=f"({{a}} {symbol} {{b}})",
+        )
+    )
+
+
+comparison("lt", np.less, "<")
+comparison("le", np.less_equal, "<=")
+comparison("gt", np.greater, ">")
+comparison("ge", np.greater_equal, ">=")
+comparison("eq", np.equal, "==", commutative=True)
+
+
+def _where_type(types: list[TensorType], attrs: dict) -> TensorType:
+    cond, a, b = types
+    if not cond.is_bool:
+        raise ShapeError(f"where expects a bool condition (a comparison such as gt(a, b)), got {cond}")
+    if a.is_bool or b.is_bool:
+        raise ShapeError(f"where selects between numbers, got {a} and {b}")
+    return TensorType(broadcast_shapes(cond, a, b), promote(a.dtype, b.dtype))
+
+
+register(
+    OpDef(
+        name="where",
+        operands=("cond", "a", "b"),
+        infer=_where_type,
+        forward=lambda a, at: np.where(a[0], a[1], a[2]),
+        # the gradient flows to the operand each element was taken from
+        grad=lambda b, n, g: [None, lambda: b.where(n.inputs[0], g, 0.0), lambda: b.where(n.inputs[0], 0.0, g)],
+        formula="a where cond, else b (elementwise, broadcast)",
+        shape_rule="NumPy broadcast of cond, a and b",
+        scalar="({a} if {cond} else {b})",
+        casts=(1, 2),
+    )
 )

@@ -19,6 +19,8 @@ def _matmul_type(types: list[TensorType], attrs: dict) -> TensorType:
     a, b = types
     if a.rank == 0 or b.rank == 0:
         raise ShapeError(f"matmul needs tensors of rank 1 or more, got {a} @ {b} (use * for scalars)")
+    if a.is_bool or b.is_bool:
+        raise ShapeError(f"matmul multiplies numbers, got {a} @ {b}")
     ka = a.shape[-1]
     kb = b.shape[0] if b.rank == 1 else b.shape[-2]
     if ka != kb:

@@ -44,7 +44,7 @@ def labelled_type(name: str):
         scores, labels = types
         if not scores.is_float or scores.rank == 0:
             raise ShapeError(f"{name} expects floating-point scores with a class axis, got {scores}")
-        if labels.is_float:
+        if labels.is_float or labels.is_bool:
             raise ShapeError(f"{name} expects integer class labels, got {labels} (declare them i32 or i64)")
         if labels.shape != scores.shape[:-1]:
             raise ShapeError(

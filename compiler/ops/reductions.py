@@ -24,12 +24,13 @@ def reduced_type(name: str):
         (t,) = types
         if name != "sum" and not t.is_float:
             raise ShapeError(f"{name} expects a floating-point tensor, got {t}")
+        dtype = "i64" if t.is_bool else t.dtype  # sum of a comparison: a count
         axes = attrs["axis"]
         if attrs["keepdims"]:
             shape = tuple(1 if i in axes else d for i, d in enumerate(t.shape))
         else:
             shape = tuple(d for i, d in enumerate(t.shape) if i not in axes)
-        return TensorType(shape, t.dtype)
+        return TensorType(shape, dtype)
 
     return infer
 
@@ -76,7 +77,7 @@ reduction(
 def _extremum_grad(b, n, g):
     # Ties share the gradient equally, so the rule is the same whichever maximum (minimum) NumPy picks.
     x = n.inputs[0]
-    mask = b.eq(x, keep(b, n, n.id))
+    mask = b.eq_mask(x, keep(b, n, n.id))
     count = b.sum(mask, axis=n.attrs["axis"], keepdims=True)
     return b.mul(keep(b, n, g), b.div(mask, count))
 
