@@ -1,11 +1,16 @@
-"""Expansion of composite ops: each node whose op declares a decomposition (softmax, log_softmax, every loss)
-is replaced by the primitives it is made of, so the schedule and the targets see only primitives and library
-calls (GEMM).
+"""Expansion of composite ops: each node whose op declares a decomposition (softmax, log_softmax, every loss,
+min, logsumexp) is replaced by the primitives it is made of, so the schedule and the targets see only
+primitives and library calls (GEMM).
 
 It runs after the optimization pipeline: autodiff has used each composite's own gradient rule (more stable or
 cheaper than differentiating the pieces), and the reference executor has the composite's NumPy forward to
-check the expanded code against. A decomposition may build other composites (cross_entropy's log_softmax);
-those expand in the same pass. The source position of the composite goes with every node it expands to.
+check the expanded code against. A decomposition may build other composites; those expand in the same pass.
+The source position of the composite goes with every node it expands to.
+
+Expansions often build the same pieces (a loss's log_softmax and its gradient's softmax share the row
+maximum and the sum of exponentials), so each new node that equals an existing one is merged into it here:
+common-subexpression elimination over the new nodes only, found among the consumers of their operands, so the
+pass costs what the expansions add, not the size of the graph.
 """
 
 from __future__ import annotations
@@ -13,21 +18,57 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..builder import Builder, Ref
-from ..graph import Graph
+from ..graph import Graph, Node
 from ..ops.registry import get_op
 from .patterns import replace_with
 
 
 def expand(graph: Graph) -> Graph:
+    if not any(get_op(n.op).composite for n in graph.nodes()):
+        return graph
     g = graph.copy()
     b = Builder(g)
+    first_new = g.next_id
     pending = [i for i in g.order() if get_op(g.node(i).op).composite]
     while pending:
         node = g.node(pending.pop())
         view = replace(node, id=Ref(node.id), inputs=tuple(Ref(i) for i in node.inputs))
-        first_new = g.next_id
+        start = g.next_id
         with b.at(node.line, node.col, origin=node.origin):
             value = get_op(node.op).decompose(b, view)
         replace_with(g, node, value)
-        pending += [i for i in range(first_new, g.next_id) if i in g and get_op(g.node(i).op).composite]
+        pending += [i for i in range(start, g.next_id) if i in g and get_op(g.node(i).op).composite]
+    _merge_new_duplicates(g, first_new)
     return g
+
+
+def _key(g: Graph, node: Node) -> tuple:
+    inputs = tuple(sorted(node.inputs)) if get_op(node.op).commutative else node.inputs
+    return node.op, inputs, node.attr_key(), node.type
+
+
+def _merge_new_duplicates(g: Graph, first_new: int) -> None:
+    """Merge each node added since ``first_new`` into an equal node that is already there (in id order, which
+    is topological for new nodes, so a node's operands are merged before it is looked at)."""
+    constants: dict[tuple, int] | None = None
+    for node_id in range(first_new, g.next_id):
+        if node_id not in g:
+            continue
+        node = g.node(node_id)
+        if not get_op(node.op).pure:
+            continue
+        key = _key(g, node)
+        if node.inputs:
+            candidates = (c for c in g.consumers(node.inputs[0]) if c < node_id)
+            twin = next((c for c in candidates if _key(g, g.node(c)) == key), None)
+        else:
+            if constants is None:
+                constants = {}
+                for other in g.nodes():
+                    if other.op == "const" and other.id < first_new:
+                        constants.setdefault(_key(g, other), other.id)
+            twin = constants.setdefault(key, node_id)
+            twin = None if twin == node_id else twin
+        if twin is not None:
+            g.replace_uses(node_id, twin)
+            g.remove(node_id)

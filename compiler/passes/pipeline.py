@@ -46,9 +46,8 @@ PIPELINE: tuple[Stage, ...] = (
 # From the optimized graph to the kernels: what the compile driver's ``schedule`` runs. The optimized graph is
 # what the reference executor runs (composites with their NumPy forwards); the targets get the fused one.
 SCHEDULE_PIPELINE: tuple[Stage, ...] = (
-    Stage("expand", expand, "composite ops (softmax, log_softmax, the losses) replaced by their primitives"),
-    Stage("cse-expanded", cse, "share what expansions build twice (a loss's softmax and its gradient's)"),
-    Stage("dce-expanded", dce, "drop what the expansions left unused"),
+    Stage("expand", expand, "composite ops (softmax, log_softmax, the losses) replaced by their primitives; "
+          "pieces built twice (a loss's softmax and its gradient's) merged"),
     Stage("fused", fuse, "elementwise fusion: the graph partitioned into loop and op kernels"),
 )
 
