@@ -140,7 +140,8 @@ class ModelWriter:
         form = self.rng.choice(["{a} + {b}", "{a} - {b}", "{a} * {b}", "{a} / (abs({b}) + 0.5)",
                                 "(abs({a}) + 0.5) ^ tanh({b})", "{a} * {a} + {b}", "add({a}, {b})",
                                 "sub({a}, mul({b}, 0.5))", "maximum({a}, {b})", "minimum({a}, {b})",
-                                "where(gt({a}, {b}), {a}, {b} * 0.5)", "where(le({a}, 0.25), {b}, {a})"])
+                                "where(gt({a}, {b}), {a}, {b} * 0.5)", "where(le({a}, 0.25), {b}, {a})",
+                                "where(lt({a}, {b}), {b}, {a})", "where(eq(relu({a}), 0), {b}, {a} * 2)"])
         return form.format(a=a.name, b=b.name), _broadcast(a.shape, b.shape), _promote(a.dtype, b.dtype)
 
     def _literal(self):
