@@ -1,8 +1,8 @@
 """The numeric constants the ops' references and both targets' kernels share: one definition each.
 
-Numba compiles a helper's globals into its machine code and keys the kernel library's cache by the library's
-own file, so a change here must come with a change to ``lower/cpu_lib.py`` and ``lower/cuda_lib.py`` (their
-cache is rebuilt when their file changes).
+Numba compiles a helper's globals into its machine code and keys the CPU helpers' cache by the file that
+defines them, so a change here must come with a change to ``lower/scalar_helpers.py`` (its cache is rebuilt
+when that file changes).
 """
 
 import math

@@ -9,83 +9,13 @@ import math
 import numpy as np
 from numba import njit
 
-from ..constants import EPS, GELU_SIGMOID_SCALE, INV_SQRT_2PI, LOG_FLOOR, SQRT_HALF
+from .scalar_helpers import compile_helpers
 
 jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 
-# ---------------------------------------------------------------- scalar helpers
+# ---------------------------------------------------------------- scalar helpers (written once, in scalar_helpers)
 
-
-@jit
-def sigmoid(x):
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@jit
-def softplus(x):
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-@jit
-def relu(x):
-    return x if x > 0 else x * 0
-
-
-@jit
-def log(x):
-    return np.log(x)
-
-
-@jit
-def sqrt(x):
-    return np.sqrt(x)
-
-
-@jit
-def power(a, b):
-    return a**b
-
-
-@jit
-def sign(x):
-    if x > 0:
-        return 1.0
-    if x < 0:
-        return -1.0
-    return 0.0
-
-
-@jit
-def gelu(x, approximate):
-    if approximate:
-        return x * sigmoid(GELU_SIGMOID_SCALE * x)
-    return 0.5 * x * (1.0 + math.erf(x * SQRT_HALF))
-
-
-@jit
-def gelu_grad(x, approximate):
-    if approximate:
-        s = sigmoid(GELU_SIGMOID_SCALE * x)
-        return s + GELU_SIGMOID_SCALE * x * s * (1.0 - s)
-    return 0.5 * (1.0 + math.erf(x * SQRT_HALF)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
-
-
-@jit
-def clamped_log(x):
-    return max(np.log(x), LOG_FLOOR) if x > 0 else LOG_FLOOR
-
-
-@jit
-def bce_grad(p, y):
-    return (p - y) / max(p * (1.0 - p), EPS)
-
-
-@jit
-def logit(p):
-    return clamped_log(p) - clamped_log(1.0 - p)
+globals().update(compile_helpers(jit, __name__))
 
 
 @jit

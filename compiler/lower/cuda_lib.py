@@ -1,10 +1,9 @@
 """The CUDA target's kernel library, through numba-cuda.
 
-- Device functions with the names the op registry's scalar templates call (``sigmoid``, ``gelu``, ...), so
-  a fused loop's code is the same text on both targets.
-- Kernels of the ops that are not loops: softmax rows, the losses, ``hinge_grad``, and the optimizer
-  updates. Every sum is a parallel tree reduction in shared memory (one block per softmax row; one block
-  over the rows of a loss), accumulated in float64 as on the CPU target.
+- Device functions with the names the op registry's scalar templates call (``sigmoid``, ``gelu``, ...),
+  compiled from :mod:`gradc.compiler.lower.scalar_helpers`, the one definition both targets use, so a fused
+  loop's code is the same text on both targets.
+- The optimizer updates, one thread per element.
 - Launch helpers that derive a launch configuration from the shapes of each call: threads per block are a
   power of two no larger than the work (so tiny shapes launch tiny blocks, which also keeps Numba's CUDA
   simulator fast), blocks cover the rest.
@@ -22,9 +21,9 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
-from ..constants import EPS, GELU_SIGMOID_SCALE, INV_SQRT_2PI, LOG_FLOOR, SQRT_HALF
 from .cuda import MAX_THREADS, TILES
 from .cuda_simulator import patch_shared_memory_race
+from .scalar_helpers import compile_helpers
 
 MAX_BLOCKS = 65535  # every kernel strides over its grid, so a smaller grid still covers the work
 # Numba's CUDA simulator runs each thread of a block as a Python thread, one block after another: there a
@@ -35,87 +34,10 @@ if ON_SIMULATOR:
     patch_shared_memory_race()
 
 
-def device(function):
-    return cuda.jit(device=True, cache=True)(function)
-
-
 # ---------------------------------------------------------------- device functions for scalar templates
+# (written once, in scalar_helpers; kernels that call them are what the cache keeps)
 
-
-@device
-def sigmoid(x):
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@device
-def softplus(x):
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-@device
-def relu(x):
-    return x if x > 0 else x * 0
-
-
-@device
-def log(x):
-    if x > 0:
-        return math.log(x)
-    if x == 0:
-        return -math.inf
-    return math.nan
-
-
-@device
-def sqrt(x):
-    return math.sqrt(x) if x >= 0 else math.nan
-
-
-@device
-def power(a, b):
-    return a**b
-
-
-@device
-def sign(x):
-    if x > 0:
-        return 1.0
-    if x < 0:
-        return -1.0
-    return 0.0
-
-
-@device
-def gelu(x, approximate):
-    if approximate:
-        return x * sigmoid(GELU_SIGMOID_SCALE * x)
-    return 0.5 * x * (1.0 + math.erf(x * SQRT_HALF))
-
-
-@device
-def gelu_grad(x, approximate):
-    if approximate:
-        s = sigmoid(GELU_SIGMOID_SCALE * x)
-        return s + GELU_SIGMOID_SCALE * x * s * (1.0 - s)
-    return 0.5 * (1.0 + math.erf(x * SQRT_HALF)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
-
-
-@device
-def clamped_log(x):
-    return max(math.log(x), LOG_FLOOR) if x > 0 else LOG_FLOOR
-
-
-@device
-def bce_grad(p, y):
-    return (p - y) / max(p * (1.0 - p), EPS)
-
-
-@device
-def logit(p):
-    return clamped_log(p) - clamped_log(1.0 - p)
+globals().update(compile_helpers(cuda.jit(device=True), __name__))
 
 
 # ---------------------------------------------------------------- launch configurations

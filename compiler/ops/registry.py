@@ -9,25 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from ..graph import Node
 from ..types import TensorType
-
-if TYPE_CHECKING:
-    from ..builder import Builder, Ref
-    from ..graph import Node
 
 REQUIRED = object()
 
+
+class NodeBuilder(Protocol):
+    """What gradient rules and decompositions build with: ``compiler/builder.py``'s Builder, where
+    ``b.mul(x, 2.0)`` emits a checked node and returns its id. (A protocol, so the registry, which the builder
+    reads, does not import it back.)"""
+
+    def emit(self, op_name: str, *operands: int | float, name: str | None = None, **attrs: Any) -> int: ...
+
+    def type(self, ref: int) -> TensorType: ...
+
+    def __getattr__(self, op_name: str) -> Callable[..., int]: ...
+
+
 # A gradient rule returns, per operand, a thunk that builds that operand's gradient, or None where the
 # operand takes no gradient. Thunks let autodiff build only the gradients that are needed.
-GradThunk = Callable[[], "Ref"] | None
-GradRule = Callable[["Builder", "Node", "Ref"], Sequence[GradThunk]]
+GradThunk = Callable[[], int] | None
+GradRule = Callable[[NodeBuilder, Node, int], Sequence[GradThunk]]
 # A decomposition builds a composite op's value out of other ops (primitives, or composites that expand in
 # turn) and returns it. It runs after autodiff, so the composite's own gradient rule is the one used.
-Decomposition = Callable[["Builder", "Node"], "Ref"]
+Decomposition = Callable[[NodeBuilder, Node], int]
 
 
 @dataclass(frozen=True)
