@@ -32,13 +32,12 @@ def long_pipeline(stages: int) -> str:
 
 def passes_seconds(layers: int) -> dict[str, float]:
     from gradc import api
-    from gradc.compiler.driver import PIPELINE, schedule
-    from gradc.compiler.passes.pipeline import run_pipeline
+    from gradc.compiler.driver import prepare, schedule
 
     start = time.perf_counter()
     graph = api.loads(deep_tanh(layers)).graph
     checked = time.perf_counter()
-    optimized = run_pipeline(graph, PIPELINE[-1].name)
+    optimized = prepare(graph)
     passed = time.perf_counter()
     schedule(optimized)
     done = time.perf_counter()

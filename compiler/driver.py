@@ -13,8 +13,10 @@ shared vocabulary every stage reads; they are not stages.)
 
 from __future__ import annotations
 
+import gc
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .graph import Graph
@@ -27,7 +29,8 @@ from .passes.training import TRAINING_STAGE_NAMES, dropout_rates, statistic_outp
 
 __all__ = [
     "DEFAULT_ENTRY_POINTS", "PIPELINE", "STAGE_NAMES", "TARGETS", "TRAINING_STAGE_NAMES", "TRAIN_PREFIX", "EntryPoint",
-    "LoweredProgram", "LoweringError", "build", "dropout_rates", "fast_thread_switching", "prepare", "prepare_float64",
+    "LoweredProgram", "LoweringError", "build", "dropout_rates", "fast_thread_switching", "paused_gc", "prepare",
+    "prepare_float64",
     "prepare_training", "schedule", "statistic_outputs", "training_stages",
     "update_routine",
 ]
@@ -53,9 +56,28 @@ TARGETS: dict[str, Target] = {
 }
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a compile stage runs (restored after, also on errors).
+
+    The stages allocate many small objects that reference counting frees (nodes, graph tables, Numba's IR), and
+    each allocation burst sets off collections that scan the whole heap, a large graph included: measured on a
+    model of 1024 dense -> tanh layers, the passes and the schedule took 1.9-2.4 s and 0.6-0.8 s with the
+    collector, 1.0-1.3 s and 0.3-0.4 s without; a cold compile of the benchmark MLP's step 2.8-3.2 s against
+    2.1-2.6 s. Peak memory grew by about 4% (64 hidden layers: 443 -> 460 MiB)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def prepare(graph: Graph, until: str = "optimized") -> Graph:
     """The graph after the pipeline's stage ``until`` (``parsed`` ... ``optimized``, or ``fused``)."""
-    return run_pipeline(graph, until)
+    with paused_gc():
+        return run_pipeline(graph, until)
 
 
 def prepare_float64(graph: Graph) -> Graph:
@@ -65,20 +87,26 @@ def prepare_float64(graph: Graph) -> Graph:
 
 def prepare_training(graph: Graph, weight_decay: float = 0.0, until: str = "optimized") -> Graph:
     """The graph a program trains with (dropout masks fed, weight decay in the objective), after ``until``."""
-    return training_graph(graph, weight_decay, until)
+    with paused_gc():
+        return training_graph(graph, weight_decay, until)
 
 
 def schedule(graph: Graph) -> Graph:
     """A prepared graph with its kernels: composites expanded into primitives, then fused (a graph that has
     its kernels already is returned as it is)."""
-    return graph if graph.kernels is not None else schedule_graph(graph)
+    if graph.kernels is not None:
+        return graph
+    with paused_gc():
+        return schedule_graph(graph)
 
 
 def build(graph: Graph, target: str, cache: bool = True) -> LoweredProgram:
     """The program source of ``graph`` (scheduled first if it is not) for a compiled target."""
     if target not in TARGETS:
         raise LoweringError(f"no compiled target {target!r} (targets: {', '.join(TARGETS)})")
-    return TARGETS[target].lowering()(schedule(graph), cache=cache)
+    lowering = TARGETS[target].lowering()
+    with paused_gc():
+        return lowering(schedule(graph), cache=cache)
 
 
 def update_routine(target: str, optimizer: str) -> Callable[..., None]:

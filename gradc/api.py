@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradc.compiler.driver import prepare
+from gradc.compiler.driver import paused_gc, prepare
 from gradc.compiler.frontend import ModelSpec, build_model
 from gradc.compiler.graph import Graph
 from gradc.dsl import parse_file, parse_source
@@ -33,12 +33,14 @@ from gradc.runtime.training import restore
 
 def load(path: str | Path) -> ModelSpec:
     """Parse and check a .model file. Raises :class:`gradc.dsl.ModelError` with a location on any mistake."""
-    return build_model(parse_file(path))
+    with paused_gc():
+        return build_model(parse_file(path))
 
 
 def loads(source: str, path: str = "<string>") -> ModelSpec:
     """Parse and check model text."""
-    return build_model(parse_source(source, path))
+    with paused_gc():
+        return build_model(parse_source(source, path))
 
 
 def graph(model: str | Path | ModelSpec, stage: str = "optimized") -> Graph:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, schedule, update_routine
+from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, paused_gc, schedule, update_routine
 from gradc.compiler.graph import Graph
 from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import GradcError
@@ -159,7 +159,8 @@ class CpuBackend(HostMemory):
         if point.optimizer is not None:
             args += [typed_dummy(t) for t in self._param_types() for _ in point.optimizer.state]
             args += [0.1] * len(point.optimizer.hyperparameters) + [1]
-        function.compile(tuple(function.typeof_pyval(a) for a in args))
+        with paused_gc():  # Numba's typing and LLVM passes, like the compiler's stages
+            function.compile(tuple(function.typeof_pyval(a) for a in args))
         self._compiled.add(name)
 
     def _param_types(self):
