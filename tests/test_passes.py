@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import ROOT
 
 import gradc
@@ -124,3 +125,18 @@ def test_stabilizing_rewrites_see_through_promotion_casts():
     ops = [n.op for n in run_pipeline(spec.graph, "optimized").nodes()]
     assert "bce_with_logits" in ops and "bce" not in ops
     assert "log_softmax" in ops and "log" not in ops
+
+
+def test_compile_stages_pause_the_collector_and_restore_it():
+    import gc
+
+    from gradc.compiler.driver import paused_gc
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled(), "an inner pause must not turn the collector back on"
+        raise ValueError
+    assert gc.isenabled()
