@@ -129,7 +129,7 @@ class ModelWriter:
             "{a} -> relu -> tanh", "(abs({a}) + 0.5) ^ 1.5", "dropout({a}, p=0.3)", "neg({a})",
             "pow(abs({a}) + 0.25, 2)", "log1p(abs({a}))", "expm1(tanh({a}))", "sin({a})", "cos({a})", "erf({a})",
             "softsign({a})", "elu({a})", "selu({a})", "celu({a}, alpha=2)", "hard_sigmoid({a} * 4)",
-            "hard_swish({a} * 4)", "mish({a})",
+            "hard_swish({a} * 4)", "mish({a})", "sign({a}) * {a}",
         ]
         return self.rng.choice(forms).format(a=a.name), a.shape, a.dtype
 

@@ -55,6 +55,7 @@ CASES = [
     Case("log", {"x": (2, 3)}, np.log, domain="positive"),
     Case("sqrt", {"x": (2, 3)}, np.sqrt, domain="positive"),
     Case("abs", {"x": (2, 3)}, np.abs),
+    Case("sign", {"x": (2, 3)}, lambda x: (x > 0).astype(float) - (x < 0)),
     Case("log1p", {"x": (2, 3)}, lambda x: np.log(1 + x), domain="positive"),
     Case("expm1", {"x": (2, 3)}, lambda x: np.exp(x) - 1),
     Case("sin", {"x": (2, 3)}, np.sin),

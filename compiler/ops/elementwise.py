@@ -431,7 +431,8 @@ unary(
 
 unary("step", lambda a, at: (a[0] > 0).astype(a[0].dtype), None, "1 if x > 0 else 0", public=False,
       scalar="(1.0 if {x} > 0 else 0.0)")
-unary("sign", lambda a, at: np.sign(a[0]), None, "-1, 0 or 1", public=False, scalar="sign({x})")
+unary("sign", lambda a, at: np.sign(a[0]), lambda b, n, g: [None], "-1, 0 or 1 by the sign of x; no gradient (0 almost "
+      "everywhere)", scalar="sign({x})")
 unary(
     "in_range",
     lambda a, at: ((a[0] >= at["low"]) & (a[0] <= at["high"])).astype(a[0].dtype),
