@@ -206,7 +206,7 @@ def predict(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
         if name not in feeds:
             shape = tuple(rows if isinstance(d, str) else d for d in t.shape)
             feeds[name] = np.zeros(shape, t.numpy_dtype)
-    feeds = program._feeds(feeds)  # shapes and values checked on the raw inputs, before any scaling broadcasts
+    feeds = program.feed_spec.check(feeds)  # shapes and values checked on the raw inputs, before scaling broadcasts
     if program.scaling is not None:
         feeds = program.scaling.apply(feeds)
     results = program.forward_feeds(feeds)
