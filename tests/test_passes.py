@@ -140,3 +140,32 @@ def test_compile_stages_pause_the_collector_and_restore_it():
         assert not gc.isenabled(), "an inner pause must not turn the collector back on"
         raise ValueError
     assert gc.isenabled()
+
+
+def _small_graph():
+    from gradc.compiler.builder import Builder, Ref
+    from gradc.compiler.graph import Graph
+    from gradc.compiler.types import TensorType
+
+    g = Graph("rules")
+    b = Builder(g)
+    x = Ref(g.add("input", (), TensorType((3,), "f32"), name="x"))
+    g.outputs["y"] = b.sum(b.neg(b.neg(x)))
+    return g
+
+
+def test_the_rewrite_engine_keeps_types_and_reaches_a_fixpoint():
+    from gradc.compiler.passes.rewrite import rewrite
+
+    g = _small_graph()
+    # a rule whose replacement has another type is not taken
+    same = rewrite(g, {"sum": lambda b, node: node.inputs[0]})
+    assert [n.op for n in same.nodes() if n.op != "input"] == ["neg", "neg", "sum"]
+    # double negation, then nothing more to do
+    simplified = rewrite(g, {"neg": lambda b, node: b.graph.node(node.inputs[0]).inputs[0]
+                             if b.graph.node(node.inputs[0]).op == "neg" else None})
+    total = simplified.node(simplified.outputs["y"])
+    assert simplified.node(total.inputs[0]).op == "input"  # the inner neg is left to dead-code elimination
+    # a rule that always builds a new node never settles: an error, not a hang
+    with pytest.raises(RuntimeError, match="did not reach a fixpoint"):
+        rewrite(g, {"neg": lambda b, node: b.neg(node.inputs[0])})

@@ -8,41 +8,38 @@ broadcasts a smaller tensor up is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from ..builder import Builder
 from ..graph import Graph, Node
-from .patterns import const_equals, producer, replace_with
-
-# op -> rule(graph, node) returning the node id that can stand for the node, or None
-Rule = Callable[[Graph, Node], int | None]
+from .patterns import const_equals, producer
+from .rewrite import Rule, rewrite
 
 
 def _identity_operand(identity: float, positions: tuple[int, ...]) -> Rule:
-    def rule(g: Graph, node: Node) -> int | None:
+    def rule(b: Builder, node: Node) -> int | None:
         for keep in positions:
             other = node.inputs[1 - keep]
-            if const_equals(g, other, identity):
+            if const_equals(b.graph, other, identity):
                 return node.inputs[keep]
         return None
 
     return rule
 
 
-def _double_negation(g: Graph, node: Node) -> int | None:
-    inner = producer(g, node.inputs[0], "neg")
+def _double_negation(b: Builder, node: Node) -> int | None:
+    inner = producer(b.graph, node.inputs[0], "neg")
     return inner.inputs[0] if inner is not None else None
 
 
-def _identity_transpose(g: Graph, node: Node) -> int | None:
+def _identity_transpose(b: Builder, node: Node) -> int | None:
     axes = node.attrs["axes"]
     return node.inputs[0] if tuple(axes) == tuple(range(len(axes))) else None
 
 
-def _dropout_outside_training(g: Graph, node: Node) -> int | None:
+def _dropout_outside_training(b: Builder, node: Node) -> int | None:
     return node.inputs[0]
 
 
-def _running_statistic_outside_training(g: Graph, node: Node) -> int | None:
+def _running_statistic_outside_training(b: Builder, node: Node) -> int | None:
     return node.inputs[1]
 
 
@@ -60,17 +57,4 @@ RULES: dict[str, Rule] = {
 
 
 def simplify(graph: Graph) -> Graph:
-    g = graph.copy()
-    changed = True
-    while changed:
-        changed = False
-        for node_id in g.order():
-            node = g.node(node_id)
-            rule = RULES.get(node.op)
-            if rule is None:
-                continue
-            target = rule(g, node)
-            if target is not None and g.node(target).type == node.type and target != node_id:
-                replace_with(g, node, target)
-                changed = True
-    return g
+    return rewrite(graph, RULES)

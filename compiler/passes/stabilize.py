@@ -11,13 +11,10 @@ Each also matches behind the casts that the promotion rule inserts (``bce(sigmoi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..builder import Builder, Ref
 from ..graph import Graph, Node
-from .patterns import producer, replace_with
-
-Rewrite = Callable[[Builder, Node], Ref | None]
+from .patterns import producer
+from .rewrite import Rule, rewrite
 
 
 def _operand_as(b: Builder, inner: Node, like: int) -> Ref:
@@ -52,7 +49,7 @@ def _bce_of_sigmoid(b: Builder, node: Node) -> Ref | None:
     return b.bce_with_logits(_operand_as(b, sigmoid, node.inputs[0]), Ref(node.inputs[1]))
 
 
-REWRITES: dict[str, Rewrite] = {
+REWRITES: dict[str, Rule] = {
     "log": _log_of,
     "cross_entropy": _cross_entropy_of_softmax,
     "bce": _bce_of_sigmoid,
@@ -60,15 +57,4 @@ REWRITES: dict[str, Rewrite] = {
 
 
 def stabilize(graph: Graph) -> Graph:
-    g = graph.copy()
-    b = Builder(g)
-    for node_id in g.order():
-        node = g.node(node_id)
-        rewrite = REWRITES.get(node.op)
-        if rewrite is None:
-            continue
-        with b.at(node.line, node.col, origin=node.origin):
-            replacement = rewrite(b, node)
-        if replacement is not None:
-            replace_with(g, node, replacement)
-    return g
+    return rewrite(graph, REWRITES)
