@@ -89,7 +89,7 @@ def fuse(graph: Graph) -> Graph:
             target.reductions.add(node_id)
 
     roots = g.roots()
-    _merge_producer_loops(groups, group_of, kernel_dag, roots)
+    _merge_producer_loops(groups, group_of, kernel_dag, roots, g)
     order = list(nx.lexicographical_topological_sort(kernel_dag))
     renumber = {old: new for new, old in enumerate(order)}
     kernels = []
@@ -117,7 +117,7 @@ def _broadcasts_to(small: tuple, large: tuple) -> bool:
 
 
 def _merge_producer_loops(groups: list[_Group], group_of: dict[int, int], kernel_dag: nx.DiGraph,
-                          roots: set[int]) -> None:
+                          roots: set[int], g: Graph) -> None:
     """Vertical fusion of what the greedy pass left apart: a loop without reductions that only one later loop
     reads joins that loop (log_softmax's ``shifted - log(sum)`` with the loss that reads it; the producer could
     not join the loop its operands came from without a cycle). A loop of a smaller, broadcast domain joins too
@@ -126,7 +126,7 @@ def _merge_producer_loops(groups: list[_Group], group_of: dict[int, int], kernel
     for consumer in groups:
         while consumer.kind == "loop" and consumer.nodes:  # until no producer joins (one may expose another)
             producer = next((groups[p] for p in sorted(kernel_dag.predecessors(consumer.id))
-                             if _joins(groups[p], consumer, kernel_dag, roots)), None)
+                             if _joins(groups[p], consumer, kernel_dag, roots, g)), None)
             if producer is None:
                 break
             # nothing else reads the producer, so no path leads from it to the consumer through a third kernel:
@@ -140,9 +140,17 @@ def _merge_producer_loops(groups: list[_Group], group_of: dict[int, int], kernel
             producer.nodes = []
 
 
-def _joins(producer: _Group, consumer: _Group, kernel_dag: nx.DiGraph, roots: set[int]) -> bool:
+def _joins(producer: _Group, consumer: _Group, kernel_dag: nx.DiGraph, roots: set[int], g: Graph) -> bool:
     if producer.kind != "loop" or producer.reductions or set(kernel_dag.successors(producer.id)) != {consumer.id}:
         return False
     return producer.domain == consumer.domain or (
         len(producer.nodes) <= RECOMPUTED_NODES and not roots.intersection(producer.nodes)
-        and _broadcasts_to(producer.domain, consumer.domain))
+        and _broadcasts_to(producer.domain, consumer.domain)
+        and not any(_reads_loop_position(g.node(n).op) for n in producer.nodes))
+
+
+def _reads_loop_position(op_name: str) -> bool:
+    """An op whose value depends on where in its loop it is (onehot compares its label with the last loop
+    index): recomputed inside a larger loop it would see that loop's indices."""
+    op = get_op(op_name)
+    return bool(op.left_aligned) or "{i_last}" in (op.scalar or "")

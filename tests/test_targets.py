@@ -264,3 +264,26 @@ def test_momentum_keeps_its_velocity_when_the_learning_rate_changes(name, target
         assert prog.params["b"] == pytest.approx(p[1], rel=1e-12, abs=1e-15)
     if name == "momentum":
         assert abs(prog.params["w"] - torch_p[0]) > 1e-3  # the conventions part once the rate changes
+
+
+def test_a_short_broadcast_loop_is_recomputed_inside_its_reader_only_when_position_free():
+    """Vertical fusion recomputes a short [N,1] loop inside the [N,C] loop that reads it (log of a row sum), but
+    not a one-hot, whose value depends on its own loop index."""
+    from gradc.compiler.builder import Builder, Ref
+    from gradc.compiler.driver import schedule
+    from gradc.compiler.graph import Graph
+    from gradc.compiler.types import TensorType
+
+    g = Graph("fusion", batch_symbol="N")
+    b = Builder(g)
+    x = Ref(g.add("input", (), TensorType(("N", 4), "f32"), name="x"))
+    y = Ref(g.add("input", (), TensorType(("N",), "i64"), name="y"))
+    row = b.sum(b.exp(x), axis=1, keepdims=True)  # [N, 1]
+    g.outputs["logs"] = b.sub(x, b.log(row))  # log(row) recomputed inside the [N, 4] loop
+    g.outputs["marked"] = b.mul(x, b.onehot(y, b.mul(row, 2.0)))  # a one-hot over [N, 1]: its own loop
+    scheduled = schedule(optimize(g))
+    loops = {tuple(scheduled.node(n).op for n in k.nodes) for k in scheduled.kernels if k.kind == "loop"}
+    assert ("log", "sub") in loops
+    feeds = {"x": np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32), "y": np.array([0, 0, 1])}
+    want = ReferenceBackend(optimize(g)).forward(feeds, {})
+    assert_close(want, CpuBackend(optimize(g)).forward(feeds, {}), 1e-5)
