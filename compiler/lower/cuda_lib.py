@@ -232,7 +232,3 @@ def _accumulate_loss(loss, weight, step, totals):
 
 def accumulate_loss(loss, weight: float, step: int, totals) -> None:
     _accumulate_loss[1, 1](loss, weight, step, totals)
-
-
-def as_numpy_dtype(name: str):
-    return np.dtype({"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}[name])

@@ -17,7 +17,7 @@ from gradc.dsl.diagnostics import DataError, ShapeError
 from ..constants import EPS, LOG_FLOOR
 from ..types import TensorType, promote
 from .elementwise import _softplus
-from .nn import log_softmax_forward, softmax_parts
+from .nn import log_softmax_forward
 from .registry import AttrSpec, OpDef, register
 
 
@@ -315,11 +315,7 @@ def smoothed_target(b, labels, x, smoothing: float):
 
 def _cross_entropy_decomposition(b, n):
     x, labels = n.inputs
-    if n.attrs["from_logits"]:
-        shifted, _, total = softmax_parts(b, x, b.type(x).rank - 1)
-        log_p = b.sub(shifted, b.log(total))
-    else:
-        log_p = b.clamped_log(x)
+    log_p = b.log_softmax(x, axis=-1) if n.attrs["from_logits"] else b.clamped_log(x)
     target = smoothed_target(b, labels, x, n.attrs["label_smoothing"])
     return mean_over_rows(b, b.mul(target, log_p), x, scale=-1.0)
 

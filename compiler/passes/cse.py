@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from ..graph import Graph
+from ..graph import Graph, Node
 from ..ops.registry import get_op
+
+
+def cse_key(node: Node) -> tuple:
+    """What makes two pure nodes equal: op, operands (in any order for a commutative op), attributes, type."""
+    inputs = tuple(sorted(node.inputs)) if get_op(node.op).commutative else node.inputs
+    return node.op, inputs, node.attr_key(), node.type
 
 
 def cse(graph: Graph) -> Graph:
@@ -16,12 +22,9 @@ def cse(graph: Graph) -> Graph:
     seen: dict[tuple, int] = {}
     for node_id in g.order():
         node = g.node(node_id)
-        op = get_op(node.op)
-        if node.op in ("input", "param") or not op.pure:
+        if node.op in ("input", "param") or not get_op(node.op).pure:
             continue
-        inputs = tuple(sorted(node.inputs)) if op.commutative else node.inputs
-        key = (node.op, inputs, node.attr_key(), node.type)
-        first = seen.setdefault(key, node_id)
+        first = seen.setdefault(cse_key(node), node_id)
         if first != node_id:
             g.replace_uses(node_id, first)
             g.remove(node_id)

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..builder import Builder, Ref
-from ..graph import Graph, Node
+from ..graph import Graph
 from ..ops.registry import get_op
+from .cse import cse_key
 from .patterns import replace_with
 
 
@@ -42,11 +43,6 @@ def expand(graph: Graph) -> Graph:
     return g
 
 
-def _key(g: Graph, node: Node) -> tuple:
-    inputs = tuple(sorted(node.inputs)) if get_op(node.op).commutative else node.inputs
-    return node.op, inputs, node.attr_key(), node.type
-
-
 def _merge_new_duplicates(g: Graph, first_new: int) -> None:
     """Merge each node added since ``first_new`` into an equal node that is already there (in id order, which
     is topological for new nodes, so a node's operands are merged before it is looked at)."""
@@ -57,16 +53,16 @@ def _merge_new_duplicates(g: Graph, first_new: int) -> None:
         node = g.node(node_id)
         if not get_op(node.op).pure:
             continue
-        key = _key(g, node)
+        key = cse_key(node)
         if node.inputs:
             candidates = (c for c in g.consumers(node.inputs[0]) if c < node_id)
-            twin = next((c for c in candidates if _key(g, g.node(c)) == key), None)
+            twin = next((c for c in candidates if cse_key(g.node(c)) == key), None)
         else:
             if constants is None:
                 constants = {}
                 for other in g.nodes():
                     if other.op == "const" and other.id < first_new:
-                        constants.setdefault(_key(g, other), other.id)
+                        constants.setdefault(cse_key(other), other.id)
             twin = constants.setdefault(key, node_id)
             twin = None if twin == node_id else twin
         if twin is not None:

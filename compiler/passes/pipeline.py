@@ -77,9 +77,7 @@ def run_pipeline(graph: Graph, until: str = "optimized") -> Graph:
 
 def schedule_graph(graph: Graph) -> Graph:
     """The schedule stages of an optimized graph: composites expanded, then fused into kernels."""
-    for stage in SCHEDULE_PIPELINE:
-        graph = stage.run(graph)
-    return graph
+    return run_stages(graph, (), SCHEDULE_PIPELINE[-1].name)
 
 
 def optimize(graph: Graph) -> Graph:
