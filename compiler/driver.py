@@ -4,7 +4,9 @@
                                 by default; prepare_training does the same for the training graph
     schedule(graph)             the kernels of a prepared graph: composites expanded, then fused (stage
                                 "fused": loop and op kernels)
-    build(graph, target)        the target's program source for a scheduled graph (``lower/<target>.py``)
+    plan(graph)                 the schedule of every entry point (``schedule.py``): loop kernels with their
+                                index maps, GEMM calls with their epilogues, what is stored
+    build(graph, target)        the target's program source, rendered from the plan (``lower/<target>.py``)
 
 The API, a program's training mode, gradcheck and every backend go through these functions; ``runtime/``
 starts no compile stage any other way. (The graph IR, the op, optimizer and initializer registries are the
@@ -26,12 +28,30 @@ from .optimizers import OPTIMIZERS
 from .passes.pipeline import PIPELINE, STAGE_NAMES, run_pipeline, schedule_graph
 from .passes.precision import promote_float64
 from .passes.training import TRAINING_STAGE_NAMES, dropout_rates, statistic_outputs, training_graph, training_stages
+from .schedule import ProgramSchedule, schedule_program
 
 __all__ = [
-    "DEFAULT_ENTRY_POINTS", "PIPELINE", "STAGE_NAMES", "TARGETS", "TRAINING_STAGE_NAMES", "TRAIN_PREFIX", "EntryPoint",
-    "LoweredProgram", "LoweringError", "build", "dropout_rates", "fast_thread_switching", "paused_gc", "prepare",
+    "DEFAULT_ENTRY_POINTS",
+    "PIPELINE",
+    "STAGE_NAMES",
+    "TARGETS",
+    "TRAINING_STAGE_NAMES",
+    "TRAIN_PREFIX",
+    "EntryPoint",
+    "LoweredProgram",
+    "LoweringError",
+    "ProgramSchedule",
+    "build",
+    "dropout_rates",
+    "fast_thread_switching",
+    "paused_gc",
+    "plan",
+    "prepare",
     "prepare_float64",
-    "prepare_training", "schedule", "statistic_outputs", "training_stages",
+    "prepare_training",
+    "schedule",
+    "statistic_outputs",
+    "training_stages",
     "update_routine",
 ]
 
@@ -100,13 +120,19 @@ def schedule(graph: Graph) -> Graph:
         return schedule_graph(graph)
 
 
+def plan(graph: Graph) -> ProgramSchedule:
+    """The schedule of every entry point of ``graph`` (fused first if it is not)."""
+    with paused_gc():
+        return schedule_program(schedule(graph))
+
+
 def build(graph: Graph, target: str, cache: bool = True) -> LoweredProgram:
     """The program source of ``graph`` (scheduled first if it is not) for a compiled target."""
     if target not in TARGETS:
         raise LoweringError(f"no compiled target {target!r} (targets: {', '.join(TARGETS)})")
     lowering = TARGETS[target].lowering()
     with paused_gc():
-        return lowering(schedule(graph), cache=cache)
+        return lowering(plan(graph), cache=cache)
 
 
 def update_routine(target: str, optimizer: str) -> Callable[..., None]:

@@ -186,7 +186,7 @@ def test_train_eval_predict_run_and_emit_from_the_cli(cli, tmp_path):
     assert emitted.code == 0, emitted
     source = (tmp_path / "src" / "mlp_digits_cuda.py").read_text()
     assert "@cuda.jit" in source and "cuda.shared.array((16, 16), float32)" in source
-    assert ("# k0 matmul: matmul | nodes %3 | lines 4 + epilogue k1 loop: add, relu, step | nodes %5 %6 %38 | "
+    assert ("# k0 gemm: matmul | nodes %3 | lines 4 + epilogue k1 loop: add, relu, step | nodes %5 %6 %38 | "
             "lines 4") in source
     assert "launch_rows(" in source and "cuda.syncthreads()" in source
     assert "x1[i1, kk]" in source, "a transposed operand is read in place, not copied"

@@ -1,6 +1,6 @@
-"""What every compiled target shares when it lowers a fused graph: the entry points and their results,
-the mangled argument names, the data each result needs, number literals, and the scalar code of a fused
-loop's nodes (each op's kernel template, declared once in the op registry)."""
+"""What every compiled target shares when it renders a schedule: the mangled argument names, number
+literals, the scalar code of a loop's statements (each op's kernel template, declared once in the op
+registry) and the import of the target's kernel library."""
 
 from __future__ import annotations
 
@@ -13,24 +13,21 @@ import numpy as np
 
 from gradc.dsl.diagnostics import GradcError
 
+from ..entry_points import (  # noqa: F401  (re-exported: what the targets and the driver name)
+    DEFAULT_ENTRY_POINTS,
+    TRAIN_PREFIX,
+    EntryPoint,
+    optimizer_args,
+)
 from ..graph import Graph, Node
 from ..ops.registry import get_op
-from ..optimizers import OPTIMIZERS, OptimizerDef
+from ..schedule import Literal, Operand, Statement
 
 NUMPY_NAMES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32", "i64": "np.int64"}
-TRAIN_PREFIX = "train_"
-DEFAULT_ENTRY_POINTS = ("forward", "gradients", "train_sgd")
 
 
 class LoweringError(GradcError):
     """A graph a target cannot lower (named plainly; there is no silent fallback)."""
-
-
-@dataclass(frozen=True)
-class EntryPoint:
-    name: str
-    returns: tuple[str, ...]  # result keys: output and loss names, grad/<name>; train_* return the objective
-    optimizer: OptimizerDef | None = None
 
 
 @dataclass
@@ -39,35 +36,6 @@ class LoweredProgram:
     args: tuple[str, ...]  # "input:<name>", "param:<name>", "const:<id>" in call order
     entry_points: dict[str, EntryPoint]
     const_arrays: dict[int, np.ndarray] = field(default_factory=dict)
-
-
-def entry_points(graph: Graph) -> dict[str, EntryPoint]:
-    """forward, gradients and, when the model has an objective and parameters, a train_<optimizer> each."""
-    points = {
-        "forward": EntryPoint("forward", (*graph.outputs, *graph.losses)),
-        "gradients": EntryPoint("gradients", (*graph.outputs, *graph.losses, *(f"grad/{n}" for n in graph.grads))),
-    }
-    if graph.objective is not None and graph.params():
-        for optimizer in OPTIMIZERS.values():
-            name = TRAIN_PREFIX + optimizer.name
-            points[name] = EntryPoint(name, ("objective",), optimizer)
-    return points
-
-
-def wanted_nodes(graph: Graph, point: EntryPoint) -> list[int]:
-    """The node ids an entry point computes: its results, or the objective and every parameter's gradient."""
-    if point.optimizer is not None:
-        return [graph.objective, *(graph.grads[n] for n in graph.params())]
-    table = {**graph.outputs, **graph.losses, **{f"grad/{n}": i for n, i in graph.grads.items()}}
-    return [table[key] for key in point.returns]
-
-
-def optimizer_args(graph: Graph, optimizer: OptimizerDef | None) -> list[str]:
-    """State arrays s<k>_<j> (parameter k, state j), hyperparameters h_<name>, the step number t."""
-    if optimizer is None:
-        return []
-    states = [f"s{k}_{j}" for k in range(len(graph.params())) for j in range(len(optimizer.state))]
-    return [*states, *(f"h_{h}" for h in optimizer.hyperparameters), "t"]
 
 
 class ArgNames:
@@ -98,20 +66,6 @@ class ArgNames:
                 break
 
 
-def data_ancestors(graph: Graph, roots: list[int]) -> set[int]:
-    """The nodes whose values the roots need: operands read only for their shape do not count."""
-    needed, stack = set(), list(roots)
-    while stack:
-        node_id = stack.pop()
-        if node_id in needed:
-            continue
-        needed.add(node_id)
-        node = graph.node(node_id)
-        skip = get_op(node.op).shape_only
-        stack.extend(i for k, i in enumerate(node.inputs) if k not in skip)
-    return needed
-
-
 def literal(value: float | int | bool, dtype: str) -> str:
     """A number in generated source, typed like the value it stands for."""
     if isinstance(value, bool):
@@ -121,21 +75,16 @@ def literal(value: float | int | bool, dtype: str) -> str:
     return f"{NUMPY_NAMES[dtype]}({int(value)})"
 
 
-def broadcast_index(shape: tuple, domain: tuple, index: list[str], left: bool = False) -> list[str]:
-    """The index of an operand of ``shape`` at a loop position over ``domain`` (NumPy broadcasting,
-    right-aligned; ``left`` aligns it with the leading loop indices)."""
-    offset = 0 if left else len(domain) - len(shape)
-    return ["0" if d == 1 and domain[j + offset] != 1 else index[j + offset] for j, d in enumerate(shape)]
-
-
-def scalar_code(node: Node, operand: Callable[[int, int], str], last_index: str) -> str:
-    """A loop node's scalar expression: its op's template with each read operand's code, from
-    ``operand(node_id, position)``, and its attributes as typed literals."""
+def statement_code(statement: Statement, render: Callable[[Operand], str], last_index: str) -> str:
+    """A loop statement's scalar expression: its op's template with each operand rendered by the target
+    (``render``) and its attributes as typed literals. An element-moving op (a transpose materialized as a copy
+    loop) is its operand, read through the map the schedule composed."""
+    node = statement.node
     op = get_op(node.op)
-    values = {}
-    for position, (name, operand_id) in enumerate(zip(op.operands, node.inputs, strict=True)):
-        if position not in op.shape_only:
-            values[name] = operand(operand_id, position)
+    if op.index_map is not None:
+        return render(statement.operands[0])
+    values = {name: render(operand) for name, operand in zip(op.operands, statement.operands, strict=True)
+              if operand is not None}
     for key, value in node.attrs.items():
         spec = op.attr_spec(key)
         if spec is not None and spec.kind == "dtype":
@@ -146,6 +95,10 @@ def scalar_code(node: Node, operand: Callable[[int, int], str], last_index: str)
             values[key] = repr(value)
     values["i_last"] = last_index
     return op.scalar.format(**values)
+
+
+def literal_code(operand: Literal) -> str:
+    return literal(operand.value, operand.dtype)
 
 
 def kernel_comment(kernel_id: int, kind: str, nodes: list[Node]) -> str:

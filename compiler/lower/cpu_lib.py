@@ -111,11 +111,6 @@ def reshape(a, shape):
 
 
 @jit
-def contiguous(a):
-    return np.ascontiguousarray(a)
-
-
-@jit
 def transpose2(a):
     return a.T
 

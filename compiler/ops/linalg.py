@@ -9,6 +9,7 @@ import numpy as np
 
 from gradc.dsl.diagnostics import ShapeError
 
+from ..index_maps import IndexMap
 from ..types import TensorType, broadcast_shapes, normalize_axes, promote
 from .registry import AttrSpec, OpDef, register
 
@@ -103,6 +104,7 @@ register(
         infer=lambda ts, at: TensorType(tuple(ts[0].shape[a] for a in at["axes"]), ts[0].dtype),
         forward=lambda args, at: np.transpose(args[0], at["axes"]),
         grad=lambda b, n, g: [lambda: b.transpose(g, axes=tuple(np.argsort(n.attrs["axes"]).tolist()))],
+        index_map=lambda n: IndexMap.permutation(n.attrs["axes"]),
         category="shape",
         formula="permute the axes",
         shape_rule="x's dimensions in the order of axes",
@@ -150,6 +152,7 @@ register(
         infer=lambda ts, at: TensorType(at["shape"], ts[0].dtype),
         forward=lambda args, at: np.reshape(args[0], [-1 if isinstance(d, str) else d for d in at["shape"]]),
         grad=lambda b, n, g: [lambda: b.reshape(g, shape=b.type(n.inputs[0]).shape)],
+        view=True,
         category="shape",
         formula="same elements, new shape",
         shape_rule="shape, with -1 inferred; the batch dimension must stay a dimension of its own",
@@ -180,6 +183,8 @@ register(
         infer=_expand_type,
         forward=lambda args, at: np.expand_dims(args[0], at["axis"]),
         grad=lambda b, n, g: [lambda: b.reshape(g, shape=b.type(n.inputs[0]).shape)],
+        index_map=lambda n: IndexMap.dropping(n.type.rank - len(n.attrs["axis"]), n.attrs["axis"]),
+        view=True,
         category="shape",
         public=False,
         formula="insert size-1 axes",

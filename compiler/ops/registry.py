@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..graph import Node
+from ..index_maps import IndexMap
 from ..types import TensorType
 
 REQUIRED = object()
@@ -93,6 +94,13 @@ class OpDef:
     # kernels are scheduled, so targets lower only primitives and library calls. Autodiff, the reference
     # executor and the summary still see the composite (its gradient rule, its NumPy forward, its FLOPs).
     decompose: Decomposition | None = None
+    # An op that only moves elements (transpose, expand_dims; later slices, pads, windows): where its value at
+    # an output position comes from in its operand, as an affine map from the output's indices. The schedule
+    # composes it into the maps of the loops that read the value, so the op need not exist in memory.
+    index_map: Callable[[Node], IndexMap] | None = None
+    # Materialized (a target must produce it in memory), the op is a view of its operand's contiguous memory
+    # (a reshape) rather than a copy loop.
+    view: bool = False
 
     @property
     def composite(self) -> bool:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from gradc.compiler.driver import plan
+from gradc.compiler.printers.schedule_text import describe
 from gradc.compiler.printers.text import describe_kernel
 from gradc.dsl.diagnostics import DataError
 from gradc.runtime.files import atomic_write_text, file_stem
@@ -27,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit", metavar="PATH",
                    help="write the generated source: into the folder PATH (made if missing) as "
                         "<model>_<target>.py, or into the file PATH if it ends in .py")
+    p.add_argument("--schedule", action="store_true",
+                   help="also print the schedule every target renders: per entry point, each kernel's loads and "
+                        "their index maps, what it stores, GEMM calls with swapped operands and epilogues")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.add_argument("-v", "--verbose", action="store_true", help="say why the cache missed")
     p.set_defaults(handler=run)
@@ -45,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     for kernel in graph.kernels:
         print(f"  {describe_kernel(graph, kernel)}")
     print(f"entry points: {', '.join(backend.lowered.entry_points)}")
+    if args.schedule:
+        print("schedule:")
+        print(describe(plan(graph)).rstrip())
     state = "off" if args.no_cache else {True: "hit", False: "miss", None: "n/a"}[report.cache_hit]
     print(f"compile time: {report.seconds:.2f} s (cache {state}); {total:.2f} s in all")
     if args.verbose:

@@ -1,0 +1,67 @@
+"""Entry points: the functions a compiled program offers, and the nodes each computes.
+
+``forward`` returns outputs and losses; ``gradients`` also every ``grad/<name>``; ``train_<optimizer>`` (one per
+optimizer of :mod:`gradc.compiler.optimizers`) computes the objective and every parameter's gradient and
+updates the parameters in place. The schedule plans each one; targets render each as a function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .graph import Graph
+from .ops.registry import get_op
+from .optimizers import OPTIMIZERS, OptimizerDef
+
+TRAIN_PREFIX = "train_"
+DEFAULT_ENTRY_POINTS = ("forward", "gradients", "train_sgd")
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    name: str
+    returns: tuple[str, ...]  # result keys: output and loss names, grad/<name>; train_* return the objective
+    optimizer: OptimizerDef | None = None
+
+
+def entry_points(graph: Graph) -> dict[str, EntryPoint]:
+    """forward, gradients and, when the model has an objective and parameters, a train_<optimizer> each."""
+    points = {
+        "forward": EntryPoint("forward", (*graph.outputs, *graph.losses)),
+        "gradients": EntryPoint("gradients", (*graph.outputs, *graph.losses, *(f"grad/{n}" for n in graph.grads))),
+    }
+    if graph.objective is not None and graph.params():
+        for optimizer in OPTIMIZERS.values():
+            name = TRAIN_PREFIX + optimizer.name
+            points[name] = EntryPoint(name, ("objective",), optimizer)
+    return points
+
+
+def wanted_nodes(graph: Graph, point: EntryPoint) -> list[int]:
+    """The node ids an entry point computes: its results, or the objective and every parameter's gradient."""
+    if point.optimizer is not None:
+        return [graph.objective, *(graph.grads[n] for n in graph.params())]
+    table = {**graph.outputs, **graph.losses, **{f"grad/{n}": i for n, i in graph.grads.items()}}
+    return [table[key] for key in point.returns]
+
+
+def data_ancestors(graph: Graph, roots: list[int]) -> set[int]:
+    """The nodes whose values the roots need: operands read only for their shape do not count."""
+    needed, stack = set(), list(roots)
+    while stack:
+        node_id = stack.pop()
+        if node_id in needed:
+            continue
+        needed.add(node_id)
+        node = graph.node(node_id)
+        skip = get_op(node.op).shape_only
+        stack.extend(i for k, i in enumerate(node.inputs) if k not in skip)
+    return needed
+
+
+def optimizer_args(graph: Graph, optimizer: OptimizerDef | None) -> list[str]:
+    """State arrays s<k>_<j> (parameter k, state j), hyperparameters h_<name>, the step number t."""
+    if optimizer is None:
+        return []
+    states = [f"s{k}_{j}" for k in range(len(graph.params())) for j in range(len(optimizer.state))]
+    return [*states, *(f"h_{h}" for h in optimizer.hyperparameters), "t"]

@@ -1,0 +1,330 @@
+"""The schedule stage: from the fused graph's kernels to what every target renders, decided once.
+
+For each entry point (``forward``, ``gradients``, ``train_<optimizer>``) the schedule lists the kernels that
+compute its results, in order:
+
+- :class:`LoopKernel`: an iteration domain, a scalar body (one :class:`Statement` per node, reductions ending
+  the loop) and, per value read from memory, an affine :class:`~gradc.compiler.index_maps.IndexMap`
+  (broadcasting, and any element-moving op such as a transpose composed into it).
+- :class:`GemmKernel`: a library call (a matrix product), with operands read as stored or swapped (a 2-D
+  transpose folded into the call) and an optional epilogue, the elementwise loop over the product that runs
+  on the product still in a register (a bias add and its activation).
+- :class:`OpKernel`: what remains a single op a target renders by name (views: reshape, expand_dims; shape
+  queries).
+
+Decided here and nowhere else: which values are stored (read by another kernel of the entry point, or one of
+its results), which element-moving ops exist in memory (a transpose read only by loops and matrix products
+never does), which loop fuses into which product's epilogue, and the index map of every load. A target
+renders these decisions; it does not revisit them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .entry_points import EntryPoint, data_ancestors, entry_points, wanted_nodes
+from .graph import Graph, Kernel, Node
+from .index_maps import IndexMap
+from .ops.registry import get_op
+
+SWAP = (1, 0)
+
+
+@dataclass(frozen=True)
+class Register:
+    """A value computed earlier in the same loop (or handed in by the call kernel it is an epilogue of)."""
+
+    node: int
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A scalar constant, written into the code as a number."""
+
+    value: float | int | bool
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Load:
+    """A value read from memory at an index map of the loop's indices."""
+
+    value: int
+    map: IndexMap
+
+
+Operand = Register | Literal | Load
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One node of a loop's body; ``operands`` per operand of its op (None where only the shape is read)."""
+
+    node: Node
+    operands: tuple[Operand | None, ...]
+
+    @property
+    def reduce(self) -> str | None:
+        return get_op(self.node.op).reduce
+
+
+@dataclass(frozen=True)
+class LoopKernel:
+    id: int  # the fused graph's kernel id (``gradc graph --stage fused``), for comments
+    domain: tuple[int | str, ...]
+    statements: tuple[Statement, ...]
+    stored: tuple[int, ...]  # elementwise nodes written to memory (reductions always are)
+    loads: tuple[int, ...]  # the values read from memory, in order of first use
+    given: tuple[int, ...] = ()  # values in registers on entry (the product, in an epilogue)
+    kind = "loop"
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [s.node for s in self.statements]
+
+    @property
+    def reductions(self) -> list[Node]:
+        return [s.node for s in self.statements if s.reduce is not None]
+
+
+@dataclass(frozen=True)
+class GemmOperand:
+    value: int  # the value read: the matrix, or the source of a folded 2-D transpose
+    swapped: bool = False  # read with its two axes swapped (the transpose is folded into the call)
+
+
+@dataclass(frozen=True)
+class GemmKernel:
+    id: int
+    node: Node  # the matmul
+    a: GemmOperand
+    b: GemmOperand
+    epilogue: LoopKernel | None = None
+    store_product: bool = True  # something besides the epilogue reads the product
+    kind = "gemm"
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.node, *(self.epilogue.nodes if self.epilogue else [])]
+
+
+@dataclass(frozen=True)
+class OpKernel:
+    id: int
+    node: Node
+    kind = "op"
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.node]
+
+
+ScheduledKernel = LoopKernel | GemmKernel | OpKernel
+
+
+@dataclass(frozen=True)
+class EntrySchedule:
+    point: EntryPoint
+    kernels: tuple[ScheduledKernel, ...]
+    results: tuple[int, ...]  # the node ids returned (the objective and the gradients, for a train step)
+
+
+@dataclass(frozen=True)
+class ProgramSchedule:
+    graph: Graph  # the fused graph the schedule was made from
+    entries: dict[str, EntrySchedule]
+
+    def __iter__(self) -> Iterator[EntrySchedule]:
+        return iter(self.entries.values())
+
+
+def schedule_program(graph: Graph) -> ProgramSchedule:
+    """The schedule of every entry point of a fused graph."""
+    if graph.kernels is None:
+        raise ValueError("the schedule needs a fused graph (run the fusion pass first)")
+    return ProgramSchedule(graph, {name: _EntryPlanner(graph, point).plan() for name, point in
+                                   entry_points(graph).items()})
+
+
+class _EntryPlanner:
+    def __init__(self, graph: Graph, point: EntryPoint):
+        self.g = graph
+        self.point = point
+        self.wanted = wanted_nodes(graph, point)
+        self.needed = data_ancestors(graph, self.wanted)
+        self.kernel_of = {n: k for k in graph.kernels for n in k.nodes}
+        self.kernel_by_id = {k.id: k for k in graph.kernels}
+        self.swapped_for_gemm: set[int] = set()
+        self.elided = self._elided_index_ops()
+
+    # -------------------------------------------------------------- element-moving ops
+    def _data_readers(self, node_id: int) -> list[Node]:
+        readers = []
+        for c in self.g.consumers(node_id):
+            if c not in self.needed:
+                continue
+            consumer = self.g.node(c)
+            skip = get_op(consumer.op).shape_only
+            if any(i == node_id and k not in skip for k, i in enumerate(consumer.inputs)):
+                readers.append(consumer)
+        return readers
+
+    def _elided_index_ops(self) -> set[int]:
+        """Element-moving ops that never exist in memory: every reader is a loop (which reads the operand
+        through the composed map), a matrix product that takes it as a swapped operand, or another elided
+        one. Decided from the last node back, so a reader's fate is known first."""
+        elided: set[int] = set()
+        for node_id in sorted(self.needed, reverse=True):
+            node = self.g.node(node_id)
+            op = get_op(node.op)
+            if op.index_map is None or node_id in self.wanted or self.kernel_of[node_id].kind != "op":
+                continue
+            readers = self._data_readers(node_id)
+            if readers and all(self._reads_through(node, r, elided) for r in readers):
+                elided.add(node_id)
+                if any(r.op == "matmul" for r in readers):
+                    self.swapped_for_gemm.add(node_id)
+        return elided
+
+    def _reads_through(self, node: Node, reader: Node, elided: set[int]) -> bool:
+        if reader.id in elided or self.kernel_of[reader.id].kind == "loop":
+            return True
+        return reader.op == "matmul" and _foldable_into_gemm(self.g, node, reader)
+
+    def _source(self, value: int, read: IndexMap) -> Load:
+        """A load of ``value`` at ``read``, through any elided element-moving ops to the value in memory."""
+        while value in self.elided:
+            node = self.g.node(value)
+            read = get_op(node.op).index_map(node).compose(read)
+            value = node.inputs[0]
+        return Load(value, read)
+
+    def _in_memory(self, value: int) -> int:
+        """The value a read of ``value`` loads: itself, or the source of the elided ops in between."""
+        while value in self.elided:
+            value = self.g.node(value).inputs[0]
+        return value
+
+    # -------------------------------------------------------------- kernels
+    def plan(self) -> EntrySchedule:
+        loops: dict[int, LoopKernel] = {}
+        kernels: list[ScheduledKernel] = []
+        epilogue_of = self._epilogues()
+        taken = set(epilogue_of.values())
+        for kernel in self.g.kernels:
+            members = [n for n in kernel.nodes if n in self.needed]
+            if not members or kernel.id in taken:
+                continue
+            node = self.g.node(members[0])
+            if kernel.kind == "loop":
+                loops[kernel.id] = self._loop(kernel, members)
+                kernels.append(loops[kernel.id])
+            elif node.id in self.elided:
+                continue
+            elif node.op == "matmul":
+                epilogue = epilogue_of.get(kernel.id)
+                kernels.append(self._gemm(kernel, node, None if epilogue is None else self.kernel_by_id[epilogue]))
+            elif get_op(node.op).index_map is not None and not get_op(node.op).view:
+                kernels.append(self._copy_loop(kernel, node))
+            else:
+                kernels.append(OpKernel(kernel.id, node))
+        return EntrySchedule(self.point, tuple(kernels), tuple(self.wanted))
+
+    def _stored(self, members: list[int]) -> tuple[int, ...]:
+        inside = set(members)
+        wanted = set(self.wanted)
+        return tuple(m for m in members if get_op(self.g.node(m).op).reduce is None and (
+            m in wanted or any(r.id not in inside for r in self._data_readers(m))))
+
+    def _loop(self, kernel: Kernel, members: list[int], given: tuple[int, ...] = (),
+              outside: tuple[int, ...] = ()) -> LoopKernel:
+        """A loop over ``members`` of ``kernel``; ``given`` are in registers on entry, and ``outside`` are nodes
+        that count as inside for storage (the product an epilogue belongs to)."""
+        computed: set[int] = set(given)
+        loads: list[int] = []
+        statements = []
+        for node_id in members:
+            node = self.g.node(node_id)
+            op = get_op(node.op)
+            operands: list[Operand | None] = []
+            for position, operand in enumerate(node.inputs):
+                if position in op.shape_only:
+                    operands.append(None)
+                    continue
+                read = self._operand(operand, position in op.left_aligned, kernel.domain, computed)
+                if isinstance(read, Load) and read.value not in loads:
+                    loads.append(read.value)
+                operands.append(read)
+            statements.append(Statement(node, tuple(operands)))
+            if op.reduce is None:
+                computed.add(node_id)
+        stored = tuple(m for m in self._stored([*outside, *members]) if m not in outside)
+        return LoopKernel(kernel.id, kernel.domain, tuple(statements), stored, tuple(loads), given)
+
+    def _operand(self, operand: int, left: bool, domain: tuple, computed: set[int]) -> Operand:
+        if operand in computed:
+            return Register(operand)
+        source = self.g.node(operand)
+        if source.op == "const" and not source.type.shape:
+            return Literal(source.attrs["value"], source.type.dtype)
+        return self._source(operand, IndexMap.broadcast(source.type.shape, domain, left))
+
+    def _copy_loop(self, kernel: Kernel, node: Node) -> LoopKernel:
+        """An element-moving op that must exist in memory (a result, or read by an op that needs it there): a
+        loop over its value that reads its operand through its map."""
+        rank = node.type.rank
+        load = self._source(node.inputs[0], get_op(node.op).index_map(node).compose(IndexMap.identity(rank)))
+        return LoopKernel(kernel.id, node.type.shape, (Statement(node, (load,)),), (node.id,), (load.value,))
+
+    def _gemm(self, kernel: Kernel, node: Node, epilogue: Kernel | None) -> GemmKernel:
+        a, b = (self._gemm_operand(i) for i in node.inputs)
+        if epilogue is None:
+            return GemmKernel(kernel.id, node, a, b)
+        members = [n for n in epilogue.nodes if n in self.needed]
+        loop = self._loop(epilogue, members, given=(node.id,), outside=(node.id,))
+        store_product = node.id in self._stored([node.id, *members])
+        return GemmKernel(kernel.id, node, a, b, loop, store_product)
+
+    def _gemm_operand(self, value: int) -> GemmOperand:
+        if value in self.swapped_for_gemm:
+            return GemmOperand(self.g.node(value).inputs[0], swapped=True)
+        return GemmOperand(value)
+
+    def _epilogues(self) -> dict[int, int]:
+        """matmul kernel id -> the loop kernel that runs in its epilogue: the first later loop over the
+        product's shape, without reductions, that reads the product and reads nothing else computed after it.
+        Only 2-D products (the dense layers) take one."""
+        position = {k.id: p for p, k in enumerate(self.g.kernels)}
+        chosen: dict[int, int] = {}
+        taken: set[int] = set()
+        for kernel in self.g.kernels:
+            node = self.g.node(kernel.nodes[0])
+            if kernel.kind != "op" or node.op != "matmul" or node.id not in self.needed:
+                continue
+            if node.type.rank != 2 or any(self.g.node(i).type.rank != 2 for i in node.inputs):
+                continue
+            for loop in self.g.kernels[position[kernel.id] + 1:]:
+                if loop.kind != "loop" or loop.id in taken or loop.domain != node.type.shape:
+                    continue
+                members = [n for n in loop.nodes if n in self.needed]
+                if not members or any(get_op(self.g.node(m).op).reduce for m in members):
+                    continue
+                reads = {self._in_memory(i) for m in members for i in self.g.node(m).inputs if i not in loop.nodes}
+                if node.id not in reads:
+                    continue
+                if all(i == node.id or i not in self.kernel_of or position[self.kernel_of[i].id] <
+                       position[kernel.id] for i in reads):
+                    chosen[kernel.id] = loop.id
+                    taken.add(loop.id)
+                    break
+        return chosen
+
+
+def _foldable_into_gemm(graph: Graph, node: Node, product: Node) -> bool:
+    """A 2-D transpose that a matrix product reads as a matrix operand can be read swapped instead."""
+    if node.op != "transpose" or tuple(node.attrs["axes"]) != SWAP:
+        return False
+    a, b = (graph.node(i).type for i in product.inputs)
+    as_b = product.inputs[1] == node.id
+    return (a.rank <= 2 and b.rank <= 2) or (as_b and a.rank > 2 and product.inputs[0] != node.id)

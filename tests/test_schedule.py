@@ -1,0 +1,165 @@
+"""The schedule stage: affine index maps, and the decisions every target renders (what is stored, which
+element-moving ops never exist in memory, GEMM epilogues and swapped operands)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_targets import TOLERANCE, assert_close
+
+import gradc
+from gradc.compiler.driver import build, plan, prepare
+from gradc.compiler.index_maps import AffineExpr, IndexMap
+from gradc.compiler.schedule import GemmKernel, Load, LoopKernel, OpKernel
+from gradc.runtime.sampling import random_inputs
+
+MLP = """model mlp
+input x: f32[N, 6]
+input y: i64[N]
+logits = x -> dense(5) -> tanh -> dense(4) -> relu -> dense(3)
+output p = softmax(logits)
+loss L = cross_entropy(logits, y)
+"""
+
+PERMUTED = """model permuted
+input x: f32[N, 3, 4]
+param w: f32[3] = 0.5
+h = exp(transpose(x, [0, 2, 1])) * w
+output o = h
+loss L = mean(h * h)
+"""
+
+PERMUTED_RESULT = """model permuted_result
+input x: f32[N, 3, 4]
+output o = transpose(x * 2, [2, 0, 1])
+loss L = mean(o)
+"""
+
+
+def _schedule(source: str):
+    graph = prepare(gradc.loads(source).graph)
+    return plan(graph)
+
+
+def _kernels(schedule, entry: str) -> list:
+    return list(schedule.entries[entry].kernels)
+
+
+def _loop_kernels(kernels: list) -> list[LoopKernel]:
+    loops = [k for k in kernels if isinstance(k, LoopKernel)]
+    return loops + [k.epilogue for k in kernels if isinstance(k, GemmKernel) and k.epilogue is not None]
+
+
+# ------------------------------------------------------------------ index maps
+
+
+def test_broadcast_maps_read_index_zero_where_the_operand_has_size_one():
+    assert IndexMap.broadcast((1, 4), (3, 4)).render(["i0", "i1"]) == "0, i1"
+    assert IndexMap.broadcast((4,), (3, 4)).render(["i0", "i1"]) == "i1"
+    assert IndexMap.broadcast((3,), (3, 4), left=True).render(["i0", "i1"]) == "i0"
+    assert IndexMap.broadcast((), (3, 4)).rank == 0
+    assert IndexMap.broadcast((3, 4), (3, 4)).is_identity(2)
+
+
+def test_a_transpose_composed_into_a_broadcast_permutes_the_loop_indices():
+    loop_reads_t = IndexMap.broadcast(("N", 4, 3), ("N", 4, 3))  # the loop reads t = transpose(x, [0, 2, 1])
+    x_map = IndexMap.permutation((0, 2, 1)).compose(loop_reads_t)
+    assert x_map.render(["i0", "i1", "i2"]) == "i0, i2, i1"
+    # a transpose of a transpose is the identity again
+    assert IndexMap.permutation((0, 2, 1)).compose(x_map) == IndexMap.identity(3)
+    # [2, 0, 1]: output axis k is operand axis axes[k], so operand axis a is read at output axis axes.index(a)
+    assert IndexMap.permutation((2, 0, 1)).render(["i0", "i1", "i2"]) == "i1, i2, i0"
+
+
+def test_affine_maps_compose_strides_and_offsets():
+    """What slices and windows will be: x[2::3] read at a window position, i.e. 3 * (2 * i0 + i1) + 2."""
+    slice_map = IndexMap((AffineExpr(((0, 3),), 2),))
+    window = IndexMap((AffineExpr(((0, 2), (1, 1))),))
+    composed = slice_map.compose(window)
+    assert composed.render(["i0", "i1"]) == "6 * i0 + 3 * i1 + 2"
+    assert IndexMap.dropping(2, (1,)).render(["i0", "i1", "i2"]) == "i0, i2"
+    assert AffineExpr().render([]) == "0"
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def test_a_dense_networks_transposes_fold_into_the_products_and_its_activations_into_their_epilogues():
+    schedule = _schedule(MLP)
+    step = _kernels(schedule, "train_sgd")
+    assert not any(k.nodes[0].op == "transpose" for k in step), "a transpose was materialized"
+    gemms = [k for k in step if isinstance(k, GemmKernel)]
+    assert len(gemms) == 8  # 3 forward, 5 backward (no gradient for the input x)
+    assert sum(k.a.swapped or k.b.swapped for k in gemms) == 5  # every backward product reads a swapped operand
+    epilogues = [k.epilogue for k in gemms if k.epilogue is not None]
+    # the two hidden layers: bias add and activation (and the activation's derivative, for the backward pass)
+    # computed on the product in registers
+    assert [[n.op for n in e.nodes][:2] for e in epilogues] == [["add", "tanh"], ["add", "relu"]]
+    assert all(not k.store_product for k in gemms if k.epilogue is not None)
+
+
+def test_what_is_stored_depends_on_the_entry_point():
+    schedule = _schedule(MLP)
+    forward_stored = {s for loop in _loop_kernels(_kernels(schedule, "forward")) for s in loop.stored}
+    step_stored = {s for loop in _loop_kernels(_kernels(schedule, "train_sgd")) for s in loop.stored}
+    graph = schedule.graph
+    # the relu's mask is stored for the backward pass of a training step, never by the forward pass
+    masks = {n for n in step_stored if graph.node(n).op == "step"}
+    assert masks and not masks & forward_stored
+
+
+def test_a_permutation_read_by_a_loop_is_a_map_not_a_copy():
+    schedule = _schedule(PERMUTED)
+    for name in ("forward", "train_sgd"):
+        kernels = _kernels(schedule, name)
+        assert not any(n.op == "transpose" for k in kernels for n in k.nodes), f"{name}: a transpose remains"
+        loads = [o for loop in _loop_kernels(kernels) for s in loop.statements for o in s.operands
+                 if isinstance(o, Load) and schedule.graph.node(o.value).op == "input"]
+        assert loads and all(str(o.map) == "[i0, i2, i1]" for o in loads)
+    # grad/x is a result, so the gradients entry point writes it: one copy loop, through the inverse map
+    copies = [k for k in _kernels(schedule, "gradients") if any(n.op == "transpose" for n in k.nodes)]
+    assert len(copies) == 1 and isinstance(copies[0], LoopKernel)
+    assert str(copies[0].statements[0].operands[0].map) == "[i0, i2, i1]"
+
+
+def test_a_permuted_result_is_a_copy_loop_through_its_map():
+    schedule = _schedule(PERMUTED_RESULT)
+    (copy,) = [k for k in schedule.entries["forward"].kernels
+               if isinstance(k, LoopKernel) and k.nodes[0].op == "transpose"]
+    ((load,),) = [s.operands for s in copy.statements]
+    assert str(load.map) == "[i1, i2, i0]"
+    assert copy.stored == (copy.nodes[0].id,)
+
+
+@pytest.mark.parametrize("source", [PERMUTED, PERMUTED_RESULT], ids=["read-through", "materialized"])
+def test_index_mapped_programs_match_the_reference(source):
+    spec = gradc.loads(source)
+    reference, cpu = gradc.compile(spec, target="reference"), gradc.compile(spec, target="cpu")
+    inputs = random_inputs(reference.graph, 5, np.random.default_rng(3))
+    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+
+
+def test_both_targets_render_the_same_schedule():
+    graph = prepare(gradc.loads(MLP).graph)
+    schedule = plan(graph)
+    cpu = build(graph, "cpu", cache=False).source
+    cuda = build(graph, "cuda", cache=False).source
+    step = schedule.entries["train_sgd"]
+    for source in (cpu, cuda):
+        body = source[source.index("def train_sgd("):].split("\n\n\n")[0]
+        for kernel in step.kernels:
+            assert f"# k{kernel.id} " in body
+        assert "transpose" not in body.replace("transpose2(", "")
+    # the cpu target writes an epilogue's activation into the product's buffer when nothing else reads it
+    assert "in place of the product" in cpu
+    assert sum(isinstance(k, OpKernel) for k in step.kernels) == sum(
+        1 for line in cuda[cuda.index("def train_sgd("):].split("\n\n\n")[0].splitlines() if " op: " in line)
+
+
+def test_compile_prints_the_schedule(cli, write_model):
+    path = write_model(MLP)
+    result = cli("compile", str(path), "--schedule")
+    assert result.code == 0, result
+    assert "entry train_sgd:" in result.out
+    assert "swapped" in result.out and "epilogue:" in result.out
+    assert "(kept in registers)" in result.out
