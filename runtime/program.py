@@ -8,6 +8,10 @@ training step in place (plain SGD, or the optimizer chosen with ``set_optimizer`
 A program holds two graphs when it was built from a model (``source``): the evaluation graph (dropout is
 the identity) that ``run``, ``evaluate`` and ``predict`` use, and the training graph (dropout masks fed each
 step, weight decay in the objective) that ``step`` and ``fit`` use; both share the parameters.
+
+What training changes lives apart, in ``program.state`` (:class:`~gradc.runtime.training_state.TrainingState`:
+parameters, optimizer state, epoch, the dropout masks' random stream); ``optimizer``, ``epoch`` and
+``mask_rng`` are views of it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .optimizer_state import OptimizerState
 from .params import check_params
 from .targets import BACKENDS
 from .training import Evaluation, FitResult, evaluate_data, fit, predict, save_program
+from .training_state import TrainingState
 
 TARGETS = tuple(BACKENDS)
 TARGET_HELP = ("cpu: compiled with Numba (default); cuda: numba-cuda kernels on an NVIDIA GPU (without one, "
@@ -56,21 +61,48 @@ class Program:
         self.source = source if source is not None else graph
         self.target = target
         self.use_cache = use_cache
-        self._params: dict[str, np.ndarray] = check_params(graph, params)
+        self.state = TrainingState.initial(check_params(graph, params), seed)
         self.backend = BACKENDS[target](graph, use_cache=use_cache)
         self.feed_spec = FeedSpec.from_graph(graph)
-        self.optimizer = OptimizerState.create("sgd", self._params)
         self.weight_decay = weight_decay
-        self.mask_rng = np.random.default_rng([seed, 2])
         self._training: TrainingMode | None = None
         self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
         self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
-        self.epoch = 0  # epochs trained
         self.class_names: tuple[str, ...] | None = None  # the training data's class names, when it had them
 
     @property
     def name(self) -> str:
         return self.graph.model_name
+
+    # ------------------------------------------------------------ the training state, by its old names
+    @property
+    def _params(self) -> dict[str, np.ndarray]:
+        return self.state.params
+
+    @property
+    def optimizer(self) -> OptimizerState:
+        return self.state.optimizer
+
+    @optimizer.setter
+    def optimizer(self, value: OptimizerState) -> None:
+        self.state.optimizer = value
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained (the schedule's position)."""
+        return self.state.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.state.epoch = int(value)
+
+    @property
+    def mask_rng(self) -> np.random.Generator:
+        return self.state.masks
+
+    @mask_rng.setter
+    def mask_rng(self, value: np.random.Generator) -> None:
+        self.state.masks = value
 
     # ------------------------------------------------------------ parameters
     @property
@@ -110,8 +142,7 @@ class Program:
     def set_optimizer(self, name: str = "sgd", **hyperparameters: float) -> OptimizerState:
         """Train with ``name`` (sgd, momentum, nesterov, adagrad, rmsprop, adam) from now on; its state starts
         at zero. Unnamed hyperparameters take the train block's defaults."""
-        self.optimizer = OptimizerState.create(name, self._params, **hyperparameters)
-        return self.optimizer
+        return self.state.reset_optimizer(name, **hyperparameters)
 
     def set_weight_decay(self, strength: float) -> None:
         """Train with objective + strength/2 * sum of squared weights from now on (rebuilds the training graph)."""
@@ -218,8 +249,7 @@ class Program:
             params[param][...] = total / max(rows, 1)
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
-        self._params = check_params(self.graph, values)
-        self.optimizer = OptimizerState.create(self.optimizer.definition.name, self._params, **self.optimizer.hyper)
+        self.state.replace_params(check_params(self.graph, values))
 
     # ------------------------------------------------------------ whole datasets
     def fit(self, data: Any = None, **settings: Any) -> FitResult:

@@ -29,6 +29,7 @@ from .optimizer_state import OptimizerState
 from .reporting import Reporter
 from .runs import RunDirectory
 from .schedules import learning_rate
+from .training_state import mask_stream
 
 if TYPE_CHECKING:
     from .program import Program
@@ -361,7 +362,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
         epoch_start = time.perf_counter()
         lr = learning_rate(schedule.name, optimizer.args["lr"], epoch - 1, **schedule.args)
         program.optimizer.hyper["lr"] = lr
-        program.mask_rng = np.random.default_rng([settings["seed"], epoch, 2])
+        program.mask_rng = mask_stream(settings["seed"], epoch)
         shuffle = np.random.default_rng([settings["seed"], epoch, 1])
         losses = program.loss_tracker()  # a device target keeps the losses on the device until the epoch ends
         for step, batch in enumerate(batches(splits.train, settings["batch"], shuffle), start=1):

@@ -83,3 +83,26 @@ def test_apply_update_names_a_missing_or_misshapen_gradient():
     grads["grad/scale"] = np.zeros(2, np.float32)
     with pytest.raises(gradc.GradcError, match=r"gradient of 'scale' has shape \(2,\); the parameter has \(\)"):
         program.apply_update(grads)
+
+
+@pytest.mark.parametrize("target", ["reference", "cpu"])
+def test_a_programs_training_state_moves_to_another_program_and_continues_identically(target):
+    """The compiled program is code and its TrainingState is data: a copy of one program's state (parameters,
+    adam's moments and step count, epoch, the dropout stream) put into a second program of the same model makes
+    the two take identical steps."""
+    import copy
+
+    spec = gradc.loads(SPLIT_MODEL)
+    rng = np.random.default_rng(5)
+    batch = {"x": rng.normal(size=(6, 3)).astype(np.float32), "y": rng.integers(0, 3, 6)}
+    first, second = gradc.compile(spec, target=target, seed=1), gradc.compile(spec, target=target, seed=7)
+    first.set_optimizer("adam", lr=0.05)
+    for _ in range(2):
+        first.step(batch)
+    first.host_params()
+    second.state = copy.deepcopy(first.state)
+    assert second.optimizer.t == 2 and second.optimizer.definition.name == "adam"
+    losses = [(first.step(batch), second.step(batch)) for _ in range(3)]
+    assert [a for a, _ in losses] == [b for _, b in losses]
+    for name, value in first.params.items():
+        np.testing.assert_array_equal(second.params[name], value, err_msg=name)
