@@ -21,7 +21,7 @@ from ..entry_points import (  # noqa: F401  (re-exported: what the targets and t
 )
 from ..graph import Graph, Node
 from ..ops.registry import get_op
-from ..schedule import Literal, Operand, Statement
+from ..schedule import GemmKernel, Literal, LoopKernel, Operand, ScheduledKernel, Statement
 
 NUMPY_NAMES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32", "i64": "np.int64"}
 
@@ -107,6 +107,31 @@ def kernel_comment(kernel_id: int, kind: str, nodes: list[Node]) -> str:
     ops = ", ".join(n.op for n in nodes)
     ids = " ".join(f"%{n.id}" for n in nodes)
     return f"k{kernel_id} {kind}: {ops} | nodes {ids} | lines {' '.join(map(str, lines)) or '-'}"
+
+
+def kernel_heading(kernel: ScheduledKernel) -> str:
+    """The comment above a kernel's code: ``k0 gemm: matmul | nodes %3 | lines 4 + epilogue k1 loop: ...``."""
+    if isinstance(kernel, GemmKernel):
+        head = kernel_comment(kernel.id, "gemm", [kernel.node])
+        if kernel.epilogue is not None:
+            head += f" + epilogue {kernel_comment(kernel.epilogue.id, 'loop', kernel.epilogue.nodes)}"
+        return head
+    return kernel_comment(kernel.id, kernel.kind, kernel.nodes)
+
+
+def render_kernel(writer, kernel: ScheduledKernel, op_lowering: dict, target: str) -> None:
+    """Write one scheduled kernel with a target's writer: its heading, then ``writer.gemm``, ``writer.loop``,
+    or the target's entry for an op kernel (a view, a shape query)."""
+    writer.put("# " + kernel_heading(kernel))
+    if isinstance(kernel, GemmKernel):
+        writer.gemm(kernel)
+    elif isinstance(kernel, LoopKernel):
+        writer.loop(kernel)
+    else:
+        lower = op_lowering.get(kernel.node.op)
+        if lower is None:
+            raise LoweringError(f"the {target} target cannot lower op '{kernel.node.op}'")
+        lower(writer, kernel.node)
 
 
 class ScalarConstantRefs:

@@ -29,7 +29,6 @@ from ..schedule import (
     Literal,
     LoopKernel,
     Operand,
-    OpKernel,
     ProgramSchedule,
     Register,
 )
@@ -42,11 +41,11 @@ from .common import (
     LoweredProgram,
     LoweringError,
     ScalarConstantRefs,
-    kernel_comment,
     library_imports,
     literal,
     literal_code,
     optimizer_args,
+    render_kernel,
     statement_code,
 )
 
@@ -106,7 +105,7 @@ class _Function(ScalarConstantRefs):
                        f"def {self.point.name}({', '.join(arg_names)}{extra}):"]
         self.put(f"nb = {self.names.batch_source or 0}")
         for kernel in self.entry.kernels:
-            self._kernel(kernel)
+            render_kernel(self, kernel, OP_LOWERING, "cpu")
         self._place_loops()
         if self.point.optimizer is not None:
             self._optimizer_update()
@@ -145,36 +144,18 @@ class _Function(ScalarConstantRefs):
         return self.g.node(node_id)
 
     # -------------------------------------------------------------- kernels
-    def _kernel(self, kernel: LoopKernel | GemmKernel | OpKernel) -> None:
-        if isinstance(kernel, GemmKernel):
-            self._gemm(kernel)
-            return
-        self.put("# " + kernel_comment(kernel.id, kernel.kind, kernel.nodes))
-        if isinstance(kernel, LoopKernel):
-            self._loop(kernel)
-            return
-        lower = OP_LOWERING.get(kernel.node.op)
-        if lower is None:
-            raise LoweringError(f"the cpu target cannot lower op '{kernel.node.op}'")
-        lower(self, kernel.node)
-
-    def _loop(self, kernel: LoopKernel, product: int | None = None, reuse: bool = False) -> None:
+    def loop(self, kernel: LoopKernel, product: int | None = None, reuse: bool = False) -> None:
         """Leave a placeholder; :meth:`_place_loops` decides between a call and inline code."""
         loop = _LoopWriter(self, kernel, product, reuse)
         self.loops.append((kernel, loop))
         self.lines.append(f"@@loop{len(self.loops) - 1}@@")
 
-    def _gemm(self, kernel: GemmKernel) -> None:
+    def gemm(self, kernel: GemmKernel) -> None:
         """BLAS writes the product to memory; an epilogue is the loop right after it, reading the product where
         it lies and, when nothing else reads the product, writing its first result into the same buffer."""
-        head = kernel_comment(kernel.id, "gemm", [kernel.node])
-        if kernel.epilogue is None:
-            self.put("# " + head)
-            _matmul(self, kernel.node, kernel.a, kernel.b)
-            return
-        self.put(f"# {head} + epilogue {kernel_comment(kernel.epilogue.id, 'loop', kernel.epilogue.nodes)}")
         _matmul(self, kernel.node, kernel.a, kernel.b)
-        self._loop(kernel.epilogue, product=kernel.node.id, reuse=not kernel.store_product)
+        if kernel.epilogue is not None:
+            self.loop(kernel.epilogue, product=kernel.node.id, reuse=not kernel.store_product)
 
     def _place_loops(self) -> None:
         """A loop whose code occurs ``OUTLINE_AT`` times or more in this function (a repeated layer) becomes

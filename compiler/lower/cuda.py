@@ -30,18 +30,18 @@ import numpy as np
 
 from ..graph import Graph, Node
 from ..ops.registry import get_op
-from ..schedule import EntrySchedule, GemmKernel, Literal, LoopKernel, Operand, OpKernel, ProgramSchedule, Register
+from ..schedule import EntrySchedule, GemmKernel, Literal, LoopKernel, Operand, ProgramSchedule, Register
 from .common import (
     ArgNames,
     EntryPoint,
     LoweredProgram,
     LoweringError,
     ScalarConstantRefs,
-    kernel_comment,
     library_imports,
     literal,
     literal_code,
     optimizer_args,
+    render_kernel,
     statement_code,
 )
 
@@ -266,7 +266,7 @@ class _HostFunction(ScalarConstantRefs):
         self.lines += [f"def {self.point.name}(ws, {', '.join(self.names.positional)}{extra}):"]
         self.put(f"nb = {self.names.batch_source or 0}")
         for kernel in self.entry.kernels:
-            self._kernel(kernel)
+            render_kernel(self, kernel, OP_LOWERING, "cuda")
         if self.point.optimizer is not None:
             self._optimizer_update()
             self.put(f"return {self.ref(self.g.objective)}")
@@ -307,24 +307,7 @@ class _HostFunction(ScalarConstantRefs):
         return self.kernels.setdefault(text, f"kern{len(self.kernels)}")
 
     # -------------------------------------------------------------- kernels
-    def _kernel(self, kernel: LoopKernel | GemmKernel | OpKernel) -> None:
-        if isinstance(kernel, GemmKernel):
-            head = kernel_comment(kernel.id, "gemm", [kernel.node])
-            if kernel.epilogue is not None:
-                head += f" + epilogue {kernel_comment(kernel.epilogue.id, 'loop', kernel.epilogue.nodes)}"
-            self.put("# " + head)
-            self._matmul(kernel)
-            return
-        self.put("# " + kernel_comment(kernel.id, kernel.kind, kernel.nodes))
-        if isinstance(kernel, LoopKernel):
-            self._loop(kernel)
-            return
-        lower = OP_LOWERING.get(kernel.node.op)
-        if lower is None:
-            raise LoweringError(f"the cuda target cannot lower op '{kernel.node.op}'")
-        lower(self, kernel.node)
-
-    def _loop(self, kernel: LoopKernel) -> None:
+    def loop(self, kernel: LoopKernel) -> None:
         body = _LoopBody(self, kernel)
         dims = [self.dim(d) for d in kernel.domain]
         if body.reductions:
@@ -349,7 +332,7 @@ class _HostFunction(ScalarConstantRefs):
         else:
             self.put(f"launch_flat({name}, {_product(dims)}, {', '.join(args)})")
 
-    def _matmul(self, gemm: GemmKernel) -> None:
+    def gemm(self, gemm: GemmKernel) -> None:
         node = gemm.node
         a, b = node.inputs
         ta, tb = self.node(a).type, self.node(b).type
