@@ -144,18 +144,20 @@ class _Function(ScalarConstantRefs):
         return self.g.node(node_id)
 
     # -------------------------------------------------------------- kernels
-    def loop(self, kernel: LoopKernel, product: int | None = None, reuse: bool = False) -> None:
+    def loop(self, kernel: LoopKernel, gemm: GemmKernel | None = None) -> None:
         """Leave a placeholder; :meth:`_place_loops` decides between a call and inline code."""
-        loop = _LoopWriter(self, kernel, product, reuse)
+        loop = _LoopWriter(self, kernel, gemm)
         self.loops.append((kernel, loop))
         self.lines.append(f"@@loop{len(self.loops) - 1}@@")
 
     def gemm(self, kernel: GemmKernel) -> None:
-        """BLAS writes the product to memory; an epilogue is the loop right after it, reading the product where
-        it lies and, when nothing else reads the product, writing its first result into the same buffer."""
-        _matmul(self, kernel.node, kernel.a, kernel.b)
-        if kernel.epilogue is not None:
-            self.loop(kernel.epilogue, product=kernel.node.id, reuse=not kernel.store_product)
+        """BLAS writes the product to memory; an epilogue is the loop right after it, in the same unit of code
+        (one shared function for a repeated layer), reading the product where it lies and, when nothing else
+        reads the product, writing its first result into the same buffer."""
+        if kernel.epilogue is None:
+            _matmul(self, kernel.node, kernel.a, kernel.b)
+        else:
+            self.loop(kernel.epilogue, gemm=kernel)
 
     def _place_loops(self) -> None:
         """A loop whose code occurs ``OUTLINE_AT`` times or more in this function (a repeated layer) becomes
@@ -167,7 +169,7 @@ class _Function(ScalarConstantRefs):
         counts = Counter(texts)
         for k, ((kernel, loop), text) in enumerate(zip(self.loops, texts, strict=True)):
             outputs = [f"v{n}" for n in loop.outputs]
-            args = [*(self.dim(d) for d in kernel.domain), *(self.ref(e) for e in loop.externals)]
+            args = [*(self.shape_dim(d) for d in kernel.domain), *(self.ref(e) for e in loop.externals)]
             if counts[text] >= OUTLINE_AT:
                 name = self.functions.setdefault(text, f"loop{len(self.functions)}")
                 call = f"    {', '.join(outputs)}{',' if len(outputs) == 1 else ''} = {name}({', '.join(args)})"
@@ -186,7 +188,7 @@ class _Function(ScalarConstantRefs):
             self.put(f"{optimizer.routine}(p{k}, {self.ref(self.g.grads[name])}{states}, {hyper}, t)")
 
 
-_LOCAL_NAME = re.compile(r"\b[dxota][0-9]+\b")
+_LOCAL_NAME = re.compile(r"\b[dxotag][0-9]+\b")
 
 
 class _LoopWriter:
@@ -194,11 +196,11 @@ class _LoopWriter:
     ``x<j>`` operands, ``t<k>`` registers, ``o<j>`` results), so kernels that differ only in their sizes or
     in which values they read (the same layer repeated, at any width) share one compiled function.
 
-    In a matrix product's epilogue, ``product`` is the product, read where BLAS wrote it; with ``reuse`` (nothing
-    else reads the product) the loop's first result of the product's dtype is written into that buffer.
+    As the epilogue of ``gemm``, the unit starts with the matrix product (``g0``, read where BLAS wrote it) and,
+    when nothing else reads the product, writes the loop's first result of its dtype into the same buffer.
     """
 
-    def __init__(self, f: _Function, kernel: LoopKernel, product: int | None = None, reuse: bool = False):
+    def __init__(self, f: _Function, kernel: LoopKernel, gemm: GemmKernel | None = None):
         self.f = f
         self.kernel = kernel
         self.domain = kernel.domain
@@ -211,10 +213,14 @@ class _LoopWriter:
         self.outputs = [n.id for n in self.stored + self.reductions]
         self.result = {node_id: f"o{j}" for j, node_id in enumerate(self.outputs)}
         self.externals: list[int] = []
-        self.product = product
+        self.gemm = gemm
+        self.product = gemm.node.id if gemm is not None else None
         self.in_place: int | None = None  # the output written into the product's buffer
-        if reuse and product is not None:
-            dtype = f.node(product).type.dtype
+        if gemm is not None and gemm.store_product:
+            self.outputs.insert(0, gemm.node.id)
+            self.result = {node_id: f"o{j}" for j, node_id in enumerate(self.outputs)}
+        elif gemm is not None:
+            dtype = gemm.node.type.dtype
             self.in_place = next((n.id for n in self.stored if n.type.dtype == dtype), None)
         self.lines: list[str] = []
         self._write()
@@ -259,9 +265,14 @@ class _LoopWriter:
         return self._shape(keep=tuple(k for k in range(len(self.dims)) if k not in axes))
 
     def _write(self) -> None:
+        if self.gemm is not None:
+            a, b = self.gemm.a, self.gemm.b
+            self.put(f"g0 = {_dot_call(self._external(a.value), a.swapped, self._external(b.value), b.swapped)}")
+            if self.gemm.store_product:
+                self.put(f"{self.result[self.product]} = g0")
         for n in self.stored:
             if n.id == self.in_place:
-                self.put(f"{self.result[n.id]} = {self._external(self.product)}  # in place of the product")
+                self.put(f"{self.result[n.id]} = g0  # in place of the product")
             else:
                 self.put(f"{self.result[n.id]} = empty_{n.type.dtype}({self._shape()})")
         for r in self.reductions:
@@ -297,7 +308,7 @@ class _LoopWriter:
             return literal_code(operand)
         if isinstance(operand, Register):
             if operand.node == self.product:  # the epilogue's product, read where BLAS wrote it
-                return f"{self._external(operand.node)}[{', '.join(self.index)}]"
+                return f"g0[{', '.join(self.index)}]"
             return self.local[operand.node]
         name = self._external(operand.value)
         if operand.map.rank == 0:
@@ -345,8 +356,19 @@ def shape_tuple(dims: list[str]) -> str:
     return "(" + ", ".join(f"i64({d})" for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
+DOT_CALLS = {(False, False): "dot", (False, True): "dot_nt", (True, False): "dot_tn"}
+
+
+def _dot_call(a: str, a_swapped: bool, b: str, b_swapped: bool) -> str:
+    """A product of two matrices (or vectors) through the library; a swapped operand is read transposed by
+    BLAS (an F-ordered view), nothing is copied."""
+    name = DOT_CALLS.get((a_swapped, b_swapped))
+    if name is None:
+        return f"dot(transpose2({a}), transpose2({b}))"
+    return f"{name}({a}, {b})"
+
+
 def _gemm_ref(f: _Function, operand: GemmOperand) -> str:
-    """A swapped operand is an F-ordered view of its 2-D source: BLAS reads it transposed, nothing is copied."""
     if operand.swapped:
         return f"transpose2({f.ref(operand.value)})"
     return f.ref(operand.value)
@@ -357,11 +379,12 @@ def _matmul(f: _Function, node: Node, a: GemmOperand, b: GemmOperand) -> None:
     out = f"v{node.id}"
     left, right = _gemm_ref(f, a), _gemm_ref(f, b)
     if ta.rank <= 2 and tb.rank <= 2:
+        product = _dot_call(f.ref(a.value), a.swapped, f.ref(b.value), b.swapped)
         if ta.rank == 1 and tb.rank == 1:
             f.put(f"{out} = empty_{node.type.dtype}(())")
-            f.put(f"{out}[()] = dot({left}, {right})")
+            f.put(f"{out}[()] = {product}")
         else:
-            f.put(f"{out} = dot({left}, {right})")
+            f.put(f"{out} = {product}")
         return
     if tb.rank <= 2 and ta.rank > 2:  # [..., n, k] @ [k, m] or [k]: one product on the flattened rows
         rows = f"reshape({left}, (-1, {f.shape_dim(ta.shape[-1])}))"

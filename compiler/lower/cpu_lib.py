@@ -35,6 +35,18 @@ def dot(a, b):
 
 
 @jit
+def dot_nt(a, b):
+    """a @ b.T: BLAS reads b transposed (an F-ordered view), nothing is copied."""
+    return np.dot(a, b.T)
+
+
+@jit
+def dot_tn(a, b):
+    """a.T @ b, likewise."""
+    return np.dot(a.T, b)
+
+
+@jit
 def dot_into(out, a, b):
     """out[...] = np.dot(a, b) for a C-contiguous ``out`` (one entry of a batched product). Written as a copy
     loop: a slice assignment compiles Numba's shape-mismatch message (~4 s) into every program using it."""
