@@ -293,7 +293,8 @@ class _EntryPlanner:
 
     def _epilogues(self) -> dict[int, int]:
         """matmul kernel id -> the loop kernel that runs in its epilogue: the first later loop over the
-        product's shape, without reductions, that reads the product and reads nothing else computed after it.
+        product's shape that reads the product and reads nothing else computed after it (a dense layer's bias
+        add and activation; in the backward pass, the activation's mask with the bias gradient's column sum).
         Only 2-D products (the dense layers) take one."""
         position = {k.id: p for p, k in enumerate(self.g.kernels)}
         chosen: dict[int, int] = {}
@@ -308,7 +309,7 @@ class _EntryPlanner:
                 if loop.kind != "loop" or loop.id in taken or loop.domain != node.type.shape:
                     continue
                 members = [n for n in loop.nodes if n in self.needed]
-                if not members or any(get_op(self.g.node(m).op).reduce for m in members):
+                if not members:
                     continue
                 reads = {self._in_memory(i) for m in members for i in self.g.node(m).inputs if i not in loop.nodes}
                 if node.id not in reads:

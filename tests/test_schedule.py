@@ -92,9 +92,11 @@ def test_a_dense_networks_transposes_fold_into_the_products_and_its_activations_
     assert len(gemms) == 8  # 3 forward, 5 backward (no gradient for the input x)
     assert sum(k.a.swapped or k.b.swapped for k in gemms) == 5  # every backward product reads a swapped operand
     epilogues = [k.epilogue for k in gemms if k.epilogue is not None]
-    # the two hidden layers: bias add and activation (and the activation's derivative, for the backward pass)
-    # computed on the product in registers
-    assert [[n.op for n in e.nodes][:2] for e in epilogues] == [["add", "tanh"], ["add", "relu"]]
+    # forward: each layer's bias add with its activation (and the activation's derivative, for the backward
+    # pass), the last with the softmax's row maximum; backward: each hidden layer's mask times the upstream
+    # gradient, with the bias gradient's column sum. All computed on the product in registers.
+    assert [[n.op for n in e.nodes][:2] for e in epilogues] == [
+        ["add", "tanh"], ["add", "relu"], ["add", "max"], ["mul", "sum"], ["mul", "sum"]]
     assert all(not k.store_product for k in gemms if k.epilogue is not None)
 
 

@@ -104,7 +104,7 @@ class _LoopBody:
     product's)."""
 
     def __init__(self, f: _HostFunction, loop: LoopKernel, registers: dict[int, str] | None = None,
-                 first_external: int = 0, first_output: int = 0):
+                 first_external: int = 0, first_output: int = 0, atomic: bool = False):
         self.f = f
         self.loop = loop
         self.domain = loop.domain
@@ -119,8 +119,9 @@ class _LoopBody:
         self.first_external = first_external
         self.first_output = first_output
         self.outputs: list[int] = [n.id for n in self.stored + self.reductions]
-        primary_axes = tuple(self.reductions[0].attrs["axis"]) if self.reductions else ()
-        self.primary = [r for r in self.reductions if tuple(r.attrs["axis"]) == primary_axes]
+        # in a GEMM's epilogue every reduction is atomic: the tile's threads own elements, not reduced slots
+        primary_axes = tuple(self.reductions[0].attrs["axis"]) if self.reductions and not atomic else ()
+        self.primary = [] if atomic else [r for r in self.reductions if tuple(r.attrs["axis"]) == primary_axes]
         self.secondary = [r for r in self.reductions if r not in self.primary]
         self.reduced_axes = list(primary_axes)
         self.kept_axes = [k for k in range(len(self.domain)) if k not in primary_axes]
@@ -303,6 +304,12 @@ class _HostFunction(ScalarConstantRefs):
         dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
         self.put(f"v{node.id} = ws.array({node.id}, {self.shape(node.type.shape)}, {dtype})")
 
+    def alloc_accumulator(self, node: Node) -> None:
+        """A reduction's result that threads add into atomically: filled with the reduction's start first."""
+        start = "-math.inf" if get_op(node.op).reduce == "max" else "0.0"
+        dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+        self.put(f"v{node.id} = ws.filled({node.id}, {self.shape(node.type.shape)}, {dtype}, {start})")
+
     def define(self, text: str) -> str:
         return self.kernels.setdefault(text, f"kern{len(self.kernels)}")
 
@@ -320,9 +327,7 @@ class _HostFunction(ScalarConstantRefs):
         for r in body.primary:
             self.alloc(r)
         for r in body.secondary:
-            start = "-math.inf" if get_op(r.op).reduce == "max" else "0.0"
-            dtype = f"np.{np.dtype(r.type.numpy_dtype).name}"
-            self.put(f"v{r.id} = ws.filled({r.id}, {self.shape(r.type.shape)}, {dtype}, {start})")
+            self.alloc_accumulator(r)
         args = [*dims, *(self.ref(e) for e in body.externals), *(f"v{o}" for o in body.outputs)]
         if body.reductions:
             kept = _product([dims[k] for k in body.kept_axes])
@@ -376,12 +381,13 @@ class _HostFunction(ScalarConstantRefs):
 
         epilogue = gemm.epilogue.nodes if gemm.epilogue is not None else []
         product_outputs = [node.id] if gemm.store_product else []
-        lines, externals, body_outputs, body_stored = [], [], [], []
+        lines, externals, body_outputs, body_stored, body_reductions = [], [], [], [], []
         if gemm.epilogue is not None:
             body = _LoopBody(self, gemm.epilogue, registers={node.id: "acc"}, first_external=2,
-                             first_output=len(product_outputs))
+                             first_output=len(product_outputs), atomic=True)
             lines = body.element(2)
             externals, body_outputs, body_stored = body.externals, body.outputs, body.stored
+            body_reductions = body.reductions
         outputs = product_outputs + body_outputs
         out_index = "z, i0, i1" if batched else "i0, i1"
         product_store = [f"        o0[{out_index}] = acc"] if product_outputs else []
@@ -427,6 +433,8 @@ class _HostFunction(ScalarConstantRefs):
             self.put(f"v{node.id} = ws.array({node.id}, {out_shape}, {dtype_name})")
         for n in body_stored:
             self.alloc(n)
+        for r in body_reductions:
+            self.alloc_accumulator(r)
         args = [rows, cols, k, *([count] if batched else []), a_view, b_view, *maps.values(),
                 *(self.ref(e) for e in externals),
                 *(f"v{o}" for o in outputs)]
