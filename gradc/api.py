@@ -24,11 +24,11 @@ from gradc.compiler.frontend import ModelSpec, build_model
 from gradc.compiler.graph import Graph
 from gradc.dsl import parse_file, parse_source
 from gradc.dsl.train_schema import default_settings
-from gradc.runtime.checkpoints import Checkpoint
-from gradc.runtime.data import expose_prediction
-from gradc.runtime.params import init_params
-from gradc.runtime.program import Program
-from gradc.runtime.training import restore
+from gradc.runtime.execution.params import init_params
+from gradc.runtime.execution.program import Program
+from gradc.runtime.training.checkpoints import Checkpoint
+from gradc.runtime.training.data import expose_prediction
+from gradc.runtime.training.fit import restore
 
 
 def load(path: str | Path) -> ModelSpec:

@@ -21,7 +21,7 @@ from gradc.dsl.diagnostics import (
     format_diagnostic,
     format_error,
 )
-from gradc.runtime.threads import limit_blas_threads
+from gradc.runtime.execution.threads import limit_blas_threads
 
 from . import __version__
 from .commands import cache, check, compile, evaluate, gradcheck, graph, predict, run, train

@@ -21,9 +21,9 @@ from test_targets import MIXED_MODELS, TOLERANCE, assert_close
 
 import gradc
 from gradc.compiler.passes import optimize
-from gradc.runtime.backends import CpuBackend
-from gradc.runtime.cuda_backend import CudaBackend
-from gradc.runtime.sampling import random_inputs
+from gradc.runtime.execution.backends import CpuBackend
+from gradc.runtime.execution.cuda_backend import CudaBackend
+from gradc.runtime.execution.sampling import random_inputs
 
 pytestmark = [pytest.mark.cuda, pytest.mark.slow]  # the simulator is slow
 BATCH = 3  # tiny: the simulator runs every CUDA thread as a Python thread

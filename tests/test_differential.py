@@ -20,7 +20,7 @@ import pytest
 from random_models import random_model
 
 import gradc
-from gradc.runtime.sampling import random_inputs
+from gradc.runtime.execution.sampling import random_inputs
 
 SLOW = os.environ.get("GRADC_TEST_SLOW") == "1"
 TOLERANCE = {"float32": 1e-4, "float64": 1e-8}

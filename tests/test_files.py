@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from gradc.runtime.checkpoints import Checkpoint
 from gradc.runtime.files import atomic_write_bytes, save_npz
-from gradc.runtime.runs import RunDirectory
+from gradc.runtime.training.checkpoints import Checkpoint
+from gradc.runtime.training.runs import RunDirectory
 
 MODEL = ROOT / "models" / "polynomial.model"
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 from threadpoolctl import threadpool_info
 
-from gradc.runtime.threads import THREAD_VARIABLES
+from gradc.runtime.execution.threads import THREAD_VARIABLES
 
 
 def _blas_threads() -> set[int]:

@@ -6,8 +6,8 @@ import pytest
 
 import gradc
 from gradc.compiler.passes.training import batch_statistics, statistic_outputs, training_graph
-from gradc.runtime.checkpoints import Checkpoint
-from gradc.runtime.gradcheck import gradcheck
+from gradc.runtime.execution.gradcheck import gradcheck
+from gradc.runtime.training.checkpoints import Checkpoint
 
 EPS = 1e-5
 TEMPLATE = """model norm

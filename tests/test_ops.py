@@ -17,8 +17,8 @@ from gradc.compiler.ops.registry import get_op
 from gradc.compiler.passes import optimize
 from gradc.compiler.passes.expand import expand
 from gradc.compiler.types import TensorType
-from gradc.runtime.gradcheck import gradcheck
-from gradc.runtime.reference import evaluate
+from gradc.runtime.execution.gradcheck import gradcheck
+from gradc.runtime.execution.reference import evaluate
 
 sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))
 erf = np.vectorize(math.erf)

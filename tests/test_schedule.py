@@ -11,7 +11,7 @@ import gradc
 from gradc.compiler.driver import build, plan, prepare
 from gradc.compiler.index_maps import AffineExpr, IndexMap
 from gradc.compiler.schedule import GemmKernel, Load, LoopKernel, OpKernel
-from gradc.runtime.sampling import random_inputs
+from gradc.runtime.execution.sampling import random_inputs
 
 MLP = """model mlp
 input x: f32[N, 6]

@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import SESSION_CACHE_DIR, USER_CACHE_DIR
 
 from gradc import api
-from gradc.runtime import compile_cache
+from gradc.runtime.execution import compile_cache
 
 
 def test_tests_compile_into_a_temporary_cache_not_the_users(write_model):

@@ -14,8 +14,8 @@ from test_ops import CASES, build_case, case_id
 
 import gradc
 from gradc.compiler.passes import optimize
-from gradc.runtime.backends import CpuBackend, ReferenceBackend
-from gradc.runtime.sampling import random_inputs
+from gradc.runtime.execution.backends import CpuBackend, ReferenceBackend
+from gradc.runtime.execution.sampling import random_inputs
 
 TOLERANCE = {"f32": 1e-5, "f64": 1e-10}
 

@@ -11,9 +11,10 @@ from conftest import ROOT
 import gradc
 from gradc.compiler.passes.training import dropout_rates, training_graph
 from gradc.dsl.diagnostics import DataError, GradcError
-from gradc.runtime import checkpoints, datasets, files
-from gradc.runtime.data import Scaling, batches, bind, find_task, split
-from gradc.runtime.training import TrainingDiverged
+from gradc.runtime import files
+from gradc.runtime.training import checkpoints, datasets
+from gradc.runtime.training.data import Scaling, batches, bind, find_task, split
+from gradc.runtime.training.fit import TrainingDiverged
 
 MODELS = ROOT / "models"
 SMALL_MLP = """model small

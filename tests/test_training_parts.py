@@ -9,8 +9,8 @@ from conftest import ROOT
 import gradc
 from gradc.compiler.passes import optimize
 from gradc.compiler.passes.regularize import decayed_params, weight_decay
-from gradc.runtime.reference import evaluate
-from gradc.runtime.schedules import learning_rate
+from gradc.runtime.execution.reference import evaluate
+from gradc.runtime.training.schedules import learning_rate
 
 
 def test_schedules():

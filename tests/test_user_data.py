@@ -10,8 +10,8 @@ from conftest import ROOT
 
 import gradc
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
-from gradc.runtime import checkpoints, datasets
-from gradc.runtime.data import find_task, split
+from gradc.runtime.training import checkpoints, datasets
+from gradc.runtime.training.data import find_task, split
 
 MODELS = ROOT / "models"
 IRIS = MODELS / "softmax_regression.model"
@@ -349,7 +349,7 @@ def test_predict_writes_the_class_name_and_csv(cli, iris_run, tmp_path, monkeypa
 def test_predict_writes_class_indices_without_names(iris_run):
     program = gradc.load_checkpoint(IRIS, iris_run / "best.npz")
     program.class_names = None
-    from gradc.runtime.training import predicted_class
+    from gradc.runtime.training.fit import predicted_class
     outputs = program.predict({"x": np.zeros((3, 4))})
     assert predicted_class(program, outputs).dtype.kind == "i"
 
@@ -449,7 +449,7 @@ def test_the_result_says_whose_parameters_it_measured(cli, tmp_path):
 
 
 def test_curves_mark_the_best_epoch(monkeypatch):
-    from gradc.runtime import runs
+    from gradc.runtime.training import runs
     history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": abs(e - 2) + 0.1} for e in (1, 2, 3)]
     marked = []
     import matplotlib.axes

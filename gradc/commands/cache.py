@@ -8,7 +8,7 @@ import sys
 
 from gradc.dsl.diagnostics import format_diagnostic
 from gradc.runtime.cache_dirs import UnsafeCacheError, check_private
-from gradc.runtime.compile_cache import CACHE_ENV, cache_entries, cache_root, cache_size, clear_cache
+from gradc.runtime.execution.compile_cache import CACHE_ENV, cache_entries, cache_root, cache_size, clear_cache
 
 
 def register(sub: argparse._SubParsersAction) -> None:

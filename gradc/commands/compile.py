@@ -11,8 +11,8 @@ from gradc.compiler.driver import plan
 from gradc.compiler.printers.schedule_text import describe
 from gradc.compiler.printers.text import describe_kernel
 from gradc.dsl.diagnostics import DataError
+from gradc.runtime.execution.targets import COMPILED_TARGETS
 from gradc.runtime.files import atomic_write_text, file_stem
-from gradc.runtime.targets import COMPILED_TARGETS
 
 from ..api import compile as compile_model
 from .common import load_spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gradc.runtime.program import TARGET_HELP, TARGETS
+from gradc.runtime.execution.program import TARGET_HELP, TARGETS
 
 from ..api import load_checkpoint
 from .common import load_spec

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gradc.runtime.execution.gradcheck import DEFAULT_TOLERANCE, gradcheck
 from gradc.runtime.files import load_npz
-from gradc.runtime.gradcheck import DEFAULT_TOLERANCE, gradcheck
 
 from .common import load_spec
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from gradc.dsl.diagnostics import DataError
-from gradc.runtime.data import data_inputs, find_task
-from gradc.runtime.datasets import read_csv_features
+from gradc.runtime.execution.program import TARGET_HELP, TARGETS, Program
 from gradc.runtime.files import load_npz
-from gradc.runtime.program import TARGET_HELP, TARGETS, Program
-from gradc.runtime.tables import preview, table_columns, write_results
-from gradc.runtime.training import predicted_class
+from gradc.runtime.training.data import data_inputs, find_task
+from gradc.runtime.training.datasets import read_csv_features
+from gradc.runtime.training.fit import predicted_class
+from gradc.runtime.training.tables import preview, table_columns, write_results
 
 from ..api import load_checkpoint
 from .common import describe_array, load_spec

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 
 from gradc.dsl.diagnostics import DataError
-from gradc.runtime.checkpoints import Checkpoint
+from gradc.runtime.execution.program import TARGET_HELP, TARGETS
 from gradc.runtime.files import load_npz
-from gradc.runtime.program import TARGET_HELP, TARGETS
-from gradc.runtime.tables import write_results
+from gradc.runtime.training.checkpoints import Checkpoint
+from gradc.runtime.training.tables import write_results
 
 from ..api import compile as compile_model
 from .common import describe_array, load_spec, parse_assignments

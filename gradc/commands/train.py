@@ -14,7 +14,7 @@ from gradc.dsl.train_schema import (
     setting_from_text,
     with_learning_rate,
 )
-from gradc.runtime.program import TARGET_HELP, TARGETS
+from gradc.runtime.execution.program import TARGET_HELP, TARGETS
 
 from ..api import compile as compile_model
 from .common import load_spec

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,13 +27,15 @@ from gradc.compiler.driver import dropout_rates, prepare_training, statistic_out
 from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import GradcError
 
-from .data import Scaling
 from .feeds import FeedSpec
 from .optimizer_state import OptimizerState
 from .params import check_params
 from .targets import BACKENDS
-from .training import Evaluation, FitResult, evaluate_data, fit, predict, save_program
 from .training_state import TrainingState
+
+if TYPE_CHECKING:  # the training layer builds on this one; the methods below reach it when called
+    from ..training.data import Scaling
+    from ..training.fit import Evaluation, FitResult
 
 TARGETS = tuple(BACKENDS)
 TARGET_HELP = ("cpu: compiled with Numba (default); cuda: numba-cuda kernels on an NVIDIA GPU (without one, "
@@ -257,17 +259,25 @@ class Program:
         inputs) with the model's train block, any key overridden by ``settings`` (epochs=, batch=, optimizer=,
         lr=, schedule=, weight_decay=, early_stopping=, seed=, validation=, test=, out=, quiet=...).
         Returns the history, the best epoch and the test evaluation."""
+        from ..training.fit import fit
+
         return fit(self, data, **settings)
 
     def evaluate(self, data: Any = None, split: str = "test", **settings: Any) -> Evaluation:
         """Loss and metrics on a split (test, validation, train or all) of ``data``."""
+        from ..training.fit import evaluate_data
+
         return evaluate_data(self, data, split, **settings)
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs for raw inputs (standardized like the training data when the program was
         trained or loaded from a checkpoint)."""
+        from ..training.fit import predict
+
         return predict(self, inputs)
 
     def save(self, path: str | Path) -> None:
         """Write a checkpoint (parameters, optimizer state, scaling and metadata)."""
+        from ..training.fit import save_program
+
         save_program(self, path)

@@ -27,7 +27,7 @@ import numpy as np
 
 from gradc.dsl.diagnostics import DataError, did_you_mean
 
-from .files import load_npz
+from ..files import load_npz
 
 
 @dataclass

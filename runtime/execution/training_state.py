@@ -1,6 +1,6 @@
 """Training state: everything a training run changes, held apart from the compiled program.
 
-A :class:`~gradc.runtime.program.Program` is code (the graphs, their compiled entry points, the feed checks);
+A :class:`~gradc.runtime.execution.program.Program` is code (the graphs, their compiled entry points, the feed checks);
 its :class:`TrainingState` is data: the parameters, the optimizer's state and step count, the schedule's
 position (epochs trained) and the random stream that draws dropout masks. A checkpoint is a saved state; a
 split step (``Program.gradients``, an exchange such as an all-reduce, then ``Program.apply_update``) changes

@@ -17,7 +17,7 @@ import numpy as np
 
 from gradc.dsl.diagnostics import DataError
 
-from .files import atomic_write_text, save_npz
+from ..files import atomic_write_text, save_npz
 
 Columns = dict[str, np.ndarray]
 

@@ -30,7 +30,7 @@ from gradc.compiler.optimizers import OPTIMIZERS
 from gradc.dsl.diagnostics import DataError, GradcError
 from gradc.dsl.train_schema import CallValue, check_settings
 
-from .files import load_npz, save_npz
+from ..files import load_npz, save_npz
 
 FORMAT = 1
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from gradc.dsl.diagnostics import DataError
 
-from .files import atomic_write_bytes, atomic_write_text, file_stem
+from ..files import atomic_write_bytes, atomic_write_text, file_stem
 
 
 class RunDirectory:

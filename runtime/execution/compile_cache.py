@@ -23,19 +23,19 @@ import warnings
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 
 import numba
 import numpy as np
 
-import gradc
 from gradc.compiler.graph import Graph
 from gradc.compiler.printers.json_format import to_json
 from gradc.dsl.diagnostics import GradcWarning
 
-from .cache_dirs import CACHE_ENV, CacheRootIsNotAFolder, cache_root, private_directory
-from .files import atomic_write_text
+from ..cache_dirs import CACHE_ENV, CacheRootIsNotAFolder, cache_root, private_directory
+from ..files import atomic_write_text
 
 __all__ = ["CACHE_ENV", "CacheWarning", "LoadedProgram", "cache_entries", "cache_root", "cache_size", "clear_cache",
            "compiled_entry_points", "evict", "load_source", "program_key"]
@@ -61,7 +61,7 @@ class CompileReport:
 
 def program_key(graph: Graph, target: str) -> str:
     text = "\n".join([
-        to_json(graph, "fused"), target, gradc.__version__, numba.__version__, np.__version__,
+        to_json(graph, "fused"), target, version("gradc"), numba.__version__, np.__version__,
         sys.version.split()[0],
     ])
     return hashlib.sha256(text.encode()).hexdigest()

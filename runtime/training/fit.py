@@ -21,18 +21,18 @@ import numpy as np
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
 from gradc.dsl.train_schema import CallValue, check_settings, default_settings, override
 
+from ..execution.optimizer_state import OptimizerState
+from ..execution.training_state import mask_stream
 from .checkpoints import Checkpoint, spec_hash
 from .data import Arrays, Scaling, Splits, Task, batches, bind, count, data_inputs, feature_names, find_task, split
 from .datasets import NamedArrays, load_dataset
 from .metrics import confusion_matrix, predicted_classes, score
-from .optimizer_state import OptimizerState
 from .reporting import Reporter
 from .runs import RunDirectory
 from .schedules import learning_rate
-from .training_state import mask_stream
 
 if TYPE_CHECKING:
-    from .program import Program
+    from ..execution.program import Program
 
 EVAL_BATCH = 1024
 # settings a resumed run must share with the checkpoint's run to continue it exactly
@@ -309,7 +309,7 @@ def _text(value: Any) -> Any:
 def fit(program: Program, data: Any = None, *, out: str | Path | None = None, runs_root: str | Path = "runs",
         resume: str | Path | None = None, quiet: bool = False, log_json: bool = False,
         reporter: Reporter | None = None, write_run: bool = True, **overrides: Any) -> FitResult:
-    """Train ``program`` in place; see :meth:`gradc.runtime.program.Program.fit`."""
+    """Train ``program`` in place; see :meth:`gradc.runtime.execution.program.Program.fit`."""
     started = time.perf_counter()
     settings = resolve_settings(program, data, **overrides)
     check_settings(settings)  # every setting possible, before anything is read or written
