@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import Graph
-from .ops.registry import get_op
 from .optimizers import OPTIMIZERS, OptimizerDef
 
 TRAIN_PREFIX = "train_"
@@ -37,26 +36,14 @@ def entry_points(graph: Graph) -> dict[str, EntryPoint]:
     return points
 
 
-def wanted_nodes(graph: Graph, point: EntryPoint) -> list[int]:
-    """The node ids an entry point computes: its results, or the objective and every parameter's gradient."""
+def wanted_nodes(graph: Graph, point: EntryPoint, param_names: list[str] | None = None) -> list[int]:
+    """The node ids an entry point computes: its results, or the objective and every parameter's gradient
+    (``param_names``: the graph's parameters in order, when the caller has them already)."""
     if point.optimizer is not None:
-        return [graph.objective, *(graph.grads[n] for n in graph.params())]
+        names = param_names if param_names is not None else list(graph.params())
+        return [graph.objective, *(graph.grads[n] for n in names)]
     table = {**graph.outputs, **graph.losses, **{f"grad/{n}": i for n, i in graph.grads.items()}}
     return [table[key] for key in point.returns]
-
-
-def data_ancestors(graph: Graph, roots: list[int]) -> set[int]:
-    """The nodes whose values the roots need: operands read only for their shape do not count."""
-    needed, stack = set(), list(roots)
-    while stack:
-        node_id = stack.pop()
-        if node_id in needed:
-            continue
-        needed.add(node_id)
-        node = graph.node(node_id)
-        skip = get_op(node.op).shape_only
-        stack.extend(i for k, i in enumerate(node.inputs) if k not in skip)
-    return needed
 
 
 def optimizer_args(graph: Graph, optimizer: OptimizerDef | None) -> list[str]:

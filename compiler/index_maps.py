@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 Dim = int | str
 
@@ -62,9 +63,7 @@ class IndexMap:
     def broadcast(shape: Sequence[Dim], domain: Sequence[Dim], left: bool = False) -> IndexMap:
         """NumPy broadcasting of an operand of ``shape`` into a loop over ``domain``: right-aligned (``left``
         aligns it with the leading loop axes), and index 0 on an axis of size 1 that the domain stretches."""
-        shift = 0 if left else len(domain) - len(shape)
-        return IndexMap(tuple(AffineExpr() if d == 1 and domain[j + shift] != 1 else AffineExpr.axis(j + shift)
-                              for j, d in enumerate(shape)))
+        return _broadcast(tuple(shape), tuple(domain), left)
 
     @staticmethod
     def permutation(axes: Sequence[int]) -> IndexMap:
@@ -95,3 +94,10 @@ class IndexMap:
 
     def __str__(self) -> str:
         return "[" + self.render([f"i{k}" for k in range(64)]) + "]"
+
+
+@lru_cache(maxsize=4096)
+def _broadcast(shape: tuple[Dim, ...], domain: tuple[Dim, ...], left: bool) -> IndexMap:
+    shift = 0 if left else len(domain) - len(shape)
+    return IndexMap(tuple(AffineExpr() if d == 1 and domain[j + shift] != 1 else AffineExpr.axis(j + shift)
+                          for j, d in enumerate(shape)))

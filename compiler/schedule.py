@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .entry_points import EntryPoint, data_ancestors, entry_points, wanted_nodes
+from .entry_points import EntryPoint, entry_points, wanted_nodes
 from .graph import Graph, Kernel, Node
 from .index_maps import IndexMap
 from .ops.registry import get_op
@@ -140,45 +140,83 @@ class ProgramSchedule:
 
 
 def schedule_program(graph: Graph) -> ProgramSchedule:
-    """The schedule of every entry point of a fused graph."""
+    """The schedule of every entry point of a fused graph. Entry points that compute the same values (the
+    ``train_<optimizer>`` steps differ only in the update after them) share one plan of their kernels."""
     if graph.kernels is None:
         raise ValueError("the schedule needs a fused graph (run the fusion pass first)")
-    return ProgramSchedule(graph, {name: _EntryPlanner(graph, point).plan() for name, point in
-                                   entry_points(graph).items()})
+    facts = _GraphFacts(graph)
+    plans: dict[tuple[int, ...], tuple[tuple[ScheduledKernel, ...], tuple[int, ...]]] = {}
+    entries = {}
+    param_names = list(graph.params())
+    for name, point in entry_points(graph).items():
+        wanted = tuple(wanted_nodes(graph, point, param_names))
+        if wanted not in plans:
+            plans[wanted] = _EntryPlanner(facts, list(wanted)).plan()
+        kernels, results = plans[wanted]
+        entries[name] = EntrySchedule(point, kernels, results)
+    return ProgramSchedule(graph, entries)
+
+
+class _GraphFacts:
+    """What every entry point's plan reads, computed once per graph: nodes by id, each node's readers (the
+    consumers that read its value, not only its shape), each node's kernel and each kernel's position."""
+
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.node = {n.id: n for n in graph.nodes()}
+        self.readers: dict[int, list[int]] = {n: [] for n in self.node}
+        for node in self.node.values():
+            skip = get_op(node.op).shape_only
+            for k, operand in enumerate(node.inputs):
+                if k not in skip and (not self.readers[operand] or self.readers[operand][-1] != node.id):
+                    self.readers[operand].append(node.id)
+        self.reduces = {n.id for n in self.node.values() if get_op(n.op).reduce is not None}
+        self.kernel_of = {n: k for k in graph.kernels for n in k.nodes}
+        self.kernel_by_id = {k.id: k for k in graph.kernels}
+        self.position = {k.id: p for p, k in enumerate(graph.kernels)}
+        # element-moving ops that could be elided, the last first (a reader's fate is decided before its operand's)
+        self.index_ops = sorted((n.id for n in self.node.values() if get_op(n.op).index_map is not None
+                                 and self.kernel_of.get(n.id) is not None and self.kernel_of[n.id].kind == "op"),
+                                reverse=True)
+
+    def ancestors(self, roots: list[int]) -> set[int]:
+        """The nodes whose values ``roots`` need (operands read only for their shape do not count)."""
+        needed, stack = set(), list(roots)
+        while stack:
+            node_id = stack.pop()
+            if node_id in needed:
+                continue
+            needed.add(node_id)
+            node = self.node[node_id]
+            skip = get_op(node.op).shape_only
+            stack.extend(i for k, i in enumerate(node.inputs) if k not in skip)
+        return needed
 
 
 class _EntryPlanner:
-    def __init__(self, graph: Graph, point: EntryPoint):
-        self.g = graph
-        self.point = point
-        self.wanted = wanted_nodes(graph, point)
-        self.needed = data_ancestors(graph, self.wanted)
-        self.kernel_of = {n: k for k in graph.kernels for n in k.nodes}
-        self.kernel_by_id = {k.id: k for k in graph.kernels}
+    def __init__(self, facts: _GraphFacts, wanted: list[int]):
+        self.facts = facts
+        self.g = facts.g
+        self.wanted = wanted
+        self.needed = facts.ancestors(wanted)
+        self.kernel_of = facts.kernel_of
+        self.kernel_by_id = facts.kernel_by_id
+        self.wanted_set = set(wanted)
         self.swapped_for_gemm: set[int] = set()
         self.elided = self._elided_index_ops()
 
     # -------------------------------------------------------------- element-moving ops
     def _data_readers(self, node_id: int) -> list[Node]:
-        readers = []
-        for c in self.g.consumers(node_id):
-            if c not in self.needed:
-                continue
-            consumer = self.g.node(c)
-            skip = get_op(consumer.op).shape_only
-            if any(i == node_id and k not in skip for k, i in enumerate(consumer.inputs)):
-                readers.append(consumer)
-        return readers
+        return [self.facts.node[c] for c in self.facts.readers[node_id] if c in self.needed]
 
     def _elided_index_ops(self) -> set[int]:
         """Element-moving ops that never exist in memory: every reader is a loop (which reads the operand
         through the composed map), a matrix product that takes it as a swapped operand, or another elided
         one. Decided from the last node back, so a reader's fate is known first."""
         elided: set[int] = set()
-        for node_id in sorted(self.needed, reverse=True):
-            node = self.g.node(node_id)
-            op = get_op(node.op)
-            if op.index_map is None or node_id in self.wanted or self.kernel_of[node_id].kind != "op":
+        for node_id in self.facts.index_ops:
+            node = self.facts.node[node_id]
+            if node_id not in self.needed or node_id in self.wanted_set:
                 continue
             readers = self._data_readers(node_id)
             if readers and all(self._reads_through(node, r, elided) for r in readers):
@@ -195,7 +233,7 @@ class _EntryPlanner:
     def _source(self, value: int, read: IndexMap) -> Load:
         """A load of ``value`` at ``read``, through any elided element-moving ops to the value in memory."""
         while value in self.elided:
-            node = self.g.node(value)
+            node = self.facts.node[value]
             read = get_op(node.op).index_map(node).compose(read)
             value = node.inputs[0]
         return Load(value, read)
@@ -203,11 +241,11 @@ class _EntryPlanner:
     def _in_memory(self, value: int) -> int:
         """The value a read of ``value`` loads: itself, or the source of the elided ops in between."""
         while value in self.elided:
-            value = self.g.node(value).inputs[0]
+            value = self.facts.node[value].inputs[0]
         return value
 
     # -------------------------------------------------------------- kernels
-    def plan(self) -> EntrySchedule:
+    def plan(self) -> tuple[tuple[ScheduledKernel, ...], tuple[int, ...]]:
         loops: dict[int, LoopKernel] = {}
         kernels: list[ScheduledKernel] = []
         epilogue_of = self._epilogues()
@@ -216,7 +254,7 @@ class _EntryPlanner:
             members = [n for n in kernel.nodes if n in self.needed]
             if not members or kernel.id in taken:
                 continue
-            node = self.g.node(members[0])
+            node = self.facts.node[members[0]]
             if kernel.kind == "loop":
                 loops[kernel.id] = self._loop(kernel, members)
                 kernels.append(loops[kernel.id])
@@ -229,13 +267,13 @@ class _EntryPlanner:
                 kernels.append(self._copy_loop(kernel, node))
             else:
                 kernels.append(OpKernel(kernel.id, node))
-        return EntrySchedule(self.point, tuple(kernels), tuple(self.wanted))
+        return tuple(kernels), tuple(self.wanted)
 
     def _stored(self, members: list[int]) -> tuple[int, ...]:
         inside = set(members)
-        wanted = set(self.wanted)
-        return tuple(m for m in members if get_op(self.g.node(m).op).reduce is None and (
-            m in wanted or any(r.id not in inside for r in self._data_readers(m))))
+        needed, readers, reduces = self.needed, self.facts.readers, self.facts.reduces
+        return tuple(m for m in members if m not in reduces and (
+            m in self.wanted_set or any(r not in inside and r in needed for r in readers[m])))
 
     def _loop(self, kernel: Kernel, members: list[int], given: tuple[int, ...] = (),
               outside: tuple[int, ...] = ()) -> LoopKernel:
@@ -245,7 +283,7 @@ class _EntryPlanner:
         loads: list[int] = []
         statements = []
         for node_id in members:
-            node = self.g.node(node_id)
+            node = self.facts.node[node_id]
             op = get_op(node.op)
             operands: list[Operand | None] = []
             for position, operand in enumerate(node.inputs):
@@ -265,7 +303,7 @@ class _EntryPlanner:
     def _operand(self, operand: int, left: bool, domain: tuple, computed: set[int]) -> Operand:
         if operand in computed:
             return Register(operand)
-        source = self.g.node(operand)
+        source = self.facts.node[operand]
         if source.op == "const" and not source.type.shape:
             return Literal(source.attrs["value"], source.type.dtype)
         return self._source(operand, IndexMap.broadcast(source.type.shape, domain, left))
@@ -288,7 +326,7 @@ class _EntryPlanner:
 
     def _gemm_operand(self, value: int) -> GemmOperand:
         if value in self.swapped_for_gemm:
-            return GemmOperand(self.g.node(value).inputs[0], swapped=True)
+            return GemmOperand(self.facts.node[value].inputs[0], swapped=True)
         return GemmOperand(value)
 
     def _epilogues(self) -> dict[int, int]:
@@ -296,24 +334,26 @@ class _EntryPlanner:
         product's shape that reads the product and reads nothing else computed after it (a dense layer's bias
         add and activation; in the backward pass, the activation's mask with the bias gradient's column sum).
         Only 2-D products (the dense layers) take one."""
-        position = {k.id: p for p, k in enumerate(self.g.kernels)}
+        position = self.facts.position
         chosen: dict[int, int] = {}
         taken: set[int] = set()
         for kernel in self.g.kernels:
-            node = self.g.node(kernel.nodes[0])
+            node = self.facts.node[kernel.nodes[0]]
             if kernel.kind != "op" or node.op != "matmul" or node.id not in self.needed:
                 continue
-            if node.type.rank != 2 or any(self.g.node(i).type.rank != 2 for i in node.inputs):
+            if node.type.rank != 2 or any(self.facts.node[i].type.rank != 2 for i in node.inputs):
                 continue
-            for loop in self.g.kernels[position[kernel.id] + 1:]:
+            candidates = sorted({self.kernel_of[r.id].id for r in self._data_readers(node.id)}, key=position.get)
+            for loop_id in candidates:
+                loop = self.kernel_by_id[loop_id]
                 if loop.kind != "loop" or loop.id in taken or loop.domain != node.type.shape:
                     continue
                 members = [n for n in loop.nodes if n in self.needed]
-                if not members:
-                    continue
-                reads = {self._in_memory(i) for m in members for i in self.g.node(m).inputs if i not in loop.nodes}
-                if node.id not in reads:
-                    continue
+                inside = set(loop.nodes)
+                direct = {i for m in members for i in self.facts.node[m].inputs if i not in inside}
+                reads = {self._in_memory(i) for i in direct}
+                if any(i != node.id and self._in_memory(i) == node.id for i in direct):
+                    continue  # it reads the product through a map too: the product must be in memory
                 if all(i == node.id or i not in self.kernel_of or position[self.kernel_of[i].id] <
                        position[kernel.id] for i in reads):
                     chosen[kernel.id] = loop.id
