@@ -202,7 +202,7 @@ class _EntryPlanner:
         self.kernel_of = facts.kernel_of
         self.kernel_by_id = facts.kernel_by_id
         self.wanted_set = set(wanted)
-        self.swapped_for_gemm: set[int] = set()
+        self.gemm_read: set[int] = set()
         self.elided = self._elided_index_ops()
 
     # -------------------------------------------------------------- element-moving ops
@@ -212,7 +212,9 @@ class _EntryPlanner:
     def _elided_index_ops(self) -> set[int]:
         """Element-moving ops that never exist in memory: every reader is a loop (which reads the operand
         through the composed map), a matrix product that takes it as a swapped operand, or another elided
-        one. Decided from the last node back, so a reader's fate is known first."""
+        one. Decided from the last node back, so a reader's fate is known first. What a matrix product reads,
+        directly or through elided ops, may only be a chain of 2-D swaps (the product reads the value in memory,
+        swapped or not): ``gemm_read`` holds the elided ops a product reads that way."""
         elided: set[int] = set()
         for node_id in self.facts.index_ops:
             node = self.facts.node[node_id]
@@ -221,12 +223,14 @@ class _EntryPlanner:
             readers = self._data_readers(node_id)
             if readers and all(self._reads_through(node, r, elided) for r in readers):
                 elided.add(node_id)
-                if any(r.op == "matmul" for r in readers):
-                    self.swapped_for_gemm.add(node_id)
+                if any(r.op == "matmul" or r.id in self.gemm_read for r in readers):
+                    self.gemm_read.add(node_id)
         return elided
 
     def _reads_through(self, node: Node, reader: Node, elided: set[int]) -> bool:
-        if reader.id in elided or self.kernel_of[reader.id].kind == "loop":
+        if reader.id in elided:
+            return reader.id not in self.gemm_read or _is_swap(node)
+        if self.kernel_of[reader.id].kind == "loop":
             return True
         return reader.op == "matmul" and _foldable_into_gemm(self.g, node, reader)
 
@@ -325,9 +329,11 @@ class _EntryPlanner:
         return GemmKernel(kernel.id, node, a, b, loop, store_product)
 
     def _gemm_operand(self, value: int) -> GemmOperand:
-        if value in self.swapped_for_gemm:
-            return GemmOperand(self.facts.node[value].inputs[0], swapped=True)
-        return GemmOperand(value)
+        """The value in memory a product reads, and whether swapped: through a chain of elided 2-D swaps."""
+        swapped = False
+        while value in self.elided:
+            value, swapped = self.facts.node[value].inputs[0], not swapped
+        return GemmOperand(value, swapped)
 
     def _epilogues(self) -> dict[int, int]:
         """matmul kernel id -> the loop kernel that runs in its epilogue: the first later loop over the
@@ -362,9 +368,13 @@ class _EntryPlanner:
         return chosen
 
 
+def _is_swap(node: Node) -> bool:
+    return node.op == "transpose" and tuple(node.attrs["axes"]) == SWAP
+
+
 def _foldable_into_gemm(graph: Graph, node: Node, product: Node) -> bool:
     """A 2-D transpose that a matrix product reads as a matrix operand can be read swapped instead."""
-    if node.op != "transpose" or tuple(node.attrs["axes"]) != SWAP:
+    if not _is_swap(node):
         return False
     a, b = (graph.node(i).type for i in product.inputs)
     as_b = product.inputs[1] == node.id
