@@ -10,7 +10,7 @@ import numpy as np
 from gradc.dsl.diagnostics import ModelError, SourceLocation
 
 from .graph import Graph
-from .types import FLOAT_DTYPES, NUMPY_DTYPES
+from .types import BOOL, FLOAT_DTYPES, NUMPY_DTYPES
 
 
 def physical_memory() -> int | None:
@@ -39,6 +39,8 @@ def number_problem(value: float | int, dtype: str) -> str | None:
         if not abs(value) <= largest:  # also catches inf and nan
             limit = f"{largest:.3g}".replace("e+", "e")
             return f"out of range for {dtype}: an {dtype} value is at most {limit} in magnitude"
+        return None
+    if dtype == BOOL:  # a comparison folded to a constant: True and False are the only values
         return None
     info = np.iinfo(NUMPY_DTYPES[dtype])
     if not info.min <= value <= info.max:

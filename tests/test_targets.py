@@ -159,6 +159,9 @@ MIXED_MODELS = {
     "batch-broadcast": "model i\ninput x: f32[N, 2, 3]\nparam w: f32[1, 3, 2] = xavier_uniform\n"
                        "input y: f32[1, 2, 3]\noutput o = (x @ w) + transpose(y, [0, 1, 2]) @ w\n"
                        "loss L = mean(o ^ 2)\n",
+    # comparisons of constants fold to bool constants (found by the random models, seeds 20093 and 21045)
+    "folded-comparison": "model j\ninput x: f32[N, 3]\nc = 0.25\n"
+                         "y = where(gt(c, c), x, x * c) + where(eq(relu(c), 0), x, c * 2)\nloss L = mean(y)\n",
 }
 
 

@@ -68,7 +68,7 @@ class ArgNames:
 
 def literal(value: float | int | bool, dtype: str) -> str:
     """A number in generated source, typed like the value it stands for."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_) or dtype == "bool":  # a comparison folded to a constant
         return "True" if value else "False"
     if dtype in ("f32", "f64"):
         return f"{NUMPY_NAMES[dtype]}({float(value)!r})"
