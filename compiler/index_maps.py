@@ -85,9 +85,6 @@ class IndexMap:
     def rank(self) -> int:
         return len(self.exprs)
 
-    def is_identity(self, domain_rank: int) -> bool:
-        return self == IndexMap.identity(domain_rank)
-
     def render(self, index: Sequence[str]) -> str:
         """The subscript, ``i0, 0`` or ``i1, i0``, for loop indices named ``index``."""
         return ", ".join(e.render(index) for e in self.exprs)

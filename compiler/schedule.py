@@ -315,8 +315,7 @@ class _EntryPlanner:
     def _copy_loop(self, kernel: Kernel, node: Node) -> LoopKernel:
         """An element-moving op that must exist in memory (a result, or read by an op that needs it there): a
         loop over its value that reads its operand through its map."""
-        rank = node.type.rank
-        load = self._source(node.inputs[0], get_op(node.op).index_map(node).compose(IndexMap.identity(rank)))
+        load = self._source(node.inputs[0], get_op(node.op).index_map(node))
         return LoopKernel(kernel.id, node.type.shape, (Statement(node, (load,)),), (node.id,), (load.value,))
 
     def _gemm(self, kernel: Kernel, node: Node, epilogue: Kernel | None) -> GemmKernel:

@@ -70,7 +70,7 @@ def test_broadcast_maps_read_index_zero_where_the_operand_has_size_one():
     assert IndexMap.broadcast((4,), (3, 4)).render(["i0", "i1"]) == "i1"
     assert IndexMap.broadcast((3,), (3, 4), left=True).render(["i0", "i1"]) == "i0"
     assert IndexMap.broadcast((), (3, 4)).rank == 0
-    assert IndexMap.broadcast((3, 4), (3, 4)).is_identity(2)
+    assert IndexMap.broadcast((3, 4), (3, 4)) == IndexMap.identity(2)
 
 
 def test_a_transpose_composed_into_a_broadcast_permutes_the_loop_indices():

@@ -22,6 +22,7 @@ from ..entry_points import (  # noqa: F401  (re-exported: what the targets and t
 from ..graph import Graph, Node
 from ..ops.registry import get_op
 from ..schedule import GemmKernel, Literal, LoopKernel, Operand, ScheduledKernel, Statement
+from ..types import BOOL
 
 NUMPY_NAMES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32", "i64": "np.int64"}
 
@@ -68,7 +69,7 @@ class ArgNames:
 
 def literal(value: float | int | bool, dtype: str) -> str:
     """A number in generated source, typed like the value it stands for."""
-    if isinstance(value, bool | np.bool_) or dtype == "bool":  # a comparison folded to a constant
+    if isinstance(value, bool | np.bool_) or dtype == BOOL:  # a comparison folded to a constant
         return "True" if value else "False"
     if dtype in ("f32", "f64"):
         return f"{NUMPY_NAMES[dtype]}({float(value)!r})"
