@@ -27,6 +27,7 @@ from .initializers import INITIALIZERS
 from .layers import LAYERS
 from .limits import check_allocations, check_literal_fits
 from .ops.registry import REGISTRY
+from .subscripts import slice_attrs
 from .types import TensorType
 
 # Ops on integers alone that give an integer exactly, whatever its size (Python's integers do not overflow).
@@ -298,7 +299,9 @@ class _FrontEnd:
                     raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
                                      expr.func_loc)
                 return expr.args[:1]
-            return expr.args[:len(self._public_op(expr).operands)]
+            return expr.args[:operand_count(self._public_op(expr), expr)]
+        if isinstance(expr, ast.Subscript):
+            return (expr.value,)
         if isinstance(expr, ast.String):
             raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
         if isinstance(expr, ast.ListLiteral):
@@ -319,6 +322,8 @@ class _FrontEnd:
         if isinstance(expr, ast.BinOp):
             self._check_literal_operands((expr.left, expr.right), operands)
             return self._emit(BINARY_OPS[expr.op], operands, {}, expr.loc, stmt)
+        if isinstance(expr, ast.Subscript):
+            return self._subscript(expr, operands[0], stmt)
         assert isinstance(expr, ast.Call)
         if expr.func in LAYERS:
             return self._layer(expr, operands[0], stmt)
@@ -342,13 +347,19 @@ class _FrontEnd:
             raise ModelError(
                 f"unknown op '{call.func}'{did_you_mean(call.func, callable_names())}", call.func_loc
             )
-        count = len(op.operands)
+        count = 1 if op.variadic else len(op.operands)
         if len(call.args) < count:
             raise ModelError(
                 f"{op.name} takes {count} operand(s) ({', '.join(op.operands)}), got {len(call.args)}",
                 call.func_loc,
             )
         return op
+
+    def _subscript(self, expr: ast.Subscript, value: Ref | float | int, stmt: ast.Statement) -> Ref:
+        if not isinstance(value, Ref):
+            raise ModelError("a number cannot be indexed", expr.loc)
+        attrs = slice_attrs(expr, self.graph.node(value).type)
+        return value if attrs is None else self._emit("slice", [value], attrs, expr.loc, stmt)
 
     def _call(self, call: ast.Call, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref:
         op = REGISTRY[call.func]
@@ -432,6 +443,11 @@ class _FrontEnd:
             ))
 
 
+def operand_count(op, call: ast.Call) -> int:
+    """How many of a call's positional arguments are operands: all of them for a variadic op (concat)."""
+    return len(call.args) if op.variadic else len(op.operands)
+
+
 def _references(stmt: ast.Statement) -> list[ast.Name]:
     """The names a definition reads (not call names, keyword values or initializers)."""
     expr = getattr(stmt, "value", None)
@@ -452,9 +468,11 @@ def _collect_names(root: ast.Expr, found: list[ast.Name]) -> None:
             work += (expr.right, expr.left)
         elif isinstance(expr, ast.Neg):
             work.append(expr.operand)
+        elif isinstance(expr, ast.Subscript):
+            work.append(expr.value)
         elif isinstance(expr, ast.Call):
-            operand_count = len(REGISTRY[expr.func].operands) if expr.func in REGISTRY else 1
-            work.extend(reversed(expr.args[:operand_count]))
+            count = operand_count(REGISTRY[expr.func], expr) if expr.func in REGISTRY else 1
+            work.extend(reversed(expr.args[:count]))
 
 
 def _literals(expr: ast.Expr) -> list[ast.Number]:

@@ -7,8 +7,14 @@ where the operand has size 1); a transpose permutes the expressions; a slice ``x
 sliding window is ``stride * i_out + i_window``. Maps compose: a loop that reads ``transpose(x)`` through its
 broadcast map reads ``x`` through the composition, so the transpose never exists in memory.
 
+A map may also carry **guards**: affine expressions that must lie in ``[0, size)`` for the read to happen.
+A pad reads its operand at ``i - before`` where that is inside the operand, and its fill value elsewhere; a
+concatenation is a sum of such pads. Composing a guarded map substitutes into its guards too, so a slice of a
+pad of a transpose is still one guarded read of the original value.
+
 The schedule (``compiler/schedule.py``) builds and composes maps; a target only renders them
-(:meth:`IndexMap.render`). Ops that only move elements declare their map in their OpDef (``index_map``).
+(:meth:`IndexMap.render`, :meth:`Guard.render`). Ops that only move elements declare their map in their OpDef
+(``index_map``).
 """
 
 from __future__ import annotations
@@ -43,17 +49,40 @@ class AffineExpr:
         return AffineExpr(tuple((a, c) for a, c in sorted(combined.items()) if c), offset)
 
     def render(self, index: Sequence[str]) -> str:
-        parts = [index[a] if c == 1 else f"{c} * {index[a]}" for a, c in self.terms]
-        if self.offset or not parts:
-            parts.append(str(self.offset))
-        return " + ".join(parts)
+        """``i1 + 2``, ``-2 * i1 + 13``, ``i0 - 1`` or ``3``."""
+        text = ""
+        for axis, coefficient in self.terms:
+            term = index[axis] if abs(coefficient) == 1 else f"{abs(coefficient)} * {index[axis]}"
+            text += (f" - {term}" if coefficient < 0 else f" + {term}") if text else (
+                f"-{term}" if coefficient < 0 else term)
+        if not text:
+            return str(self.offset)
+        if self.offset:
+            text += f" - {-self.offset}" if self.offset < 0 else f" + {self.offset}"
+        return text
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The condition ``0 <= expr < size`` under which a guarded map reads its operand."""
+
+    expr: AffineExpr
+    size: int
+
+    def substitute(self, inner: Sequence[AffineExpr]) -> Guard:
+        return Guard(self.expr.substitute(inner), self.size)
+
+    def render(self, index: Sequence[str]) -> str:
+        return f"0 <= {self.expr.render(index)} < {self.size}"
 
 
 @dataclass(frozen=True)
 class IndexMap:
-    """One affine expression per axis of the operand read (an operand of rank 0 has none)."""
+    """One affine expression per axis of the operand read (an operand of rank 0 has none), and the guards
+    under which the read happens (a padding op's; elsewhere its fill value is read instead)."""
 
     exprs: tuple[AffineExpr, ...]
+    guards: tuple[Guard, ...] = ()
 
     @staticmethod
     def identity(rank: int) -> IndexMap:
@@ -77,9 +106,22 @@ class IndexMap:
         kept = [k for k in range(rank + len(inserted)) if k not in inserted]
         return IndexMap(tuple(AffineExpr.axis(k) for k in kept))
 
+    @staticmethod
+    def shifted(rank: int, axis: int, offset: int, size: int) -> IndexMap:
+        """The map of a pad along ``axis``: the operand (``size`` long there) is read at ``i - offset``, guarded."""
+        exprs = [AffineExpr.axis(k) for k in range(rank)]
+        exprs[axis] = AffineExpr(((axis, 1),), -offset)
+        return IndexMap(tuple(exprs), (Guard(exprs[axis], size),))
+
     def compose(self, outer: IndexMap) -> IndexMap:
-        """Reading through ``outer`` (loop -> this op's output) then this map (output -> operand): loop -> operand."""
-        return IndexMap(tuple(e.substitute(outer.exprs) for e in self.exprs))
+        """Reading through ``outer`` (loop -> this op's output) then this map (output -> operand): loop -> operand.
+        The result keeps this map's guards, in terms of the loop's indices; ``outer``'s own guards are the
+        caller's to keep (they guard a different fill, see the schedule's ``Load``)."""
+        return IndexMap(tuple(e.substitute(outer.exprs) for e in self.exprs),
+                        tuple(g.substitute(outer.exprs) for g in self.guards))
+
+    def unguarded(self) -> IndexMap:
+        return IndexMap(self.exprs)
 
     @property
     def rank(self) -> int:
@@ -90,7 +132,9 @@ class IndexMap:
         return ", ".join(e.render(index) for e in self.exprs)
 
     def __str__(self) -> str:
-        return "[" + self.render([f"i{k}" for k in range(64)]) + "]"
+        index = [f"i{k}" for k in range(64)]
+        guards = "".join(f" if {g.render(index)}" for g in self.guards)
+        return "[" + self.render(index) + "]" + guards
 
 
 @lru_cache(maxsize=4096)

@@ -20,12 +20,12 @@ renders these decisions; it does not revisit them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .entry_points import EntryPoint, entry_points, wanted_nodes
 from .graph import Graph, Kernel, Node
-from .index_maps import IndexMap
+from .index_maps import Guard, IndexMap
 from .ops.registry import get_op
 
 SWAP = (1, 0)
@@ -47,11 +47,32 @@ class Literal:
 
 
 @dataclass(frozen=True)
+class Padding:
+    """Where ``guards`` fail, a load reads ``fill`` instead of memory (a pad, or one part of a concatenation)."""
+
+    guards: tuple[Guard, ...]
+    fill: float | int | bool
+    dtype: str
+
+
+@dataclass(frozen=True)
 class Load:
-    """A value read from memory at an index map of the loop's indices."""
+    """A value read from memory at an index map of the loop's indices; ``paddings``, outermost first, say where
+    a fill value is read instead (each padding op between the loop and the value in memory adds one)."""
 
     value: int
     map: IndexMap
+    paddings: tuple[Padding, ...] = ()
+
+    def guarded(self, element: str, index: Sequence[str], fill_code: Callable[[Padding], str]) -> str:
+        """The load's expression, given how the element is read (``x0[i0, i1 + 2]``): wrapped, for each padding
+        from the innermost out, in ``(element if <guards> else fill)``. Python's conditional evaluates only the
+        branch taken, so memory is never read outside the operand."""
+        code = element
+        for padding in reversed(self.paddings):
+            condition = " and ".join(guard.render(index) for guard in padding.guards)
+            code = f"({code} if {condition} else {fill_code(padding)})"
+        return code
 
 
 Operand = Register | Literal | Load
@@ -230,17 +251,21 @@ class _EntryPlanner:
     def _reads_through(self, node: Node, reader: Node, elided: set[int]) -> bool:
         if reader.id in elided:
             return reader.id not in self.gemm_read or _is_swap(node)
-        if self.kernel_of[reader.id].kind == "loop":
+        if self.kernel_of[reader.id].kind == "loop" or _is_copy_loop(reader):
             return True
         return reader.op == "matmul" and _foldable_into_gemm(self.g, node, reader)
 
-    def _source(self, value: int, read: IndexMap) -> Load:
-        """A load of ``value`` at ``read``, through any elided element-moving ops to the value in memory."""
+    def _source(self, value: int, read: IndexMap, paddings: tuple[Padding, ...] = ()) -> Load:
+        """A load of ``value`` at ``read``, through any elided element-moving ops to the value in memory; each
+        guarded one (a pad) adds its guards, composed into the loop's indices, and its fill."""
         while value in self.elided:
             node = self.facts.node[value]
             read = get_op(node.op).index_map(node).compose(read)
+            if read.guards:
+                paddings = (*paddings, _padding(node, read.guards))
+                read = read.unguarded()
             value = node.inputs[0]
-        return Load(value, read)
+        return Load(value, read, paddings)
 
     def _in_memory(self, value: int) -> int:
         """The value a read of ``value`` loads: itself, or the source of the elided ops in between."""
@@ -267,7 +292,7 @@ class _EntryPlanner:
             elif node.op == "matmul":
                 epilogue = epilogue_of.get(kernel.id)
                 kernels.append(self._gemm(kernel, node, None if epilogue is None else self.kernel_by_id[epilogue]))
-            elif get_op(node.op).index_map is not None and not get_op(node.op).view:
+            elif _is_copy_loop(node):
                 kernels.append(self._copy_loop(kernel, node))
             else:
                 kernels.append(OpKernel(kernel.id, node))
@@ -315,7 +340,9 @@ class _EntryPlanner:
     def _copy_loop(self, kernel: Kernel, node: Node) -> LoopKernel:
         """An element-moving op that must exist in memory (a result, or read by an op that needs it there): a
         loop over its value that reads its operand through its map."""
-        load = self._source(node.inputs[0], get_op(node.op).index_map(node))
+        read = get_op(node.op).index_map(node)
+        paddings = (_padding(node, read.guards),) if read.guards else ()
+        load = self._source(node.inputs[0], read.unguarded(), paddings)
         return LoopKernel(kernel.id, node.type.shape, (Statement(node, (load,)),), (node.id,), (load.value,))
 
     def _gemm(self, kernel: Kernel, node: Node, epilogue: Kernel | None) -> GemmKernel:
@@ -365,6 +392,16 @@ class _EntryPlanner:
                     taken.add(loop.id)
                     break
         return chosen
+
+
+def _padding(node: Node, guards: tuple[Guard, ...]) -> Padding:
+    return Padding(guards, get_op(node.op).fill(node), node.type.dtype)
+
+
+def _is_copy_loop(node: Node) -> bool:
+    """An element-moving op that is not a view: where it must exist in memory, a loop copies it."""
+    op = get_op(node.op)
+    return op.index_map is not None and not op.view
 
 
 def _is_swap(node: Node) -> bool:

@@ -68,7 +68,30 @@ class Neg(Node):
     operand: Expr
 
 
-Expr = Number | String | Name | ListLiteral | Call | BinOp | Neg
+@dataclass(frozen=True)
+class SliceItem(Node):
+    """``start:stop:step`` in a subscript; a bound left out is None."""
+
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+
+
+@dataclass(frozen=True)
+class EllipsisItem(Node):
+    """``...`` in a subscript: as many whole axes as the other items leave."""
+
+
+@dataclass(frozen=True)
+class Subscript(Node):
+    """``value[items]``: each item an integer index (an expression), a :class:`SliceItem` or an
+    :class:`EllipsisItem`."""
+
+    value: Expr
+    items: tuple[Expr | SliceItem | EllipsisItem, ...]
+
+
+Expr = Number | String | Name | ListLiteral | Call | BinOp | Neg | Subscript
 
 
 # ---------------------------------------------------------------- statements

@@ -308,6 +308,21 @@ class _ToAst(Transformer_NonRecursive):
         left, op, right = items
         return ast.BinOp(loc=self._at(op), op=str(op), left=left, right=right)
 
+    def subscript(self, items):
+        value, bracket, *subscripts = items
+        return ast.Subscript(loc=self._at(bracket), value=value,
+                             items=tuple(i for i in subscripts if not isinstance(i, Token)))
+
+    def ellipsis(self, items):
+        (token,) = items
+        return ast.EllipsisItem(loc=self._at(token))
+
+    @v_args(meta=True)
+    def slice(self, meta, items):
+        bounds = {tree.data: tree.children[0] for tree in items}
+        return ast.SliceItem(loc=self._meta_loc(meta), start=bounds.get("slice_start"),
+                             stop=bounds.get("slice_stop"), step=bounds.get("slice_step"))
+
     def neg(self, items):
         minus, operand = items
         if isinstance(operand, ast.Number):

@@ -21,7 +21,7 @@ from ..entry_points import (  # noqa: F401  (re-exported: what the targets and t
 )
 from ..graph import Graph, Node
 from ..ops.registry import get_op
-from ..schedule import GemmKernel, Literal, LoopKernel, Operand, ScheduledKernel, Statement
+from ..schedule import GemmKernel, Literal, Load, LoopKernel, Operand, ScheduledKernel, Statement
 from ..types import BOOL
 
 NUMPY_NAMES = {"f32": "np.float32", "f64": "np.float64", "i32": "np.int32", "i64": "np.int64"}
@@ -100,6 +100,11 @@ def statement_code(statement: Statement, render: Callable[[Operand], str], last_
 
 def literal_code(operand: Literal) -> str:
     return literal(operand.value, operand.dtype)
+
+
+def load_code(load: Load, element: str, index: list[str]) -> str:
+    """A load's scalar expression, given how the target reads the element, with its paddings' guards."""
+    return load.guarded(element, index, lambda padding: literal(padding.fill, padding.dtype))
 
 
 def kernel_comment(kernel_id: int, kind: str, nodes: list[Node]) -> str:

@@ -44,6 +44,7 @@ from .common import (
     library_imports,
     literal,
     literal_code,
+    load_code,
     optimizer_args,
     render_kernel,
     statement_code,
@@ -313,7 +314,7 @@ class _LoopWriter:
         name = self._external(operand.value)
         if operand.map.rank == 0:
             return f"item({name})"  # in Numba, x[()] of a 0-d array is an array, not a number
-        return f"{name}[{operand.map.render(self.index)}]"
+        return load_code(operand, f"{name}[{operand.map.render(self.index)}]", self.index)
 
     @staticmethod
     def _is_total(node: Node) -> bool:

@@ -40,6 +40,7 @@ from .common import (
     library_imports,
     literal,
     literal_code,
+    load_code,
     optimizer_args,
     render_kernel,
     statement_code,
@@ -142,7 +143,7 @@ class _LoopBody:
         name = self.external(operand.value)
         if operand.map.rank == 0:
             return f"{name}[0]"
-        return f"{name}[{operand.map.render(self.index)}]"
+        return load_code(operand, f"{name}[{operand.map.render(self.index)}]", self.index)
 
     def element(self, depth: int) -> list[str]:
         """Compute every node at the current indices; store values others read; update reductions."""

@@ -69,6 +69,7 @@ class OpDef:
     forward: Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
     grad: GradRule | None = None
     attrs: tuple[AttrSpec, ...] = ()
+    variadic: bool = False  # takes one or more operands (its single operand name stands for all; attrs by keyword)
     category: str = "elementwise"  # elementwise, reduction, linalg, shape, nn, loss, source, internal
     public: bool = True  # callable from .model files
     pure: bool = True  # same operands and attributes give the same value (CSE may merge it)
@@ -98,6 +99,8 @@ class OpDef:
     # an output position comes from in its operand, as an affine map from the output's indices. The schedule
     # composes it into the maps of the loops that read the value, so the op need not exist in memory.
     index_map: Callable[[Node], IndexMap] | None = None
+    # For an index map with guards (a pad): the value read where a guard fails.
+    fill: Callable[[Node], float] | None = None
     # Materialized (a target must produce it in memory), the op is a view of its operand's contiguous memory
     # (a reshape) rather than a copy loop.
     view: bool = False
@@ -108,7 +111,7 @@ class OpDef:
 
     @property
     def signature(self) -> str:
-        parts = list(self.operands)
+        parts = [f"{self.operands[0]}..."] if self.variadic else list(self.operands)
         for a in self.attrs:
             parts.append(a.name if a.required else f"{a.name}={_show_default(a.default)}")
         return f"{self.name}({', '.join(parts)})"

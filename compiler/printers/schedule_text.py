@@ -40,7 +40,8 @@ def _describe_kernel(kernel: ScheduledKernel, indent: str = "  ") -> list[str]:
         parts = []
         for o in s.operands:
             if isinstance(o, Load):
-                parts.append(f"%{o.value}{o.map}")
+                index = [f"i{k}" for k in range(len(kernel.domain))]
+                parts.append(o.guarded(f"%{o.value}[{o.map.render(index)}]", index, lambda p: repr(p.fill)))
             elif isinstance(o, Register):
                 parts.append(f"%{o.node}")
             elif isinstance(o, Literal):
