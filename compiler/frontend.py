@@ -27,7 +27,7 @@ from .initializers import INITIALIZERS
 from .layers import LAYERS
 from .limits import check_allocations, check_literal_fits
 from .ops.registry import REGISTRY
-from .subscripts import slice_attrs
+from .subscripts import subscript_plan
 from .types import TensorType
 
 # Ops on integers alone that give an integer exactly, whatever its size (Python's integers do not overflow).
@@ -347,7 +347,10 @@ class _FrontEnd:
             raise ModelError(
                 f"unknown op '{call.func}'{did_you_mean(call.func, callable_names())}", call.func_loc
             )
-        count = 1 if op.variadic else len(op.operands)
+        if op.variadic and not call.args:
+            raise ModelError(f"{op.name} takes one or more tensors, as in {op.name}(a, b, axis=1); got none",
+                             call.func_loc)
+        count = len(op.operands)
         if len(call.args) < count:
             raise ModelError(
                 f"{op.name} takes {count} operand(s) ({', '.join(op.operands)}), got {len(call.args)}",
@@ -358,8 +361,12 @@ class _FrontEnd:
     def _subscript(self, expr: ast.Subscript, value: Ref | float | int, stmt: ast.Statement) -> Ref:
         if not isinstance(value, Ref):
             raise ModelError("a number cannot be indexed", expr.loc)
-        attrs = slice_attrs(expr, self.graph.node(value).type)
-        return value if attrs is None else self._emit("slice", [value], attrs, expr.loc, stmt)
+        attrs, inserted = subscript_plan(expr, self.graph.node(value).type)
+        if attrs is not None:
+            value = self._emit("slice", [value], attrs, expr.loc, stmt)
+        if inserted:
+            value = self._emit("expand_dims", [value], {"axis": inserted}, expr.loc, stmt)
+        return value
 
     def _call(self, call: ast.Call, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref:
         op = REGISTRY[call.func]

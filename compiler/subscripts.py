@@ -1,8 +1,8 @@
 """``x[...]`` in a model file: NumPy's basic indexing turned into the attributes of one ``slice`` node.
 
 Each item is an integer (the axis is dropped), a slice ``start:stop:step`` with Python's rules for negative and
-missing bounds, or ``...`` (as many whole axes as the other items leave); axes left over at the end are taken
-whole. Indices and bounds are integer literals. Every mistake is a located error naming the axis and the type.
+missing bounds, ``...`` (as many whole axes as the other items leave) or ``none`` (NumPy's ``None``: a new axis
+of size 1, an ``expand_dims`` after the slice); axes left over at the end are taken whole. Indices and bounds are integer literals. Every mistake is a located error naming the axis and the type.
 """
 
 from __future__ import annotations
@@ -14,33 +14,50 @@ from gradc.dsl.diagnostics import ModelError
 
 from .types import TensorType
 
+NEW_AXIS = ("none", "None")
 
-def slice_attrs(subscript: ast.Subscript, t: TensorType) -> dict[str, Any] | None:
-    """The ``slice`` attributes for ``subscript`` applied to a value of type ``t``; None when it takes
-    everything (``x[:]``, ``x[...]``), so no node is needed."""
+
+def _is_new_axis(item: Any) -> bool:
+    return isinstance(item, ast.Name) and item.id in NEW_AXIS
+
+
+def subscript_plan(subscript: ast.Subscript, t: TensorType) -> tuple[dict[str, Any] | None, tuple[int, ...]]:
+    """What ``subscript`` applied to a value of type ``t`` emits: the ``slice`` attributes (None when it takes
+    everything, ``x[:]`` or ``x[...]``, so no slice node is needed) and the axes of the result that ``none``
+    items insert (``x[:, none]`` of a 1-D x: axis 1)."""
     items = _expanded(subscript, t)
-    starts, steps, counts, drop = [], [], [], []
-    for axis, (item, dim) in enumerate(zip(items, t.shape, strict=True)):
+    starts, steps, counts, drop, inserted = [], [], [], [], []
+    axis = out = 0
+    for item in items:
+        if _is_new_axis(item):
+            inserted.append(out)
+            out += 1
+            continue
+        dim = t.shape[axis]
         if isinstance(item, ast.SliceItem):
             start, step, count = _slice(item, dim, axis, t)
+            out += 1
         else:
             start, step, count = _index(item, dim, axis, t), 1, 1
             drop.append(axis)
         starts.append(start)
         steps.append(step)
         counts.append(count)
-    if not drop and all((s, k, c) == (0, 1, d) for s, k, c, d in zip(starts, steps, counts, t.shape, strict=True)):
-        return None
-    return {"starts": tuple(starts), "steps": tuple(steps), "counts": tuple(counts), "drop": tuple(drop)}
+        axis += 1
+    whole = not drop and all((s, k, c) == (0, 1, d) for s, k, c, d in zip(starts, steps, counts, t.shape, strict=True))
+    attrs = None if whole else {"starts": tuple(starts), "steps": tuple(steps), "counts": tuple(counts),
+                                "drop": tuple(drop)}
+    return attrs, tuple(inserted)
 
 
 def _expanded(subscript: ast.Subscript, t: TensorType) -> list[Any]:
-    """One item per axis: ``...`` and the missing trailing axes become whole slices."""
+    """One item per axis (and the ``none`` items where they stand): ``...`` and the missing trailing axes become
+    whole slices."""
     items = list(subscript.items)
     ellipses = [i for i in items if isinstance(i, ast.EllipsisItem)]
     if len(ellipses) > 1:
         raise ModelError("an index can have only one '...'", ellipses[1].loc)
-    explicit = len(items) - len(ellipses)
+    explicit = sum(1 for i in items if not isinstance(i, ast.EllipsisItem) and not _is_new_axis(i))
     if explicit > t.rank:
         raise ModelError(f"too many indices: {explicit} for {t}, which has {t.rank} axes", subscript.loc)
     whole = t.rank - explicit

@@ -139,6 +139,11 @@ def test_division_by_zero_follows_numpy_on_every_target():
 
 
 MIXED_MODELS = {
+    # slices, a pad and a concatenation read through guarded maps; the backward epilogue stores 1 - tanh(d)^2
+    # in place of the product before it adds the product (the product is read first)
+    "cuts": "model cuts\ninput x: f32[N, 6]\ninput t: f32[N, 4]\nparam w: f32[7, 4] = normal(std=0.3)\n"
+            "c = concat(x[:, 1:5], x[..., ::-2], axis=1)\nd = pad(x[:, 0:2], 1, 1, value=0.5)\n"
+            "loss L = mean((c @ w + tanh(d) - t)^2)\n",
     "integer-arithmetic": "model a\ninput y: i64[N]\ninput x: f32[N]\noutput z = y * 2 + 1\noutput w = x * y\n"
                           "loss L = mean(x * y)\n",
     "keepdims-max": "model b\ninput x: f32[N, 3, 4]\nh = x - max(x, axis=[1, 2], keepdims=true)\n"

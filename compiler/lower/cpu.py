@@ -287,6 +287,8 @@ class _LoopWriter:
         for k in range(len(self.domain)):
             self.put(f"for {self.index[k]} in range({self.dims[k]}):", depth)
             depth += 1
+        if self.gemm is not None:  # read first: a result may be stored in place of the product
+            self.put(f"gp = g0[{', '.join(self.index)}]", depth)
         for statement in self.kernel.statements:
             n = statement.node
             if n.id in self.local:
@@ -309,7 +311,7 @@ class _LoopWriter:
             return literal_code(operand)
         if isinstance(operand, Register):
             if operand.node == self.product:  # the epilogue's product, read where BLAS wrote it
-                return f"g0[{', '.join(self.index)}]"
+                return "gp"
             return self.local[operand.node]
         name = self._external(operand.value)
         if operand.map.rank == 0:
