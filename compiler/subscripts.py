@@ -2,7 +2,8 @@
 
 Each item is an integer (the axis is dropped), a slice ``start:stop:step`` with Python's rules for negative and
 missing bounds, ``...`` (as many whole axes as the other items leave) or ``none`` (NumPy's ``None``: a new axis
-of size 1, an ``expand_dims`` after the slice); axes left over at the end are taken whole. Indices and bounds are integer literals. Every mistake is a located error naming the axis and the type.
+of size 1, an ``expand_dims`` after the slice); axes left over at the end are taken whole. Indices and bounds
+are integer literals. Every mistake is a located error naming the axis and the type.
 """
 
 from __future__ import annotations
