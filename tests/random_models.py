@@ -117,7 +117,7 @@ class ModelWriter:
     def expression(self) -> tuple[str, tuple, str]:
         """A random expression over the pool: its text, shape and dtype."""
         kind = self.rng.choice(["unary", "unary", "binary", "binary", "binary", "literal", "reduce", "matmul",
-                                "transpose", "shape", "softmax", "layer", "int", "constant"])
+                                "transpose", "shape", "softmax", "layer", "int", "constant", "cut"])
         return getattr(self, "_" + kind)()
 
     def _unary(self):
@@ -212,6 +212,21 @@ class ModelWriter:
             # x^T x: a product through a swapped operand
             return f"transpose({a.name}, {perm}) @ {a.name}", (a.shape[1], a.shape[1]), a.dtype
         return f"transpose({a.name}, {perm})", shape, a.dtype
+
+    def _cut(self):
+        """Slices, pads and concatenations along the last axis that keep the pool's shapes: a rotation, a
+        reversal, a shift, a strided gather joined back, or one column kept as an axis of size 1."""
+        a = self.pick(((N, self.k), (1, self.k), (self.k,), (N, 2, self.k)))
+        k = self.k
+        forms = [
+            (f"concat({a.name}[..., 1:], {a.name}[..., :1], axis=-1)", a.shape),
+            (f"{a.name}[..., ::-1]", a.shape),
+            (f"pad({a.name}[..., 1:], 1, 0, value={self.rng.choice(['0', '0.5', '-1'])})", a.shape),
+            (f"concat({a.name}[..., ::2], {a.name}[..., 1::2])", a.shape),
+            (f"{a.name}[..., {self.rng.randrange(-k, k)}][..., none]", (*a.shape[:-1], 1)),
+        ]
+        text, shape = self.rng.choice(forms)
+        return text, shape, a.dtype
 
     def _shape(self):
         a = self.pick(((N, self.k), (N, 2, self.k)))

@@ -214,6 +214,8 @@ def _concat_axis(types: list[TensorType], attrs: dict) -> dict:
 
 def _concat_type(types: list[TensorType], attrs: dict) -> TensorType:
     first, axis = types[0], attrs["axis"]
+    if first.is_bool:
+        raise ShapeError(f"concat joins numbers, got {first}")
     for t in types[1:]:
         if t.rank != first.rank or t.dtype != first.dtype:
             raise ShapeError(f"concat: {first} and {t} differ in rank or dtype")
