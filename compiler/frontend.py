@@ -150,10 +150,11 @@ class _FrontEnd:
         for name, stmt in self.definitions.items():
             deps.add_node(name)
             for ref in _references(stmt):
-                if ref.id not in self.definitions:
-                    raise ModelError(self._unknown_name_message(ref.id), ref.loc)
-                deps.add_edge(ref.id, name)
-                self.uses[ref.id] += 1
+                owner = ref.id.split(".")[0]  # logits.dense1.weight is defined by the statement logits
+                if owner not in self.definitions:
+                    raise ModelError(self._unknown_name_message(owner), ref.loc)
+                deps.add_edge(owner, name)
+                self.uses[owner] += 1
         try:
             order = list(nx.lexicographical_topological_sort(deps, key=lambda n: self.definitions[n].loc.line))
         except nx.NetworkXUnfeasible:
@@ -315,7 +316,7 @@ class _FrontEnd:
         if isinstance(expr, ast.Number):
             return expr.value
         if isinstance(expr, ast.Name):
-            return self.env[expr.id]
+            return self._parameter(expr) if "." in expr.id else self.env[expr.id]
         if isinstance(expr, ast.Neg):
             (operand,) = operands
             return -operand if not isinstance(operand, Ref) else self._emit("neg", [operand], {}, expr.loc, stmt)
@@ -357,6 +358,19 @@ class _FrontEnd:
                 call.func_loc,
             )
         return op
+
+    def _parameter(self, name: ast.Name) -> Ref:
+        """``logits.dense1.weight``: a parameter a layer of an earlier statement made, used again (shared or
+        tied weights: every use adds to its one gradient)."""
+        params = self.graph.params()
+        if name.id in params:
+            return Ref(params[name.id])
+        owner = name.id.split(".")[0]
+        owned = sorted(p for p in params if p.startswith(owner + "."))
+        if not owned:
+            raise ModelError(f"unknown parameter '{name.id}': '{owner}' has no layer parameters", name.loc)
+        raise ModelError(f"unknown parameter '{name.id}'{did_you_mean(name.id, owned)} (the parameters of "
+                         f"'{owner}': {', '.join(owned)})", name.loc)
 
     def _subscript(self, expr: ast.Subscript, value: Ref | float | int, stmt: ast.Statement) -> Ref:
         if not isinstance(value, Ref):

@@ -224,6 +224,11 @@ class ModelWriter:
             (f"pad({a.name}[..., 1:], 1, 0, value={self.rng.choice(['0', '0.5', '-1'])})", a.shape),
             (f"concat({a.name}[..., ::2], {a.name}[..., 1::2])", a.shape),
             (f"{a.name}[..., {self.rng.randrange(-k, k)}][..., none]", (*a.shape[:-1], 1)),
+            (f"squeeze(unsqueeze({a.name}, 1), 1)", a.shape),
+            (f"expand({a.name}[..., :1], shape={_shape_text(a.shape)})", a.shape),
+            (f"tile({a.name}[..., 1:2], {k})", a.shape),
+            (f"flatten(unsqueeze({a.name}, -1), start=-2)", a.shape),
+            (f"sum(stack({a.name}, {a.name}[..., ::-1], axis=0), axis=0)", a.shape),
         ]
         text, shape = self.rng.choice(forms)
         return text, shape, a.dtype

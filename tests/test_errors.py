@@ -74,6 +74,11 @@ CASES = [
     (HEADER + "h = concat(axis=1)\n", 4, 5, "concat takes one or more tensors"),
     (HEADER + "h = pad(x, 1, 1, axis=0)\n", 4, 5, "cannot pad the batch dimension N"),
     (HEADER + "h = pad(x, -1)\n", 4, 5, "before and after must be 0 or more"),
+    # parameters by name
+    (HEADER + "c = x -> dense(3)\nh = c.dense2.weight\n", 5, 5,
+     "unknown parameter 'c.dense2.weight'; did you mean 'c.dense1.weight'?"),
+    (HEADER + "h = x.weight\n", 4, 5, "unknown parameter 'x.weight': 'x' has no layer parameters"),
+    (HEADER + "h = cc.dense1.weight\n", 4, 5, "unknown name 'cc'"),
     # train block
     (HEADER + "train {\n  epoch = 3\n}\n", 5, 3, "unknown train setting 'epoch'; did you mean 'epochs'?"),
     (HEADER + "train {\n  optimizer = adamw(lr=0.1)\n}\n", 5, 15, "unknown optimizer 'adamw'; did you mean 'adam'?"),
