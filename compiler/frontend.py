@@ -18,9 +18,11 @@ import numpy as np
 
 from gradc.dsl import ast
 from gradc.dsl.diagnostics import Diagnostic, ModelError, ShapeError, SourceLocation, did_you_mean
+from gradc.dsl.imports import collect_blocks
 from gradc.dsl.train_schema import validate_train_block
 
 from .attributes import bind_keywords
+from .blocks import BlockUse, bind_block, instantiate
 from .builder import Builder, Ref
 from .graph import Graph
 from .initializers import INITIALIZERS
@@ -67,6 +69,8 @@ class _FrontEnd:
         self.uses: Counter[str] = Counter()
         self.warnings: list[Diagnostic] = []
         self.layer_counts: Counter[tuple[str, str]] = Counter()
+        self.blocks = collect_blocks(module)
+        self.scope: str | None = None  # inside a block's use: its name, ``logits.residual1``
 
     # ------------------------------------------------------------ driver
     def run(self) -> ModelSpec:
@@ -104,12 +108,15 @@ class _FrontEnd:
                 continue
             if isinstance(stmt, ast.OutputDecl) and stmt.value is None:
                 continue  # 'output NAME' marks an existing definition
-            first = self.definitions.get(stmt.name)
-            if first is not None:
-                raise ModelError(
-                    f"'{stmt.name}' is defined twice (first at line {first.loc.line})", stmt.name_loc
-                )
-            self.definitions[stmt.name] = stmt
+            for name, loc in _defined_names(stmt):
+                first = self.definitions.get(name)
+                if first is not None:
+                    raise ModelError(f"'{name}' is defined twice (first at line {first.loc.line})", loc)
+                self.definitions[name] = stmt
+        for name, block in self.blocks.items():
+            if name in REGISTRY or name in LAYERS:
+                raise ModelError(f"block '{name}' has the name of {'an op' if name in REGISTRY else 'a layer'}; "
+                                 "give it another", block.name_loc)
         for stmt in self.module.statements:
             if isinstance(stmt, ast.OutputDecl) and stmt.value is None and stmt.name not in self.definitions:
                 raise ModelError(
@@ -149,7 +156,7 @@ class _FrontEnd:
         deps = nx.DiGraph()
         for name, stmt in self.definitions.items():
             deps.add_node(name)
-            for ref in _references(stmt):
+            for ref in _references(stmt, self.blocks):
                 owner = ref.id.split(".")[0]  # logits.dense1.weight is defined by the statement logits
                 if owner not in self.definitions:
                     raise ModelError(self._unknown_name_message(owner), ref.loc)
@@ -166,9 +173,11 @@ class _FrontEnd:
                 "definitions form a cycle: " + " -> ".join([*cycle, first]),
                 self.definitions[first].name_loc,
             ) from None
-        return [self.definitions[name] for name in order]
+        return list({id(stmt): stmt for stmt in (self.definitions[name] for name in order)}.values())
 
     def _unknown_name_message(self, name: str) -> str:
+        if name in self.blocks:
+            return f"'{name}' is a block; call it, as in {name}(x), or use it in a pipeline: x -> {name}"
         if name in REGISTRY or name in LAYERS:
             return f"'{name}' is an op; call it, as in {name}(x), or use it in a pipeline: x -> {name}"
         return f"unknown name '{name}'{did_you_mean(name, self.definitions)}"
@@ -184,6 +193,10 @@ class _FrontEnd:
         else:
             with self.builder.at(stmt.loc.line, stmt.loc.col, origin=stmt.name):
                 value = self._expr(stmt.value, stmt)
+                if isinstance(stmt, ast.Assign) and stmt.more:
+                    self._bind_results(stmt, value)
+                    return
+                value = self._single(value, stmt.value)
                 if not isinstance(value, Ref):
                     self._check_literal_operands((stmt.value,), [value])
                     value = self.builder.const(value, self.graph.float_dtype)
@@ -199,6 +212,29 @@ class _FrontEnd:
                 self.graph.outputs[stmt.name] = value
             self.env[stmt.name] = value
 
+    def _bind_results(self, stmt: ast.Assign, value) -> None:
+        """``a, b = block(x)``: one name per result of a block."""
+        if not isinstance(value, tuple) or len(value) != len(stmt.names):
+            got = len(value) if isinstance(value, tuple) else 1
+            raise ModelError(f"{len(stmt.names)} names, but the value has {got} result(s)", stmt.name_loc)
+        for name, result in zip(stmt.names, value, strict=True):
+            if self.graph.node(result).name is None:
+                self.graph.update(result, name=self._qualified(name))
+            self.env[name] = result
+
+    def _single(self, value, expr: ast.Expr):
+        if isinstance(value, tuple):
+            raise ModelError(f"this block has {len(value)} results; name them, as in a, b = ...", expr.loc)
+        return value
+
+    def _qualified(self, name: str) -> str:
+        """A name made inside a block's use is prefixed with the use: ``logits.residual1.h``."""
+        return f"{self.scope}.{name}" if self.scope else name
+
+    def _owner(self, stmt: ast.Statement) -> str:
+        """Whose layers these are: the statement's, or the block use's the statement is in."""
+        return self.scope or stmt.name
+
     def _declare_param(self, stmt: ast.ParamDecl) -> Ref:
         if stmt.type.dtype not in ("f32", "f64"):
             raise ModelError(f"parameter '{stmt.name}' must be f32 or f64, got {stmt.type.dtype}", stmt.type.loc)
@@ -212,8 +248,9 @@ class _FrontEnd:
         for literal in _literals(stmt.init):
             check_literal_fits(literal.value, stmt.type.dtype, literal.loc, literal.text)
         t = TensorType(stmt.type.dims, stmt.type.dtype)
+        name = self._qualified(stmt.name)
         return Ref(self.graph.add("param", (), t, {"init": spec}, line=stmt.loc.line, col=stmt.loc.col,
-                                  name=stmt.name, origin=stmt.name))
+                                  name=name, origin=name))
 
     def _init_spec(self, expr: ast.Expr) -> dict[str, Any]:
         if isinstance(expr, ast.Number):
@@ -294,6 +331,8 @@ class _FrontEnd:
         if isinstance(expr, ast.BinOp):
             return (expr.left, expr.right)
         if isinstance(expr, ast.Call):
+            if expr.func in self.blocks:
+                return self._block_operands(expr)
             if expr.func in LAYERS:
                 layer = LAYERS[expr.func]
                 if not expr.args:
@@ -313,6 +352,8 @@ class _FrontEnd:
 
     def _finish(self, expr: ast.Expr, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref | float | int:
         """Lower ``expr`` given the values of its operands."""
+        for value, operand in zip(operands, _operand_sources(expr), strict=False):
+            self._single(value, operand)
         if isinstance(expr, ast.Number):
             return expr.value
         if isinstance(expr, ast.Name):
@@ -326,6 +367,8 @@ class _FrontEnd:
         if isinstance(expr, ast.Subscript):
             return self._subscript(expr, operands[0], stmt)
         assert isinstance(expr, ast.Call)
+        if expr.func in self.blocks:
+            return self._block(expr, operands, stmt)
         if expr.func in LAYERS:
             return self._layer(expr, operands[0], stmt)
         self._check_literal_operands(expr.args, operands)
@@ -358,6 +401,90 @@ class _FrontEnd:
                 call.func_loc,
             )
         return op
+
+    # ------------------------------------------------------------ blocks
+    def _block_operands(self, call: ast.Call) -> tuple[ast.Expr, ...]:
+        block = self.blocks[call.func]
+        count = len(block.inputs)
+        if len(call.args) < count:
+            names = ", ".join(p.name for p in block.inputs)
+            raise ModelError(f"block {block.name} takes {count} input(s) ({names}), got {len(call.args)}",
+                             call.func_loc)
+        return call.args[:count]
+
+    def _block(self, call: ast.Call, operands: list, stmt: ast.Statement):
+        """A use of a block: its statements lowered in a scope of their own, once per repetition."""
+        for value, expr in zip(operands, call.args, strict=False):
+            if not isinstance(value, Ref):
+                raise ModelError(f"the inputs of block {call.func} are tensors, not numbers", expr.loc)
+        use = bind_block(self.blocks[call.func], call, len(operands))
+        if use.repeat > 1 and len(use.block.inputs) != len(use.block.result.values if use.block.result else ()):
+            raise ModelError(f"repeat needs a block with as many results as inputs; {use.block.name} takes "
+                             f"{len(use.block.inputs)} and returns "
+                             f"{len(use.block.result.values) if use.block.result else 0}", call.func_loc)
+        values = list(operands)
+        for _ in range(use.repeat):
+            values = self._block_instance(use, call, values, stmt)
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def _block_instance(self, use: BlockUse, call: ast.Call, inputs: list[Ref], stmt: ast.Statement) -> list[Ref]:
+        block = use.block
+        if block.result is None:
+            raise ModelError(f"block {block.name} returns nothing; end it with: return <value>", block.name_loc)
+        owner = self._owner(stmt)
+        self.layer_counts[(owner, block.name)] += 1
+        scope = f"{owner}.{block.name}{self.layer_counts[(owner, block.name)]}"
+        saved = self.env, self.scope
+        self.env = {p.name: value for p, value in zip(block.inputs, inputs, strict=True)}
+        self.scope = scope
+        try:
+            with self.builder.at(call.loc.line, call.loc.col, origin=scope):
+                for inner in instantiate(block.body, use.attributes):
+                    self._check_block_names(inner, block)
+                    self._lower_block_statement(inner)
+                result = instantiate(block.result, use.attributes)
+                self._check_block_names(result, block)
+                values = [self._single(self._expr(v, result), v) for v in result.values]
+        except ModelError as error:
+            error.notes.append(f"in block '{block.name}', used at {call.loc}")
+            raise
+        finally:
+            self.env, self.scope = saved
+        for value in values:
+            if not isinstance(value, Ref):
+                raise ModelError(f"block {block.name} must return tensors, not numbers", block.result.loc)
+        return values
+
+    def _lower_block_statement(self, stmt: ast.Statement) -> None:
+        if isinstance(stmt, ast.ParamDecl):
+            if stmt.name in self.env:
+                raise ModelError(f"'{stmt.name}' is defined twice in this block", stmt.name_loc)
+            self.env[stmt.name] = self._declare_param(stmt)
+            return
+        if any(name in self.env for name in stmt.names):
+            twice = next(name for name in stmt.names if name in self.env)
+            raise ModelError(f"'{twice}' is defined twice in this block", stmt.name_loc)
+        with self.builder.at(stmt.loc.line, stmt.loc.col, origin=self.scope):
+            value = self._expr(stmt.value, stmt)
+        if stmt.more:
+            self._bind_results(stmt, value)
+            return
+        value = self._single(value, stmt.value)
+        if not isinstance(value, Ref):
+            value = self.builder.const(value, self.graph.float_dtype)
+        if self.graph.node(value).name is None and self.graph.node(value).op not in ("input", "param"):
+            self.graph.update(value, name=self._qualified(stmt.name))
+        self.env[stmt.name] = value
+
+    def _check_block_names(self, stmt, block: ast.BlockDef) -> None:
+        """Names in a block are its inputs, its attributes and what it defined before: nothing from outside."""
+        for ref in _references(stmt, self.blocks):
+            owner = ref.id.split(".")[0]
+            if "." in ref.id or owner in self.env:
+                continue
+            known = [*self.env, *(a.name for a in block.attributes)]
+            raise ModelError(f"unknown name '{owner}' in block {block.name}{did_you_mean(owner, known)}; a "
+                             "block sees only its inputs, its attributes and its own definitions", ref.loc)
 
     def _parameter(self, name: ast.Name) -> Ref:
         """``logits.dense1.weight``: a parameter a layer of an earlier statement made, used again (shared or
@@ -398,8 +525,9 @@ class _FrontEnd:
             raise ModelError(f"the input of {layer.name} must be a tensor, not a number", call.args[0].loc)
         attrs = bind_keywords(layer.attrs, list(call.args[1:]), call.kwargs, layer.name, call.func_loc,
                               self.graph.batch_symbol)
-        self.layer_counts[(stmt.name, layer.name)] += 1
-        prefix = f"{stmt.name}.{layer.name}{self.layer_counts[(stmt.name, layer.name)]}"
+        owner = self._owner(stmt)
+        self.layer_counts[(owner, layer.name)] += 1
+        prefix = f"{owner}.{layer.name}{self.layer_counts[(owner, layer.name)]}"
 
         def new_param(role: str, shape: tuple[int, ...], init: dict[str, Any]) -> Ref:
             t = TensorType(shape, self.graph.node(x).type.dtype)
@@ -415,8 +543,9 @@ class _FrontEnd:
     def _stage_origin(self, call: ast.Call, stmt: ast.Statement) -> str | None:
         if not call.piped:
             return None
-        self.layer_counts[(stmt.name, call.func)] += 1
-        return f"{stmt.name}.{call.func}{self.layer_counts[(stmt.name, call.func)]}"
+        owner = self._owner(stmt)
+        self.layer_counts[(owner, call.func)] += 1
+        return f"{owner}.{call.func}{self.layer_counts[(owner, call.func)]}"
 
     def _emit(self, op: str, operands: list, attrs: dict[str, Any], loc: SourceLocation, stmt) -> Ref | float | int:
         if not any(isinstance(o, Ref) for o in operands):
@@ -448,7 +577,8 @@ class _FrontEnd:
         return value
 
     def _shape_error(self, exc: ShapeError, loc: SourceLocation, stmt) -> ModelError:
-        return ShapeError(f"{exc.message} (in the definition of '{stmt.name}')", loc)
+        where = f"the definition of '{stmt.name}'" if hasattr(stmt, "name") else "the block's result"
+        return ShapeError(f"{exc.message} (in {where})", loc)
 
     def _check_cross_entropy_input(self, op: str, result: Ref, call: ast.Call) -> None:
         if op != "cross_entropy":
@@ -464,21 +594,44 @@ class _FrontEnd:
             ))
 
 
+def _operand_sources(expr: ast.Expr) -> tuple[ast.Expr, ...]:
+    """The expressions of ``expr``'s operands, in order (for errors about one of them)."""
+    if isinstance(expr, ast.BinOp):
+        return (expr.left, expr.right)
+    if isinstance(expr, ast.Neg):
+        return (expr.operand,)
+    if isinstance(expr, ast.Subscript):
+        return (expr.value,)
+    if isinstance(expr, ast.Call):
+        return expr.args
+    return ()
+
+
+def _defined_names(stmt: ast.Statement) -> list[tuple[str, SourceLocation]]:
+    if isinstance(stmt, ast.Assign):
+        return [(stmt.name, stmt.name_loc), *stmt.more]
+    return [(stmt.name, stmt.name_loc)]
+
+
 def operand_count(op, call: ast.Call) -> int:
     """How many of a call's positional arguments are operands: all of them for a variadic op (concat)."""
     return len(call.args) if op.variadic else len(op.operands)
 
 
-def _references(stmt: ast.Statement) -> list[ast.Name]:
-    """The names a definition reads (not call names, keyword values or initializers)."""
-    expr = getattr(stmt, "value", None)
+def _references(stmt: ast.Statement, blocks: dict[str, ast.BlockDef] | None = None) -> list[ast.Name]:
+    """The names a definition (or a block's return) reads: not call names, keyword values or initializers."""
+    if isinstance(stmt, ast.Return):
+        roots = list(stmt.values)
+    else:
+        expr = getattr(stmt, "value", None)
+        roots = [expr] if expr is not None and not isinstance(stmt, ast.ParamDecl) else []
     found: list[ast.Name] = []
-    if expr is not None and not isinstance(stmt, ast.ParamDecl):
-        _collect_names(expr, found)
+    for root in roots:
+        _collect_names(root, found, blocks or {})
     return found
 
 
-def _collect_names(root: ast.Expr, found: list[ast.Name]) -> None:
+def _collect_names(root: ast.Expr, found: list[ast.Name], blocks: dict[str, ast.BlockDef]) -> None:
     """Append the names ``root`` reads, left to right (iteratively: expressions may nest deeply)."""
     work = [root]
     while work:
@@ -492,7 +645,10 @@ def _collect_names(root: ast.Expr, found: list[ast.Name]) -> None:
         elif isinstance(expr, ast.Subscript):
             work.append(expr.value)
         elif isinstance(expr, ast.Call):
-            count = operand_count(REGISTRY[expr.func], expr) if expr.func in REGISTRY else 1
+            if expr.func in blocks:
+                count = len(blocks[expr.func].inputs)
+            else:
+                count = operand_count(REGISTRY[expr.func], expr) if expr.func in REGISTRY else 1
             work.extend(reversed(expr.args[:count]))
 
 

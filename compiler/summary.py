@@ -33,33 +33,63 @@ class Summary:
 
 
 def summarize(graph: Graph) -> Summary:
+    """One row per statement or layer, in the order of the graph. A block's use is a row of its own, with the
+    totals of everything in it, and its layers are indented under it (nested blocks further in)."""
     groups: dict[str, list] = {}
     for node in sorted(graph.nodes(), key=lambda n: n.id):
         if node.op == "const" or node.origin is None:
             continue
         groups.setdefault(node.origin, []).append(node)
+    uses = {prefix for origin in groups for prefix in _block_prefixes(origin)}
     rows = []
+    shown: set[str] = set()
     total_params = param_bytes = total_flops = activation_bytes = 0
     for origin, nodes in groups.items():
+        for prefix in _block_prefixes(origin) + ([origin] if origin in uses else []):
+            if prefix not in shown:
+                shown.add(prefix)
+                inside = [n for o, ns in groups.items() if o == prefix or o.startswith(prefix + ".") for n in ns]
+                rows.append(_row(graph, prefix, inside, _depth(prefix, uses)))
         params = [n for n in nodes if n.op == "param"]
         computed = [n for n in nodes if n.op not in SOURCE_OPS]
-        result = computed[-1] if computed else nodes[-1]
-        n_params = sum(p.type.numel() for p in params)
-        flops = 0
         for n in computed:
-            in_types = [graph.node(i).type for i in n.inputs]
-            flops += get_op(n.op).count_flops(in_types, n.type, n.attrs)
             if graph.batch_symbol is None or graph.batch_symbol in n.type.shape:
                 activation_bytes += n.type.numel() * n.type.numpy_dtype().itemsize
-        rows.append(Row(origin, _row_op(origin, result), format_type(result.type.shape, result.type.dtype),
-                        n_params, flops))
-        if computed:  # a layer: list the parameters it created, by name
-            rows.extend(Row(f"  {p.name}", "param", format_type(p.type.shape, p.type.dtype), p.type.numel(), 0)
-                        for p in params)
-        total_params += n_params
+        total_params += sum(p.type.numel() for p in params)
         param_bytes += sum(p.type.numel() * p.type.numpy_dtype().itemsize for p in params)
-        total_flops += flops
+        total_flops += _flops(graph, computed)
+        if origin in uses:
+            continue  # the block's own ops (its return) are in its row
+        depth = _depth(origin, uses)
+        rows.append(_row(graph, origin, nodes, depth))
+        if computed:  # a layer: list the parameters it created, by name
+            pad = "  " * (depth + 1)
+            rows.extend(Row(f"{pad}{p.name}", "param", format_type(p.type.shape, p.type.dtype), p.type.numel(), 0)
+                        for p in params)
     return Summary(rows, total_params, param_bytes, total_flops, activation_bytes)
+
+
+def _block_prefixes(origin: str) -> list[str]:
+    """The block uses ``origin`` is inside: ``logits.res1.dense1`` is in ``logits.res1`` (the first part is a
+    statement, the last the layer itself)."""
+    parts = origin.split(".")
+    return [".".join(parts[:k]) for k in range(2, len(parts))]
+
+
+def _depth(origin: str, uses: set[str]) -> int:
+    return sum(1 for prefix in _block_prefixes(origin) if prefix in uses)
+
+
+def _flops(graph: Graph, computed: list) -> int:
+    return sum(get_op(n.op).count_flops([graph.node(i).type for i in n.inputs], n.type, n.attrs) for n in computed)
+
+
+def _row(graph: Graph, origin: str, nodes: list, depth: int) -> Row:
+    params = [n for n in nodes if n.op == "param"]
+    computed = [n for n in nodes if n.op not in SOURCE_OPS]
+    result = max(computed, key=lambda n: n.id) if computed else nodes[-1]
+    return Row("  " * depth + origin, _row_op(origin, result), format_type(result.type.shape, result.type.dtype),
+               sum(p.type.numel() for p in params), _flops(graph, computed))
 
 
 def _row_op(origin: str, result) -> str:

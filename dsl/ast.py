@@ -129,6 +129,12 @@ class Assign(Node):
     name: str
     name_loc: SourceLocation
     value: Expr
+    # ``a, b = f(x)``: the names after the first, for a block with several results
+    more: tuple[tuple[str, SourceLocation], ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *(name for name, _ in self.more))
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,41 @@ class TrainBlock(Node):
     items: tuple[TrainItem, ...]
 
 
-Statement = ModelDecl | InputDecl | ParamDecl | Assign | OutputDecl | LossDecl | TrainBlock
+@dataclass(frozen=True)
+class BlockParam(Node):
+    name: str
+    default: Expr | None  # None: a tensor input; else an attribute with its default
+
+
+@dataclass(frozen=True)
+class Return(Node):
+    values: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class BlockDef(Node):
+    name: str
+    name_loc: SourceLocation
+    params: tuple[BlockParam, ...]
+    body: tuple[Statement, ...]  # param declarations and assignments, in order
+    result: Return | None
+
+    @property
+    def inputs(self) -> tuple[BlockParam, ...]:
+        return tuple(p for p in self.params if p.default is None)
+
+    @property
+    def attributes(self) -> tuple[BlockParam, ...]:
+        return tuple(p for p in self.params if p.default is not None)
+
+
+@dataclass(frozen=True)
+class Import(Node):
+    source: str  # a path (relative to the importing file) or a library name
+    is_path: bool
+
+
+Statement = ModelDecl | InputDecl | ParamDecl | Assign | OutputDecl | LossDecl | TrainBlock | BlockDef | Import
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from .diagnostics import ModelError, SourceLocation, did_you_mean
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
-STATEMENT_KEYWORDS = ("model", "input", "param", "output", "loss", "train")
+STATEMENT_KEYWORDS = ("model", "input", "param", "output", "loss", "train", "block", "import", "return")
 DTYPES = ("f32", "f64", "i32", "i64")
 
 _OPENERS = {"LPAR": ")", "LSQB": "]"}
@@ -242,8 +242,41 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def assign(self, meta, items):
-        name, value = items
-        return ast.Assign(loc=self._meta_loc(meta), name=str(name), name_loc=self._at(name), value=value)
+        *names, value = items
+        return ast.Assign(loc=self._meta_loc(meta), name=str(names[0]), name_loc=self._at(names[0]), value=value,
+                          more=tuple((str(n), self._at(n)) for n in names[1:]))
+
+    @v_args(meta=True)
+    def block_def(self, meta, items):
+        name = items[0]
+        params = next((i for i in items if isinstance(i, tuple)), ())
+        body = [i for i in items[1:] if isinstance(i, ast.ParamDecl | ast.Assign | ast.Return)]
+        returns = [i for i in body if isinstance(i, ast.Return)]
+        if len(returns) > 1:
+            raise ModelError("a block returns once", returns[1].loc)
+        if returns and body[-1] is not returns[0]:
+            raise ModelError("'return' must be the last statement of a block", returns[0].loc)
+        return ast.BlockDef(loc=self._meta_loc(meta), name=str(name), name_loc=self._at(name), params=params,
+                            body=tuple(i for i in body if not isinstance(i, ast.Return)),
+                            result=returns[0] if returns else None)
+
+    def block_params(self, items):
+        return tuple(items)
+
+    @v_args(meta=True)
+    def block_param(self, meta, items):
+        name, *default = items
+        return ast.BlockParam(loc=self._at(name), name=str(name), default=default[0] if default else None)
+
+    @v_args(meta=True)
+    def return_stmt(self, meta, items):
+        return ast.Return(loc=self._meta_loc(meta), values=tuple(items))
+
+    @v_args(meta=True)
+    def import_stmt(self, meta, items):
+        (token,) = items
+        is_path = token.type == "STRING"
+        return ast.Import(loc=self._at(token), source=str(token)[1:-1] if is_path else str(token), is_path=is_path)
 
     @v_args(meta=True)
     def train_block(self, meta, items):
