@@ -20,6 +20,8 @@ TOKENS = [
     "+", "-", "*", "/", "^", "@", "x", "y", "w", "N", "f32", "i64", "f64", "0", "1", "2.5", "-1", "1e-3",
     "relu", "dense", "softmax", "cross_entropy", "mean", "sum", "axis", "zeros", "he_normal", "true",
     "reshape", "shape", "dropout", "matmul", "bce", "sigmoid", "hinge", "max", "log", "\n", " ", "#", '"s"',
+    "block", "return", "import", "std", "repeat", "residual_mlp", "b(x)", "a, b", ".", "...", "::", "::-1",
+    "none", "concat", "pad", "stack", "tile", "squeeze", "x.dense1.weight", "x[0]", "[:, 1:]",
 ]
 SOURCES = [m.read_text() for m in MODELS]
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
