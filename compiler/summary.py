@@ -69,6 +69,19 @@ def summarize(graph: Graph) -> Summary:
     return Summary(rows, total_params, param_bytes, total_flops, activation_bytes)
 
 
+def block_uses(graph: Graph) -> dict[str, list[int]]:
+    """Each use of a block (``logits.residual_mlp2``) and the nodes in it (nested uses' nodes too), outer uses
+    before the uses inside them."""
+    origins = {n.origin for n in graph.nodes() if n.origin is not None}
+    uses = sorted({p for o in origins for p in _block_prefixes(o)}, key=lambda p: (p.count("."), p))
+    members: dict[str, list[int]] = {p: [] for p in uses}
+    for node in graph.nodes():
+        for prefix in _block_prefixes(node.origin or "") + [node.origin]:
+            if prefix in members:
+                members[prefix].append(node.id)
+    return members
+
+
 def _block_prefixes(origin: str) -> list[str]:
     """The block uses ``origin`` is inside: ``logits.res1.dense1`` is in ``logits.res1`` (the first part is a
     statement, the last the layer itself)."""

@@ -4,6 +4,7 @@ nested and imported, with parameters named after each use and errors located in 
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -159,3 +160,27 @@ def test_an_import_cycle_is_named(tmp_path):
     main.write_text('import "a.model"\nmodel m\n')
     with pytest.raises(ModelError, match=re.escape("import cycle: m.model -> a.model -> b.model -> a.model")):
         gradc.load(main)
+
+
+def test_check_nests_each_use_of_a_block_like_keras(cli, write_model):
+    result = cli("check", write_model(NESTED))
+    assert result.code == 0, result
+    rows = result.out.splitlines()
+    use = next(i for i, r in enumerate(rows) if r.startswith("h.pair1 "))
+    assert rows[use].split()[1] == "pair"
+    assert rows[use + 1].startswith("  h.pair1.affine1 ")  # a nested use, one level in
+    assert any(r.startswith("    h.pair1.affine1.dense1 ") for r in rows)  # its layer, two levels in
+
+
+def test_graph_drawings_show_each_use_of_a_block_as_a_labelled_cluster(cli, write_model, tmp_path):
+    path = write_model(NESTED)
+    dot = cli("graph", path, "--stage", "parsed", "--format", "dot")
+    assert dot.code == 0, dot
+    assert 'label="h.pair1"' in dot.out and 'label="h.pair1.affine2"' in dot.out
+    assert dot.out.index('label="h.pair1"') < dot.out.index('label="h.pair1.affine1"')  # nested inside
+    svg = tmp_path / "g.svg"
+    assert cli("graph", path, "--stage", "parsed", "--format", "svg", "-o", str(svg)).code == 0
+    text = svg.read_text()
+    assert "h.pair1.affine2" in text  # the label, drawn by Graphviz where it is installed, else by gradc
+    if shutil.which("dot") is None:
+        assert text.count('class="block"') == 6  # two uses of pair, each holding two of affine

@@ -4,6 +4,7 @@ pale green with a double border, constants grey; every edge labelled with the sh
 from __future__ import annotations
 
 from ..graph import Graph, Node
+from ..summary import block_uses
 from ..types import format_shape
 from .common import KIND_COLORS, format_attrs, node_type
 
@@ -33,6 +34,23 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _block_clusters(uses: dict[str, list[int]], in_block: dict[str, list[str]]) -> list[str]:
+    """Nested ``subgraph cluster_`` sections, one per block use, labelled with its name."""
+    def emit(use: str, depth: int) -> list[str]:
+        pad = "  " * depth
+        out = [f"{pad}subgraph cluster_b{list(uses).index(use)} {{",
+               f"{pad}  label={_quote(use)}; style=\"rounded\"; color=\"#2c7fb8\"; fontcolor=\"#2c7fb8\";"]
+        out += [pad + line for line in in_block.get(use, [])]
+        for inner in uses:
+            if inner.startswith(use + ".") and inner.rsplit(".", 1)[0] == use:
+                out += emit(inner, depth + 1)
+        out.append(f"{pad}}}")
+        return out
+
+    top = [u for u in uses if not any(u.startswith(o + ".") for o in uses if o != u)]
+    return [line for use in top for line in emit(use, 1)]
+
+
 def to_dot(graph: Graph, stage: str = "") -> str:
     title = f"{graph.model_name}" + (f" ({stage})" if stage else "")
     lines = [
@@ -43,6 +61,10 @@ def to_dot(graph: Graph, stage: str = "") -> str:
     ]
     kernel_of = graph.kernel_of()
     clusters: dict[int, list[str]] = {}
+    # before fusion, each use of a block is a labelled cluster (nested uses inside it); after, the kernels are
+    uses = block_uses(graph) if graph.kernels is None else {}
+    innermost = {node_id: use for use, members in uses.items() for node_id in members}  # outer uses come first
+    in_block: dict[str, list[str]] = {}
     for node in graph.nodes():
         kind = graph.kind(node.id)
         title, subtitle = node_label(graph, node)
@@ -55,8 +77,11 @@ def to_dot(graph: Graph, stage: str = "") -> str:
         )
         if node.id in kernel_of:
             clusters.setdefault(kernel_of[node.id], []).append("  " + line)
+        elif node.id in innermost:
+            in_block.setdefault(innermost[node.id], []).append(line)
         else:
             lines.append(line)
+    lines.extend(_block_clusters(uses, in_block))
     for kernel in graph.kernels or ():
         lines.append(f"  subgraph cluster_k{kernel.id} {{")
         lines.append(f"    label=\"k{kernel.id} {kernel.kind}\"; style=\"rounded,dashed\"; color=\"#6a51a3\";")

@@ -8,6 +8,7 @@ import subprocess
 from html import escape
 
 from ..graph import Graph
+from ..summary import block_uses
 from .common import KIND_COLORS
 from .dot import edge_label, node_label, to_dot
 from .layout import layered_layout
@@ -51,6 +52,7 @@ def draw_svg(graph: Graph, stage: str = "") -> str:
         f'<text x="20" y="22" font-size="14" font-weight="bold">{title}</text>',
     ]
     out.extend(_legend())
+    out.extend(_block_boxes(graph, layout))
     out.extend(_kernel_boxes(graph, layout))
     for (u, _v), points in layout.edges.items():
         path = "M " + " L ".join(f"{px:.1f} {py:.1f}" for px, py in points)
@@ -79,6 +81,28 @@ def draw_svg(graph: Graph, stage: str = "") -> str:
                    f'fill="#222">{escape(subtitle)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _block_boxes(graph: Graph, layout) -> list[str]:
+    """Before fusion, a labelled box around the nodes of each use of a block (a nested use inside, with a
+    smaller margin)."""
+    if graph.kernels is not None:
+        return []
+    boxes = []
+    for use, members in block_uses(graph).items():
+        places = [layout.nodes[n] for n in members if n in layout.nodes]
+        if not places:
+            continue
+        margin = max(4, 16 - 4 * use.count("."))
+        left = min(p.x - p.width / 2 for p in places) - margin
+        right = max(p.x + p.width / 2 for p in places) + margin
+        top = min(p.y - p.height / 2 for p in places) - margin - 8
+        bottom = max(p.y + p.height / 2 for p in places) + margin
+        boxes.append(f'<rect class="block" x="{left:.1f}" y="{top:.1f}" width="{right - left:.1f}" '
+                     f'height="{bottom - top:.1f}" rx="10" fill="none" stroke="#2c7fb8" stroke-width="1.2"/>')
+        boxes.append(f'<text x="{left + 6:.1f}" y="{top + 11:.1f}" font-size="10" fill="#2c7fb8">'
+                     f'{escape(use)}</text>')
+    return boxes
 
 
 def _kernel_boxes(graph: Graph, layout) -> list[str]:
