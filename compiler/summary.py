@@ -76,7 +76,7 @@ def block_uses(graph: Graph) -> dict[str, list[int]]:
     uses = sorted({p for o in origins for p in _block_prefixes(o)}, key=lambda p: (p.count("."), p))
     members: dict[str, list[int]] = {p: [] for p in uses}
     for node in graph.nodes():
-        for prefix in _block_prefixes(node.origin or "") + [node.origin]:
+        for prefix in [*_block_prefixes(node.origin or ""), node.origin]:
             if prefix in members:
                 members[prefix].append(node.id)
     return members
