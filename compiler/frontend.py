@@ -28,7 +28,9 @@ from .graph import Graph
 from .initializers import INITIALIZERS
 from .layers import LAYERS
 from .limits import check_allocations, check_literal_fits
+from .ops.indexing import take
 from .ops.registry import REGISTRY
+from .splits import split_parts
 from .subscripts import subscript_plan
 from .types import TensorType
 
@@ -52,7 +54,7 @@ class ModelSpec:
 
 
 def callable_names() -> list[str]:
-    return sorted([op.name for op in REGISTRY.values() if op.public] + list(LAYERS))
+    return sorted([op.name for op in REGISTRY.values() if op.public] + list(LAYERS) + ["split"])
 
 
 def build_model(module: ast.Module) -> ModelSpec:
@@ -217,14 +219,18 @@ class _FrontEnd:
         if not isinstance(value, tuple) or len(value) != len(stmt.names):
             got = len(value) if isinstance(value, tuple) else 1
             raise ModelError(f"{len(stmt.names)} names, but the value has {got} result(s)", stmt.name_loc)
+        owner = self._owner(stmt)
         for name, result in zip(stmt.names, value, strict=True):
-            if self.graph.node(result).name is None:
+            node = self.graph.node(result)
+            if node.name is None:
                 self.graph.update(result, name=self._qualified(name))
+            if node.origin == owner and node.op not in ("input", "param"):  # a row of its own in the summary
+                self.graph.update(result, origin=self._qualified(name))
             self.env[name] = result
 
     def _single(self, value, expr: ast.Expr):
         if isinstance(value, tuple):
-            raise ModelError(f"this block has {len(value)} results; name them, as in a, b = ...", expr.loc)
+            raise ModelError(f"this value has {len(value)} results; name them, as in a, b = ...", expr.loc)
         return value
 
     def _qualified(self, name: str) -> str:
@@ -333,6 +339,10 @@ class _FrontEnd:
         if isinstance(expr, ast.Call):
             if expr.func in self.blocks:
                 return self._block_operands(expr)
+            if expr.func == "split":
+                if not expr.args:
+                    raise ModelError("split takes a tensor: a, b = split(x, 2, axis=1)", expr.func_loc)
+                return expr.args[:1]
             if expr.func in LAYERS:
                 layer = LAYERS[expr.func]
                 if not expr.args:
@@ -369,6 +379,8 @@ class _FrontEnd:
         assert isinstance(expr, ast.Call)
         if expr.func in self.blocks:
             return self._block(expr, operands, stmt)
+        if expr.func == "split":
+            return self._split(expr, operands[0], stmt)
         if expr.func in LAYERS:
             return self._layer(expr, operands[0], stmt)
         self._check_literal_operands(expr.args, operands)
@@ -401,6 +413,13 @@ class _FrontEnd:
                 call.func_loc,
             )
         return op
+
+    def _split(self, call: ast.Call, value, stmt: ast.Statement) -> tuple:
+        if not isinstance(value, Ref):
+            raise ModelError("split takes a tensor, not a number", call.args[0].loc)
+        axis, parts = split_parts(call, self.graph.node(value).type, self.graph.batch_symbol)
+        with self.builder.at(call.loc.line, call.loc.col):
+            return tuple(take(self.builder, value, axis, start, length) for start, length in parts)
 
     # ------------------------------------------------------------ blocks
     def _block_operands(self, call: ast.Call) -> tuple[ast.Expr, ...]:

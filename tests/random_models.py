@@ -255,6 +255,12 @@ class ModelWriter:
     # ------------------------------------------------------------ statements
     def statements(self, count: int) -> None:
         for _ in range(count):
+            if self.rng.random() < 0.04:  # a statement with two results
+                a = self.pick(((N, self.k), (1, self.k), (self.k,)))
+                first, second = self.fresh(), self.fresh()
+                self.lines.append(f"{first}, {second} = split(concat({a.name}, {a.name}[..., ::-1]), 2)")
+                self.pool += [Value(first, a.shape, a.dtype), Value(second, a.shape, a.dtype)]
+                continue
             text, shape, dtype = self.expression()
             if len(shape) > 2 and N not in shape[:1]:
                 continue

@@ -120,7 +120,7 @@ ERRORS = [
      "in block 'proj', used at"),
     ("z = proj\n", 7, 5, "'proj' is a block; call it", None),
     ("a, b = x -> proj(4)\n", 7, 1, "2 names, but the value has 1 result(s)", None),
-    ("block two(x) {\n  return x, x\n}\ny = x -> two -> relu\n", 10, 10, "this block has 2 results; name them", None),
+    ("block two(x) {\n  return x, x\n}\ny = x -> two -> relu\n", 10, 10, "this value has 2 results; name them", None),
 ]
 BLOCK = "block proj(x, units=4) {\n  param w: f32[3, units] = zeros\n  return x @ w\n}\nmodel m\ninput x: f32[N, 3]\n"
 

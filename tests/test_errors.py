@@ -74,6 +74,10 @@ CASES = [
     (HEADER + "h = concat(axis=1)\n", 4, 5, "concat takes one or more tensors"),
     (HEADER + "h = pad(x, 1, 1, axis=0)\n", 4, 5, "cannot pad the batch dimension N"),
     (HEADER + "h = pad(x, -1)\n", 4, 5, "before and after must be 0 or more"),
+    (HEADER + "a, b = split(x, 3)\n", 4, 8, "do not make 3 equal parts"),
+    (HEADER + "a, b = split(x, [1, 2])\n", 4, 8, "must be positive and add up to 4"),
+    (HEADER + "a = split(x, 2)\n", 4, 5, "this value has 2 results; name them"),
+    (HEADER + "a, b, c = split(x, 2)\n", 4, 1, "3 names, but the value has 2 result(s)"),
     # parameters by name
     (HEADER + "c = x -> dense(3)\nh = c.dense2.weight\n", 5, 5,
      "unknown parameter 'c.dense2.weight'; did you mean 'c.dense1.weight'?"),

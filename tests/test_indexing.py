@@ -106,3 +106,21 @@ def test_cuts_on_cpu_match_the_reference():
     for batch in (1, 6):
         inputs = random_inputs(reference.graph, batch, np.random.default_rng(batch))
         assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+
+
+SPLIT = """model parts
+input x: f32[N, 6]
+a, b, c = split(x, [1, 3, 2], axis=1)
+h, g = split(x * 2, 2)
+loss L = mean(a * sum(b, axis=1, keepdims=true)) + mean(tanh(c)) + mean(h * g)
+"""
+
+
+def test_split_parts_run_alike_on_cpu_and_reference():
+    spec = gradc.loads(SPLIT)
+    shapes = {node.name: node.type.shape for node in spec.graph.nodes() if node.name in ("a", "b", "c", "h", "g")}
+    assert shapes == {"a": ("N", 1), "b": ("N", 3), "c": ("N", 2), "h": ("N", 3), "g": ("N", 3)}
+    reference = gradc.compile(spec, target="reference")
+    cpu = gradc.compile(spec, target="cpu")
+    inputs = random_inputs(reference.graph, 3, np.random.default_rng(2))
+    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
