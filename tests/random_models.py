@@ -160,6 +160,11 @@ class ModelWriter:
             return self._literal()
         i = self.rng.choice(ints)
         a = self.pick(((N, self.k), (self.k,), (1, self.k), ()))
+        if self.rng.random() < 0.5 and a.shape and len(i.shape) == len(a.shape) and i.shape[0] == N:
+            # lookups: a position found in a float tensor, and the one-hot row of an integer
+            found = self.rng.choice(["argmax", "argmin"])
+            return (f"{a.name} * one_hot({found}({i.name} + {a.name}, axis=-1), {self.k})",
+                    _broadcast(a.shape, (N, self.k)), _promote(a.dtype, "f32"))
         form = self.rng.choice(["{a} * {i}", "{i} * 0.1 + {a}", "{a} - ({i} + 1)", "({i} * 2) * {a}"])
         dtype = _promote(a.dtype, i.dtype)
         if form.startswith("{i} * 0.1"):

@@ -138,6 +138,11 @@ CASES = [
     Case("stack", {"a": (2, 3), "b": (2, 3)}, lambda a, b: np.stack([a, b]), {}),
     Case("stack", {"a": (2, 3), "b": (2, 3), "c": (2, 3)}, lambda a, b, c: np.stack([a, b, c], axis=-1),
          {"axis": -1}, id="last"),
+    Case("one_hot", {"labels": (2, 3)}, lambda labels: onehot(labels, 5), {"classes": 5}),
+    Case("argmax", {"x": (3, 5)}, lambda x: np.argmax(x, axis=-1)),
+    Case("argmax", {"x": (3, 5, 2)}, lambda x: np.argmax(x, axis=1, keepdims=True), {"axis": 1, "keepdims": True},
+         id="middle-axis"),
+    Case("argmin", {"x": (4, 3)}, lambda x: np.argmin(x, axis=0), {"axis": 0}),
     Case("transpose", {"x": (2, 3, 4)}, lambda x: np.einsum("ijk->kji", x)),
     Case("transpose", {"x": (2, 3, 4)}, lambda x: np.einsum("ijk->ikj", x), {"axes": (0, 2, 1)}, id="axes"),
     Case("transpose", {"x": (2, 3)}, lambda x: x, {"axes": (0, 1)}, id="identity"),
@@ -242,15 +247,16 @@ def test_forward_float32(case):
     g, y, arrays = build_case(case, dtype="f32")
     value = evaluate(g, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}, {}, [y])[y]
     expected = case.expected(*arrays.values())
-    if expected.dtype == np.bool_:  # the cases' operands are far apart next to f32's rounding
-        assert value.dtype == np.bool_
+    if expected.dtype == np.bool_ or expected.dtype.kind == "i":  # operands far apart next to f32's rounding
+        assert value.dtype == expected.dtype
         np.testing.assert_array_equal(value, expected)
     else:
         assert value.dtype == np.float32
         np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-5)
 
 
-DIFFERENTIABLE = [c for c in CASES if not all(name.startswith(("labels", "cond")) for name in c.operands)]
+DIFFERENTIABLE = [c for c in CASES if not all(name.startswith(("labels", "cond")) for name in c.operands)
+                  and get_op(c.op).grad is not None]  # argmax and argmin give integers: no gradient
 
 
 @pytest.mark.parametrize("case", DIFFERENTIABLE, ids=case_id)

@@ -1,0 +1,127 @@
+"""Integers and lookups: ``one_hot``, ``argmax`` and ``argmin``.
+
+``one_hot`` is a primitive with a scalar template (1 where the last index equals the label), so it fuses into
+the loop that reads it. ``argmax``/``argmin`` are composites of primitives that fuse the same way: the
+maximum along the axis, then the smallest position holding it (NumPy's first occurrence), as
+``min(where(x == max(x), position, n))``, where ``position`` is the index along the last axis as a number. A
+reduction over another axis first moves that axis last (a transpose, which loops read through its map).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradc.dsl.diagnostics import ShapeError
+
+from ..types import TensorType, normalize_axes
+from .registry import AttrSpec, OpDef, register
+
+# ---------------------------------------------------------------- one_hot
+
+
+def _one_hot_type(types: list[TensorType], attrs: dict) -> TensorType:
+    labels = types[0]
+    if labels.is_float or labels.is_bool:
+        raise ShapeError(f"one_hot expects integer labels, got {labels}")
+    if attrs["classes"] < 1:
+        raise ShapeError(f"one_hot: classes must be positive, got {attrs['classes']}")
+    if attrs["dtype"] not in ("f32", "f64"):
+        raise ShapeError(f"one_hot makes f32 or f64, not {attrs['dtype']}")
+    return TensorType((*labels.shape, attrs["classes"]), attrs["dtype"])
+
+
+register(
+    OpDef(
+        name="one_hot",
+        operands=("labels",),
+        attrs=(AttrSpec("classes", "int"), AttrSpec("dtype", "dtype", "f32")),
+        infer=_one_hot_type,
+        forward=lambda args, at: (args[0][..., None] == np.arange(at["classes"])).astype(np.dtype(
+            {"f32": np.float32, "f64": np.float64}[at["dtype"]])),
+        category="nn",
+        formula="1 where the last index equals the label, else 0 (a label outside 0..classes-1 gives a row of 0)",
+        shape_rule="labels' shape + [classes]",
+        scalar="(1.0 if {labels} == {i_last} else 0.0)",
+        left_aligned=(0,),
+    )
+)
+
+# ---------------------------------------------------------------- position (internal)
+
+
+register(
+    OpDef(
+        name="position",
+        operands=("like",),
+        infer=lambda ts, at: TensorType(ts[0].shape, ts[0].dtype if ts[0].is_float else "f64"),
+        forward=lambda args, at: np.broadcast_to(np.arange(args[0].shape[-1]), args[0].shape).astype(
+            args[0].dtype if np.issubdtype(args[0].dtype, np.floating) else np.float64),
+        category="internal",
+        public=False,
+        shape_only=(0,),
+        formula="the index along the last axis, as a number",
+        shape_rule="like's shape",
+        scalar="{i_last}",
+    )
+)
+
+# ---------------------------------------------------------------- argmax, argmin
+
+
+def _arg_attrs(types: list[TensorType], attrs: dict) -> dict:
+    t = types[0]
+    if t.rank == 0:
+        raise ShapeError(f"argmax and argmin need an axis to search, got a scalar {t}")
+    if t.is_bool:
+        raise ShapeError(f"argmax and argmin compare numbers, got {t}")
+    (axis,) = normalize_axes((attrs["axis"],), t.rank, "argmax")
+    if isinstance(t.shape[axis], str):
+        raise ShapeError(f"argmax and argmin: cannot search along the batch dimension {t.shape[axis]} of {t}")
+    return {"axis": axis, "keepdims": attrs["keepdims"]}
+
+
+def _arg_type(types: list[TensorType], attrs: dict) -> TensorType:
+    shape = list(types[0].shape)
+    if attrs["keepdims"]:
+        shape[attrs["axis"]] = 1
+    else:
+        del shape[attrs["axis"]]
+    return TensorType(tuple(shape), "i64")
+
+
+def _arg_decomposition(largest: bool):
+    def build(b, n):
+        x, axis = n.inputs[0], n.attrs["axis"]
+        t = b.type(x)
+        perm = (*(k for k in range(t.rank) if k != axis), axis)
+        if axis != t.rank - 1:  # search the last axis of a transpose (read in place)
+            x = b.transpose(x, axes=perm)
+        if not b.type(x).is_float:
+            x = b.cast(x, dtype="f64")
+        best = b.max(x, axis=-1, keepdims=True) if largest else b.min(x, axis=-1, keepdims=True)
+        count = float(t.shape[axis])
+        first = b.min(b.where(b.eq(x, best), b.position(x), count), axis=-1, keepdims=n.attrs["keepdims"])
+        if n.attrs["keepdims"] and axis != t.rank - 1:
+            first = b.transpose(first, axes=tuple(int(a) for a in np.argsort(perm)))
+        return b.cast(first, dtype="i64")
+
+    return build
+
+
+for _name, _largest, _numpy in (("argmax", True, np.argmax), ("argmin", False, np.argmin)):
+    register(
+        OpDef(
+            name=_name,
+            operands=("x",),
+            attrs=(AttrSpec("axis", "axis", -1), AttrSpec("keepdims", "bool", False)),
+            normalize=_arg_attrs,
+            infer=_arg_type,
+            forward=lambda args, at, f=_numpy: np.asarray(f(args[0], axis=at["axis"], keepdims=at["keepdims"]),
+                                                          dtype=np.int64),
+            decompose=_arg_decomposition(_largest),
+            category="reduction",
+            formula=f"the index of the {'largest' if _largest else 'smallest'} element along the axis (the first "
+                    "of ties), as i64",
+            shape_rule="x without the axis (kept as 1 with keepdims=true)",
+        )
+    )
