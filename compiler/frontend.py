@@ -549,7 +549,8 @@ class _FrontEnd:
         prefix = f"{owner}.{layer.name}{self.layer_counts[(owner, layer.name)]}"
 
         def new_param(role: str, shape: tuple[int, ...], init: dict[str, Any]) -> Ref:
-            t = TensorType(shape, self.graph.node(x).type.dtype)
+            given = self.graph.node(x).type  # parameters take the input's float type (an embedding's ids: the model's)
+            t = TensorType(shape, given.dtype if given.is_float else self.graph.float_dtype)
             return Ref(self.graph.add("param", (), t, {"init": init}, line=call.loc.line, col=call.loc.col,
                                       name=f"{prefix}.{role}", origin=prefix))
 

@@ -19,7 +19,7 @@ The schedule (``compiler/schedule.py``) builds and composes maps; a target only 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,8 +37,14 @@ class AffineExpr:
     def axis(k: int) -> AffineExpr:
         return AffineExpr(((k, 1),))
 
-    def substitute(self, inner: Sequence[AffineExpr]) -> AffineExpr:
-        """This expression with each loop index ``i_k`` replaced by ``inner[k]``."""
+    def substitute(self, inner: Sequence[Expr]) -> Expr:
+        """This expression with each loop index ``i_k`` replaced by ``inner[k]``. An index read from memory
+        (:class:`Indirect`) can only be taken as it is: ``i_k`` alone, not scaled or shifted."""
+        indirect = [inner[axis] for axis, _ in self.terms if isinstance(inner[axis], Indirect)]
+        if indirect:
+            if self.terms != ((self.terms[0][0], 1),) or self.offset:
+                raise ValueError("an index read from memory cannot be scaled or shifted")
+            return indirect[0]
         combined: dict[int, int] = {}
         offset = self.offset
         for axis, coefficient in self.terms:
@@ -48,7 +54,7 @@ class AffineExpr:
                 combined[inner_axis] = combined.get(inner_axis, 0) + coefficient * inner_coefficient
         return AffineExpr(tuple((a, c) for a, c in sorted(combined.items()) if c), offset)
 
-    def render(self, index: Sequence[str]) -> str:
+    def render(self, index: Sequence[str], name_of: NameOf | None = None) -> str:
         """``i1 + 2``, ``-2 * i1 + 13``, ``i0 - 1`` or ``3``."""
         text = ""
         for axis, coefficient in self.terms:
@@ -63,17 +69,38 @@ class AffineExpr:
 
 
 @dataclass(frozen=True)
+class Indirect:
+    """An index read from memory: the integer that ``value`` (a node id) holds at ``map`` of the loop's indices,
+    as a gather reads its indices (``x[idx[i0], i1]``)."""
+
+    value: int
+    map: IndexMap
+
+    def substitute(self, inner: Sequence[Expr]) -> Indirect:
+        return Indirect(self.value, IndexMap(tuple(e.substitute(inner) for e in self.map.exprs)))
+
+    def render(self, index: Sequence[str], name_of: NameOf | None = None) -> str:
+        if name_of is None:
+            raise ValueError("rendering an index read from memory needs the names of values")
+        return f"{name_of(self.value)}[{self.map.render(index, name_of) or '0'}]"
+
+
+Expr = AffineExpr | Indirect
+NameOf = Callable[[int], str]  # a value's name in the generated code
+
+
+@dataclass(frozen=True)
 class Guard:
     """The condition ``0 <= expr < size`` under which a guarded map reads its operand."""
 
-    expr: AffineExpr
+    expr: Expr
     size: int
 
-    def substitute(self, inner: Sequence[AffineExpr]) -> Guard:
+    def substitute(self, inner: Sequence[Expr]) -> Guard:
         return Guard(self.expr.substitute(inner), self.size)
 
-    def render(self, index: Sequence[str]) -> str:
-        return f"0 <= {self.expr.render(index)} < {self.size}"
+    def render(self, index: Sequence[str], name_of: NameOf | None = None) -> str:
+        return f"0 <= {self.expr.render(index, name_of)} < {self.size}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +108,7 @@ class IndexMap:
     """One affine expression per axis of the operand read (an operand of rank 0 has none), and the guards
     under which the read happens (a padding op's; elsewhere its fill value is read instead)."""
 
-    exprs: tuple[AffineExpr, ...]
+    exprs: tuple[Expr, ...]
     guards: tuple[Guard, ...] = ()
 
     @staticmethod
@@ -127,14 +154,21 @@ class IndexMap:
     def rank(self) -> int:
         return len(self.exprs)
 
-    def render(self, index: Sequence[str]) -> str:
-        """The subscript, ``i0, 0`` or ``i1, i0``, for loop indices named ``index``."""
-        return ", ".join(e.render(index) for e in self.exprs)
+    def render(self, index: Sequence[str], name_of: NameOf | None = None) -> str:
+        """The subscript, ``i0, 0`` or ``i1, i0``, for loop indices named ``index`` (and, for an index read from
+        memory, the values named by ``name_of``)."""
+        return ", ".join(e.render(index, name_of) for e in self.exprs)
+
+    def indirect_values(self) -> list[int]:
+        """The values this map reads its indices from (a gather's), in order."""
+        found = [e.value for e in (*self.exprs, *(g.expr for g in self.guards)) if isinstance(e, Indirect)]
+        return list(dict.fromkeys(found))
 
     def __str__(self) -> str:
         index = [f"i{k}" for k in range(64)]
-        guards = "".join(f" if {g.render(index)}" for g in self.guards)
-        return "[" + self.render(index) + "]" + guards
+        name_of = lambda value: f"%{value}"
+        guards = "".join(f" if {g.render(index, name_of)}" for g in self.guards)
+        return "[" + self.render(index, name_of) + "]" + guards
 
 
 @lru_cache(maxsize=4096)

@@ -81,6 +81,18 @@ def _batchnorm(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -
     return _normalize(b, x, mean, var, attrs["eps"], gamma, beta)
 
 
+def _embedding(b: Builder, ids: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
+    t: TensorType = b.type(ids)
+    if t.is_float or t.is_bool:
+        raise ShapeError(f"embedding looks up integer ids, got {t}")
+    if t.rank == 0:
+        raise ShapeError(f"embedding needs ids with an axis (a batch of them), got {t}")
+    if attrs["vocab"] < 1 or attrs["dim"] < 1:
+        raise ShapeError(f"embedding: vocab and dim must be positive, got {attrs['vocab']} and {attrs['dim']}")
+    weight = new_param("weight", (attrs["vocab"], attrs["dim"]), {"kind": attrs["init"]})
+    return b.gather(weight, ids, axis=0)
+
+
 EPS = AttrSpec("eps", "float", 1e-5, doc="added to the variance")
 
 LAYERS: dict[str, LayerDef] = {
@@ -97,6 +109,19 @@ LAYERS: dict[str, LayerDef] = {
             _dense,
             "x @ weight + bias",
             "weight [in, units] (init), bias [units] (zeros)",
+        ),
+        LayerDef(
+            "embedding",
+            (
+                AttrSpec("vocab", "int", doc="how many ids there are (0 .. vocab-1)"),
+                AttrSpec("dim", "int", doc="the length of each id's vector"),
+                AttrSpec("init", "choice", "xavier_uniform",
+                         choices=tuple(n for n, i in INITIALIZERS.items() if not i.attrs)),
+            ),
+            _embedding,
+            "weight[ids]: one row of weight per id (an id outside 0..vocab-1 gives 0s); the weight's gradient "
+            "adds up over repeated ids",
+            "weight [vocab, dim] (init)",
         ),
         LayerDef(
             "layernorm",

@@ -64,13 +64,14 @@ class Load:
     map: IndexMap
     paddings: tuple[Padding, ...] = ()
 
-    def guarded(self, element: str, index: Sequence[str], fill_code: Callable[[Padding], str]) -> str:
+    def guarded(self, element: str, index: Sequence[str], fill_code: Callable[[Padding], str],
+                name_of: Callable[[int], str] | None = None) -> str:
         """The load's expression, given how the element is read (``x0[i0, i1 + 2]``): wrapped, for each padding
         from the innermost out, in ``(element if <guards> else fill)``. Python's conditional evaluates only the
         branch taken, so memory is never read outside the operand."""
         code = element
         for padding in reversed(self.paddings):
-            condition = " and ".join(guard.render(index) for guard in padding.guards)
+            condition = " and ".join(guard.render(index, name_of) for guard in padding.guards)
             code = f"({code} if {condition} else {fill_code(padding)})"
         return code
 
@@ -197,6 +198,7 @@ class _GraphFacts:
         self.position = {k.id: p for p, k in enumerate(graph.kernels)}
         # element-moving ops that could be elided, the last first (a reader's fate is decided before its operand's)
         self.index_ops = sorted((n.id for n in self.node.values() if get_op(n.op).index_map is not None
+                                 and get_op(n.op).elidable
                                  and self.kernel_of.get(n.id) is not None and self.kernel_of[n.id].kind == "op"),
                                 reverse=True)
 
@@ -249,6 +251,8 @@ class _EntryPlanner:
         return elided
 
     def _reads_through(self, node: Node, reader: Node, elided: set[int]) -> bool:
+        if not get_op(reader.op).elidable:
+            return False  # a gather reads its operands in memory
         if reader.id in elided:
             return reader.id not in self.gemm_read or _is_swap(node)
         if self.kernel_of[reader.id].kind == "loop" or _is_copy_loop(reader):
@@ -343,7 +347,9 @@ class _EntryPlanner:
         read = get_op(node.op).index_map(node)
         paddings = (_padding(node, read.guards),) if read.guards else ()
         load = self._source(node.inputs[0], read.unguarded(), paddings)
-        return LoopKernel(kernel.id, node.type.shape, (Statement(node, (load,)),), (node.id,), (load.value,))
+        indices = [v for v in read.indirect_values() if v != load.value]  # a gather's, read in memory too
+        return LoopKernel(kernel.id, node.type.shape, (Statement(node, (load,)),), (node.id,),
+                          (load.value, *indices))
 
     def _gemm(self, kernel: Kernel, node: Node, epilogue: Kernel | None) -> GemmKernel:
         a, b = (self._gemm_operand(i) for i in node.inputs)

@@ -160,6 +160,11 @@ class ModelWriter:
             return self._literal()
         i = self.rng.choice(ints)
         a = self.pick(((N, self.k), (self.k,), (1, self.k), ()))
+        if self.rng.random() < 0.3 and i.shape and i.shape[0] == N:
+            # a lookup by integer: rows of a table (an id outside it reads 0)
+            if a.shape == (self.k,):
+                return f"gather({a.name}, {i.name})", i.shape, a.dtype
+            return f"sum({i.name} -> embedding({self.k}, 3), axis=-1)", i.shape, self.model_float()
         if self.rng.random() < 0.5 and a.shape and len(i.shape) == len(a.shape) and i.shape[0] == N:
             # lookups: a position found in a float tensor, and the one-hot row of an integer
             found = self.rng.choice(["argmax", "argmin"])

@@ -102,9 +102,11 @@ def literal_code(operand: Literal) -> str:
     return literal(operand.value, operand.dtype)
 
 
-def load_code(load: Load, element: str, index: list[str]) -> str:
-    """A load's scalar expression, given how the target reads the element, with its paddings' guards."""
-    return load.guarded(element, index, lambda padding: literal(padding.fill, padding.dtype))
+def load_code(load: Load, name_of: Callable[[int], str], index: list[str]) -> str:
+    """A load's scalar expression, ``x0[i0, x1[i1]]``, with its paddings' guards; ``name_of`` names a value the
+    kernel reads (the loaded value, and a gather's indices)."""
+    element = f"{name_of(load.value)}[{load.map.render(index, name_of)}]"
+    return load.guarded(element, index, lambda padding: literal(padding.fill, padding.dtype), name_of)
 
 
 def kernel_comment(kernel_id: int, kind: str, nodes: list[Node]) -> str:

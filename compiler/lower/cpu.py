@@ -316,7 +316,7 @@ class _LoopWriter:
         name = self._external(operand.value)
         if operand.map.rank == 0:
             return f"item({name})"  # in Numba, x[()] of a 0-d array is an array, not a number
-        return load_code(operand, f"{name}[{operand.map.render(self.index)}]", self.index)
+        return load_code(operand, self._external, self.index)
 
     @staticmethod
     def _is_total(node: Node) -> bool:
@@ -436,9 +436,21 @@ def _shape_size(f: _Function, node: Node) -> None:
     f.put(f"v{node.id}[()] = {count}")
 
 
-# Op kernels: the views and shape queries (matrix products are call kernels; every other op is a loop)
+def _scatter_add(f: _Function, node: Node) -> None:
+    """A gather's gradient, on 3-D views: (before the axis, the indices' elements, after the axis)."""
+    g, indices, _ = node.inputs
+    axis, shape = node.attrs["axis"], node.type.shape
+    size = lambda dims: " * ".join(f.shape_dim(d) for d in dims) or "i64(1)"
+    before, after, count = size(shape[:axis]), size(shape[axis + 1:]), size(f.node(indices).type.shape)
+    f.put(f"v{node.id} = reshape(scatter_add3(reshape({f.ref(g)}, ({before}, {count}, {after})), "
+          f"reshape({f.ref(indices)}, ({count},)), {before}, {f.shape_dim(shape[axis])}, {after}), "
+          f"{f.shape(shape)})")
+
+
+# Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,
+    "scatter_add": _scatter_add,
 }

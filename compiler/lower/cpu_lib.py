@@ -179,3 +179,17 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, t):
         fm[i] = beta1 * fm[i] + (1.0 - beta1) * fg[i]
         fv[i] = beta2 * fv[i] + (1.0 - beta2) * fg[i] * fg[i]
         fp[i] -= lr * (fm[i] / correct1) / (math.sqrt(fv[i] / correct2) + eps)
+
+
+@jit
+def scatter_add3(g, indices, a, v, b):
+    """A gather's gradient on 3-D views: out[i, indices[m], j] += g[i, m, j] for every m, so repeated indices add
+    up; an index outside 0..v-1 adds nothing (it read 0)."""
+    out = np.zeros((a, v, b), dtype=g.dtype)
+    for i in range(a):
+        for m in range(indices.shape[0]):
+            k = indices[m]
+            if 0 <= k < v:
+                for j in range(b):
+                    out[i, k, j] += g[i, m, j]
+    return out

@@ -143,7 +143,7 @@ class _LoopBody:
         name = self.external(operand.value)
         if operand.map.rank == 0:
             return f"{name}[0]"
-        return load_code(operand, f"{name}[{operand.map.render(self.index)}]", self.index)
+        return load_code(operand, self.external, self.index)
 
     def element(self, depth: int) -> list[str]:
         """Compute every node at the current indices; store values others read; update reductions."""
@@ -469,9 +469,23 @@ def _shape_size(f: _HostFunction, node: Node) -> None:
     f.put(f"fill_value(v{node.id}, {_product([f.dim(shape[a]) for a in node.attrs['axis']])})")
 
 
-# Op kernels: the views and shape queries (matrix products are call kernels; every other op is a loop)
+def _scatter_add(f: _HostFunction, node: Node) -> None:
+    """A gather's gradient, on 3-D views: (before the axis, the indices' elements, after the axis)."""
+    g, indices, _ = node.inputs
+    axis, shape = node.attrs["axis"], node.type.shape
+    before, after = f.size(shape[:axis]), f.size(shape[axis + 1:])
+    count, length = f.size(f.node(indices).type.shape), f.dim(shape[axis])
+    dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+    f.put(f"v{node.id} = ws.filled({node.id}, ({before}, {length}, {after}), {dtype}, 0.0)")
+    f.put(f"scatter_add3(v{node.id}, {f.ref(g)}.reshape(({before}, {count}, {after})), "
+          f"{f.ref(indices)}.reshape(({count},)), {length}, {after})")
+    f.put(f"v{node.id} = v{node.id}.reshape({f.shape(shape)})")
+
+
+# Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,
+    "scatter_add": _scatter_add,
 }

@@ -232,3 +232,26 @@ def _accumulate_loss(loss, weight, step, totals):
 
 def accumulate_loss(loss, weight: float, step: int, totals) -> None:
     _accumulate_loss[1, 1](loss, weight, step, totals)
+
+
+# ---------------------------------------------------------------- a gather's gradient
+
+
+@cuda.jit(cache=True)
+def _scatter_add(out, g, indices, v, b):
+    """out[i, indices[m], j] += g[i, m, j], one thread per element of g, atomically (indices may repeat)."""
+    t = cuda.grid(1)
+    count = indices.shape[0]
+    while t < g.shape[0] * count * b:  # a grid-stride loop: the launch may have fewer threads than elements
+        i = t // (count * b)
+        m = (t // b) % count
+        j = t % b
+        k = indices[m]
+        if 0 <= k < v:
+            cuda.atomic.add(out, (i, k, j), g[i, m, j])
+        t += cuda.gridsize(1)
+
+
+def scatter_add3(out, g, indices, v, b) -> None:
+    """Add the slices of g (3-D: before the axis, the indices' elements, after) into out (zeros, 3-D)."""
+    launch_flat(_scatter_add, g.size, out, g, indices, v, b)

@@ -13,6 +13,7 @@ import numpy as np
 
 from gradc.dsl.diagnostics import ShapeError
 
+from ..index_maps import AffineExpr, Guard, IndexMap, Indirect
 from ..types import TensorType, normalize_axes
 from .registry import AttrSpec, OpDef, register
 
@@ -125,3 +126,96 @@ for _name, _largest, _numpy in (("argmax", True, np.argmax), ("argmin", False, n
             shape_rule="x without the axis (kept as 1 with keepdims=true)",
         )
     )
+
+# ---------------------------------------------------------------- gather, scatter_add
+
+
+def _gather_attrs(types: list[TensorType], attrs: dict) -> dict:
+    """The axis, and what the index map needs of the operands' types: the length of x along the axis
+    (``size``) and the number of axes of the indices (``depth``)."""
+    x, indices = types
+    if x.rank == 0:
+        raise ShapeError(f"gather needs a tensor to take from, got a scalar {x}")
+    if indices.is_float or indices.is_bool:
+        raise ShapeError(f"gather expects integer indices, got {indices}")
+    if indices.rank == 0:
+        raise ShapeError(f"gather: the indices must have an axis, got {indices} (for one index, write x[..., i])")
+    (axis,) = normalize_axes((attrs["axis"],), x.rank, "gather")
+    if isinstance(x.shape[axis], str):
+        raise ShapeError(f"gather: cannot take along the batch dimension {x.shape[axis]} of {x}")
+    return {"axis": axis, "size": x.shape[axis], "depth": indices.rank}
+
+
+def _gather_type(types: list[TensorType], attrs: dict) -> TensorType:
+    x, indices, axis = types[0], types[1], attrs["axis"]
+    return TensorType((*x.shape[:axis], *indices.shape, *x.shape[axis + 1:]), x.dtype)
+
+
+def _gather_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    x, indices, axis = args[0], args[1], attrs["axis"]
+    valid = (indices >= 0) & (indices < x.shape[axis])
+    taken = np.take(x, np.where(valid, indices, 0), axis=axis)
+    mask = valid.reshape((1,) * axis + valid.shape + (1,) * (x.ndim - axis - 1))
+    return np.where(mask, taken, np.zeros((), x.dtype))
+
+
+def _gather_map(node) -> IndexMap:
+    """Output axes: x's before ``axis``, then the indices' axes, then x's after. x's ``axis`` is read at the
+    index stored in the indices there, guarded: an index outside x reads 0."""
+    axis, depth = node.attrs["axis"], node.attrs["depth"]
+    after = node.type.rank - axis - depth
+    where = Indirect(node.inputs[1], IndexMap(tuple(AffineExpr.axis(axis + j) for j in range(depth))))
+    exprs = (*(AffineExpr.axis(k) for k in range(axis)), where,
+             *(AffineExpr.axis(axis + depth + j) for j in range(after)))
+    return IndexMap(exprs, (Guard(where, node.attrs["size"]),))
+
+
+register(
+    OpDef(
+        name="gather",
+        operands=("x", "indices"),
+        attrs=(AttrSpec("axis", "axis", 0),
+               AttrSpec("size", "int", 0, doc="set by the compiler: x's length along the axis"),
+               AttrSpec("depth", "int", 0, doc="set by the compiler: the number of axes of the indices")),
+        normalize=_gather_attrs,
+        infer=_gather_type,
+        forward=_gather_forward,
+        grad=lambda b, n, g: [lambda: b.scatter_add(g, n.inputs[1], n.inputs[0], axis=n.attrs["axis"]), None],
+        index_map=_gather_map,
+        fill=lambda n: 0.0,
+        elidable=False,
+        category="nn",
+        formula="np.take(x, indices, axis): the slices of x at the indices (an index outside x gives 0s); its "
+                "gradient adds up over repeated indices",
+        shape_rule="x's shape with the axis replaced by the indices' shape",
+    )
+)
+
+
+def _scatter_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    g, indices, like = args
+    axis = attrs["axis"]
+    out = np.zeros(like.shape, dtype=g.dtype)
+    moved = np.moveaxis(out, axis, 0)
+    grads = np.moveaxis(g.reshape((*g.shape[:axis], -1, *g.shape[axis + indices.ndim:])), axis, 0)
+    flat = indices.reshape(-1)
+    valid = (flat >= 0) & (flat < like.shape[axis])
+    np.add.at(moved, flat[valid], grads[valid])
+    return out
+
+
+register(
+    OpDef(
+        name="scatter_add",
+        operands=("g", "indices", "like"),
+        attrs=(AttrSpec("axis", "axis", 0),),
+        infer=lambda ts, at: TensorType(ts[2].shape, ts[0].dtype),
+        forward=_scatter_forward,
+        grad=lambda b, n, g: [lambda: b.gather(g, n.inputs[1], axis=n.attrs["axis"]), None, None],
+        category="internal",
+        public=False,
+        shape_only=(2,),
+        formula="zeros like `like`, with each slice of g added at its index along the axis (repeats add up)",
+        shape_rule="like's shape",
+    )
+)

@@ -101,6 +101,9 @@ class OpDef:
     index_map: Callable[[Node], IndexMap] | None = None
     # For an index map with guards (a pad): the value read where a guard fails.
     fill: Callable[[Node], float] | None = None
+    # False for an op whose map reads another tensor (a gather's indices): it is always a loop of its own, and
+    # what it reads is in memory.
+    elidable: bool = True
     # Materialized (a target must produce it in memory), the op is a view of its operand's contiguous memory
     # (a reshape) rather than a copy loop.
     view: bool = False

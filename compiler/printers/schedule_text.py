@@ -41,7 +41,9 @@ def _describe_kernel(kernel: ScheduledKernel, indent: str = "  ") -> list[str]:
         for o in s.operands:
             if isinstance(o, Load):
                 index = [f"i{k}" for k in range(len(kernel.domain))]
-                parts.append(o.guarded(f"%{o.value}[{o.map.render(index)}]", index, lambda p: repr(p.fill)))
+                name_of = lambda value: f"%{value}"
+                parts.append(o.guarded(f"%{o.value}[{o.map.render(index, name_of)}]", index, lambda p: repr(p.fill),
+                                       name_of))
             elif isinstance(o, Register):
                 parts.append(f"%{o.node}")
             elif isinstance(o, Literal):
