@@ -239,6 +239,7 @@ class ModelWriter:
             (f"tile({a.name}[..., 1:2], {k})", a.shape),
             (f"flatten(unsqueeze({a.name}, -1), start=-2)", a.shape),
             (f"sum(stack({a.name}, {a.name}[..., ::-1], axis=0), axis=0)", a.shape),
+            (f"cumsum({a.name}, axis=-1)", a.shape),
         ]
         text, shape = self.rng.choice(forms)
         return text, shape, a.dtype

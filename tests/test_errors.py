@@ -78,6 +78,11 @@ CASES = [
     (HEADER + "a, b = split(x, [1, 2])\n", 4, 8, "must be positive and add up to 4"),
     (HEADER + "a = split(x, 2)\n", 4, 5, "this value has 2 results; name them"),
     (HEADER + "a, b, c = split(x, 2)\n", 4, 1, "3 names, but the value has 2 result(s)"),
+    (HEADER + "h = cumsum(x, axis=0)\n", 4, 5, "cumsum: cannot run along the batch dimension N"),
+    (HEADER + "h = gather(x, x)\n", 4, 5, "gather expects integer indices"),
+    (HEADER + "h = x -> embedding(10, 4)\n", 4, 10, "embedding looks up integer ids, got f32[N,4]"),
+    (HEADER + "h = one_hot(x, 3)\n", 4, 5, "one_hot expects integer labels"),
+    (HEADER + "h = argmax(x, axis=0)\n", 4, 5, "cannot search along the batch dimension N"),
     # parameters by name
     (HEADER + "c = x -> dense(3)\nh = c.dense2.weight\n", 5, 5,
      "unknown parameter 'c.dense2.weight'; did you mean 'c.dense1.weight'?"),

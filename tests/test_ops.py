@@ -146,6 +146,8 @@ CASES = [
     Case("gather", {"x": (5, 3), "labels": (2, 4)}, lambda x, i: np.take(x, i, axis=0)),
     Case("gather", {"x": (2, 4, 3), "labels": (5,)}, lambda x, i: np.take(x, i, axis=1), {"axis": 1},
          id="middle-axis"),
+    Case("cumsum", {"x": (3, 4)}, lambda x: np.cumsum(x, axis=-1)),
+    Case("cumsum", {"x": (3, 4, 2)}, lambda x: np.cumsum(x, axis=1), {"axis": 1}, id="middle-axis"),
     Case("transpose", {"x": (2, 3, 4)}, lambda x: np.einsum("ijk->kji", x)),
     Case("transpose", {"x": (2, 3, 4)}, lambda x: np.einsum("ijk->ikj", x), {"axes": (0, 2, 1)}, id="axes"),
     Case("transpose", {"x": (2, 3)}, lambda x: x, {"axes": (0, 1)}, id="identity"),

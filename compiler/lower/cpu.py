@@ -447,10 +447,18 @@ def _scatter_add(f: _Function, node: Node) -> None:
           f"{f.shape(shape)})")
 
 
+def _cumsum(f: _Function, node: Node) -> None:
+    axis, shape = node.attrs["axis"], node.type.shape
+    size = lambda dims: " * ".join(f.shape_dim(d) for d in dims) or "i64(1)"
+    view = f"({size(shape[:axis])}, {f.shape_dim(shape[axis])}, {size(shape[axis + 1:])})"
+    f.put(f"v{node.id} = reshape(cumsum3(reshape({f.ref(node.inputs[0])}, {view})), {f.shape(shape)})")
+
+
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,
     "scatter_add": _scatter_add,
+    "cumsum": _cumsum,
 }

@@ -193,3 +193,16 @@ def scatter_add3(g, indices, a, v, b):
                 for j in range(b):
                     out[i, k, j] += g[i, m, j]
     return out
+
+
+@jit
+def cumsum3(x):
+    """The running sum along the middle axis of a 3-D view (before the axis, the axis, after it)."""
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[2]):
+            total = x.dtype.type(0)
+            for k in range(x.shape[1]):
+                total += x[i, k, j]
+                out[i, k, j] = total
+    return out

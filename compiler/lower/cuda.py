@@ -482,10 +482,18 @@ def _scatter_add(f: _HostFunction, node: Node) -> None:
     f.put(f"v{node.id} = v{node.id}.reshape({f.shape(shape)})")
 
 
+def _cumsum(f: _HostFunction, node: Node) -> None:
+    axis, shape = node.attrs["axis"], node.type.shape
+    view = f"({f.size(shape[:axis])}, {f.dim(shape[axis])}, {f.size(shape[axis + 1:])})"
+    f.alloc(node)
+    f.put(f"cumsum3(v{node.id}.reshape({view}), {f.ref(node.inputs[0])}.reshape({view}))")
+
+
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,
     "scatter_add": _scatter_add,
+    "cumsum": _cumsum,
 }

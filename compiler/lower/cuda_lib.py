@@ -255,3 +255,25 @@ def _scatter_add(out, g, indices, v, b):
 def scatter_add3(out, g, indices, v, b) -> None:
     """Add the slices of g (3-D: before the axis, the indices' elements, after) into out (zeros, 3-D)."""
     launch_flat(_scatter_add, g.size, out, g, indices, v, b)
+
+
+# ---------------------------------------------------------------- running sums
+
+
+@cuda.jit(cache=True)
+def _cumsum(out, x):
+    """One thread per (before, after) pair runs along the middle axis of the 3-D views."""
+    t = cuda.grid(1)
+    lanes = x.shape[0] * x.shape[2]
+    while t < lanes:
+        i = t // x.shape[2]
+        j = t % x.shape[2]
+        total = x[i, 0, j] - x[i, 0, j]  # zero of x's type
+        for k in range(x.shape[1]):
+            total += x[i, k, j]
+            out[i, k, j] = total
+        t += cuda.gridsize(1)
+
+
+def cumsum3(out, x) -> None:
+    launch_flat(_cumsum, x.shape[0] * x.shape[2], out, x)

@@ -15,6 +15,7 @@ from gradc.dsl.diagnostics import ShapeError
 
 from ..index_maps import AffineExpr, Guard, IndexMap, Indirect
 from ..types import TensorType, normalize_axes
+from .indexing import take
 from .registry import AttrSpec, OpDef, register
 
 # ---------------------------------------------------------------- one_hot
@@ -217,5 +218,46 @@ register(
         shape_only=(2,),
         formula="zeros like `like`, with each slice of g added at its index along the axis (repeats add up)",
         shape_rule="like's shape",
+    )
+)
+
+# ---------------------------------------------------------------- cumsum
+
+
+def _cumsum_attrs(types: list[TensorType], attrs: dict) -> dict:
+    t = types[0]
+    if t.rank == 0 or t.is_bool:
+        raise ShapeError(f"cumsum needs numbers along an axis, got {t}")
+    (axis,) = normalize_axes((attrs["axis"],), t.rank, "cumsum")
+    if isinstance(t.shape[axis], str):
+        raise ShapeError(f"cumsum: cannot run along the batch dimension {t.shape[axis]} of {t}")
+    return {"axis": axis}
+
+
+def _reversed(b, x, axis: int):
+    n = b.type(x).shape[axis]
+    return take(b, x, axis, n - 1, n, -1)
+
+
+def _cumsum_grad(b, n, g):
+    """The gradient of a running sum is the running sum from the other end: reversed, summed, reversed (the
+    reversals are slices, read in place)."""
+    axis = n.attrs["axis"]
+    return [lambda: _reversed(b, b.cumsum(_reversed(b, g, axis), axis=axis), axis)]
+
+
+register(
+    OpDef(
+        name="cumsum",
+        operands=("x",),
+        attrs=(AttrSpec("axis", "axis", -1),),
+        normalize=_cumsum_attrs,
+        infer=lambda ts, at: ts[0],
+        forward=lambda args, at: np.cumsum(args[0], axis=at["axis"], dtype=args[0].dtype),
+        grad=_cumsum_grad,
+        category="reduction",
+        formula="the running sum along the axis (np.cumsum)",
+        shape_rule="x's shape",
+        flops=lambda ts, out, at: out.numel(),
     )
 )
