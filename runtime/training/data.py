@@ -45,7 +45,7 @@ Arrays = dict[str, np.ndarray]
 class Task:
     """What the model predicts and how it is scored."""
 
-    kind: str  # classification, binary or regression
+    kind: str  # classification, binary, regression or reconstruction (the input is its own target)
     label: str | None  # the label input
     features: str | None  # the feature input (for tabular data and scaling)
     prediction: str | None  # the output that metrics read
@@ -90,6 +90,10 @@ def find_task(graph: Graph, label: str | None = None, features: str | None = Non
     if features == label:
         raise DataError(f"features = {features} names the label input (the target of the loss)")
     others = [n for n in inputs if n != label]
+    if not others and label in targets:  # the loss compares the model's output with its own input: an autoencoder
+        prediction = next((n for n, i in graph.outputs.items() if graph.node(i).type.shape == inputs[label].shape),
+                          None)
+        return Task("reconstruction", label, label, prediction)
     features = features or (others[0] if len(others) == 1 else None)
     loss_op = targets.get(label)
     label_type = inputs[label]
@@ -192,6 +196,8 @@ def bind(dataset: Dataset, graph: Graph, task: Task) -> Arrays:
                             f"({', '.join(f'{n}: {inputs[n]}' for n in scalars)}); a dataset holds many "
                             f"examples, so every input needs a batch axis (declare it as "
                             f"{inputs[scalars[0]].dtype}[N])")
+    elif task.kind == "reconstruction":  # the features are the target
+        arrays = {task.features: _fit_features(dataset, inputs[task.features], task.features)}
     else:
         if len(inputs) != 2 or task.features is None or task.label is None:
             raise DataError(f"dataset {dataset.name} has features and a label; the model's inputs are "
@@ -339,8 +345,9 @@ class Scaling:
 
 
 def feature_names(task: Task, inputs: Mapping[str, TensorType]) -> list[str]:
-    """The inputs standardized: every float data input but the label."""
-    return [n for n, t in inputs.items() if n != task.label and t.is_float]
+    """The inputs standardized: every float data input but the label (an autoencoder's input, its own target,
+    is standardized too: it learns to reproduce the standardized features)."""
+    return [n for n, t in inputs.items() if (n != task.label or task.kind == "reconstruction") and t.is_float]
 
 
 def batches(arrays: Arrays, size: int, rng: np.random.Generator | None) -> Iterator[Arrays]:

@@ -9,6 +9,7 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -211,7 +212,24 @@ def predict(program: Program, inputs: Mapping[str, np.ndarray]) -> dict[str, np.
     if program.scaling is not None:
         feeds = program.scaling.apply(feeds)
     results = program.forward_feeds(feeds)
-    return {name: results[name] for name in g.outputs}
+    outputs = {name: results[name] for name in g.outputs}
+    return _in_data_units(program, outputs)
+
+
+def _in_data_units(program: Program, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An autoencoder's reconstruction in the units of its input: the model learned to reproduce the
+    standardized input, so the standardization is undone on the way out."""
+    settings = program.train_settings or {}
+    try:
+        task = find_task(program.source, settings.get("label"), settings.get("features"))
+    except DataError:
+        return outputs
+    if (task.kind == "reconstruction" and task.prediction in outputs and program.scaling is not None
+            and task.features in program.scaling.stats):
+        mean, std = program.scaling.stats[task.features]
+        outputs = {**outputs, task.prediction: (outputs[task.prediction] * std + mean).astype(
+            outputs[task.prediction].dtype)}
+    return outputs
 
 
 def predicted_class(program: Program, outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
@@ -304,6 +322,23 @@ def _text(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- the loop
+
+
+def _picture_reconstructions(program: Program, arrays: Arrays, task: Task, run_dir: RunDirectory) -> None:
+    """An autoencoder's run keeps ``reconstructions.png``: test examples beside their reconstructions, when each
+    example is a square image (the digits' 64 pixels are 8 x 8)."""
+    if task.kind != "reconstruction" or task.prediction is None or not count(arrays):
+        return
+    originals = arrays[task.features][:10]
+    side = math.isqrt(int(np.prod(originals.shape[1:])))
+    if side * side != int(np.prod(originals.shape[1:])):
+        return
+    rebuilt = program.run({task.features: originals})[task.prediction]
+    if program.scaling is not None and task.features in program.scaling.stats:  # back to the data's own units
+        mean, std = program.scaling.stats[task.features]
+        originals, rebuilt = originals * std + mean, rebuilt * std + mean
+    run_dir.write_reconstructions(originals.reshape(-1, side, side), rebuilt.reshape(-1, side, side),
+                                  program.name)
 
 
 def fit(program: Program, data: Any = None, *, out: str | Path | None = None, runs_root: str | Path = "runs",
@@ -414,6 +449,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
         run_dir.write_curves(history, program.name, best["epoch"], figures.monitored)
         if test is not None:
             run_dir.write_test({**test.as_dict(), **figures.as_dict()})
+        _picture_reconstructions(program, splits.test or splits.train, task, run_dir)
     reporter.event("result", _result_line(test, len(history), seconds, figures, run_dir),
                    test=test.as_dict() if test else None, seconds=seconds, **figures.as_dict(),
                    run_dir=str(run_dir.path) if run_dir else None)

@@ -1,6 +1,7 @@
 """A run's folder: ``runs/<model>-<timestamp>/`` (or a chosen folder) with the resolved configuration
 (``config.json``), one JSON line per epoch (``metrics.jsonl``), the ``best.npz`` and ``last.npz``
-checkpoints, ``curves.png`` (with the best epoch marked) and the test split's result (``test.json``, which
+checkpoints, ``curves.png`` (with the best epoch marked), for an autoencoder ``reconstructions.png``, and the
+test split's result (``test.json``, which
 says whose parameters it measured). Every file is written whole (temporary file, then rename)."""
 
 from __future__ import annotations
@@ -61,6 +62,35 @@ class RunDirectory:
             return None
         atomic_write_bytes(self.path / "curves.png", plot_curves(history, title, best_epoch, monitored))
         return self.path / "curves.png"
+
+    def write_reconstructions(self, originals, rebuilt, title: str) -> Path:
+        atomic_write_bytes(self.path / "reconstructions.png", plot_reconstructions(originals, rebuilt, title))
+        return self.path / "reconstructions.png"
+
+
+def plot_reconstructions(originals, rebuilt, title: str) -> bytes:
+    """Two rows of grey images, the originals above their reconstructions, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    count = len(originals)
+    figure = Figure(figsize=(1.2 * count, 2.9), dpi=100)
+    axes = figure.subplots(2, count, squeeze=False)
+    for k in range(count):
+        for row, images in enumerate((originals, rebuilt)):
+            ax = axes[row][k]
+            ax.imshow(images[k], cmap="gray_r", vmin=float(originals.min()), vmax=float(originals.max()))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][k].set_title(str(k + 1), fontsize=8)
+    axes[0][0].set_ylabel("original", fontsize=8)
+    axes[1][0].set_ylabel("rebuilt", fontsize=8)
+    figure.suptitle(f"{title}: test examples and their reconstructions", fontsize=9)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def plot_curves(history: list[dict[str, Any]], title: str, best_epoch: int = 0, monitored: str = "validation"
