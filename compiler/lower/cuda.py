@@ -368,17 +368,18 @@ class _HostFunction(ScalarConstantRefs):
         elif ta.rank > 2 and batched:
             rows = self.dim(ta.shape[-2])
             entry, entries = batch_entry(ta, "ya")
-            a_view, a_read = f"{self.ref(a)}.reshape(({entries}, {rows}, {k}))", f"x0[{entry}, i0, kk]"
+            a_view, a_read = f"{self.ref(gemm.a.value)}.reshape(({entries}, {rows}, {k}))", f"x0[{entry}, i0, kk]"
         else:
             rows = self.size(ta.shape[:-1])
-            a_view, a_read = f"{self.ref(a)}.reshape(({rows}, {k}))", "x0[i0, kk]"
+            # the value in memory: the operand itself, or the source of a chain of swaps that cancel
+            a_view, a_read = f"{self.ref(gemm.a.value)}.reshape(({rows}, {k}))", "x0[i0, kk]"
         if gemm.b.swapped:
             b_view, b_read = self.ref(gemm.b.value), "x1[i1, kk]"
         elif batched:
             entry, entries = batch_entry(tb, "yb")
-            b_view, b_read = f"{self.ref(b)}.reshape(({entries}, {k}, {cols}))", f"x1[{entry}, kk, i1]"
+            b_view, b_read = f"{self.ref(gemm.b.value)}.reshape(({entries}, {k}, {cols}))", f"x1[{entry}, kk, i1]"
         else:
-            b_view, b_read = f"{self.ref(b)}.reshape(({k}, {cols}))", "x1[kk, i1]"
+            b_view, b_read = f"{self.ref(gemm.b.value)}.reshape(({k}, {cols}))", "x1[kk, i1]"
 
         epilogue = gemm.epilogue.nodes if gemm.epilogue is not None else []
         product_outputs = [node.id] if gemm.store_product else []
