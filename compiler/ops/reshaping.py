@@ -21,17 +21,16 @@ from .indexing import take
 from .registry import AttrSpec, OpDef, register
 
 
-def _axes_of(types: list[TensorType], axis, rank: int, op: str) -> tuple[int, ...]:
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return normalize_axes(axes, rank, op)
+def _as_tuple(axis) -> tuple[int, ...]:
+    return (axis,) if isinstance(axis, int) else tuple(axis)
 
 
 # ---------------------------------------------------------------- unsqueeze
 
 
 def _unsqueeze_attrs(types: list[TensorType], attrs: dict) -> dict:
-    return {"axis": _axes_of(types, attrs["axis"], types[0].rank + len(
-        (attrs["axis"],) if isinstance(attrs["axis"], int) else attrs["axis"]), "unsqueeze")}
+    axes = _as_tuple(attrs["axis"])
+    return {"axis": normalize_axes(axes, types[0].rank + len(axes), "unsqueeze")}
 
 
 def _unsqueeze_type(types: list[TensorType], attrs: dict) -> TensorType:
@@ -64,7 +63,7 @@ def _squeeze_attrs(types: list[TensorType], attrs: dict) -> dict:
     if attrs["axis"] is None:
         axes = tuple(k for k, d in enumerate(t.shape) if d == 1)
     else:
-        axes = _axes_of(types, attrs["axis"], t.rank, "squeeze")
+        axes = normalize_axes(_as_tuple(attrs["axis"]), t.rank, "squeeze")
     for k in axes:
         if t.shape[k] != 1:
             raise ShapeError(f"squeeze: axis {k} of {t} has size {t.shape[k]}, not 1")
