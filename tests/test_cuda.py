@@ -27,6 +27,8 @@ from gradc.runtime.execution.sampling import random_inputs
 
 pytestmark = [pytest.mark.cuda, pytest.mark.slow]  # the simulator is slow
 BATCH = 3  # tiny: the simulator runs every CUDA thread as a Python thread
+# the models with layers of 32 units or more: a few rows and one epoch on the simulator
+LARGER_MODELS = ("mlp_digits", "spirals_mlp", "residual_mlp", "autoencoder", "tied_autoencoder")
 MODEL_NAMES = [m.stem for m in MODELS]
 PTX_COMPUTE_CAPABILITY = "9.0"  # Hopper (H100/H200), the GPUs this project is lent
 
@@ -101,7 +103,7 @@ def test_every_model_trains_on_cuda_like_on_cpu(model):
     """fit() on a few random rows, with the model's own training recipe (dropout, batchnorm and weight decay
     included): the same losses per epoch and the same parameters on both targets."""
     spec = gradc.load(ROOT / "models" / f"{model}.model")
-    rows, batch, epochs = (4, 4, 1) if model in ("mlp_digits", "spirals_mlp") else (12, 4, 2)
+    rows, batch, epochs = (4, 4, 1) if model in LARGER_MODELS else (12, 4, 2)
     losses, params = {}, {}
     for target in ("cpu", "cuda"):
         program = gradc.compile(spec, target=target, seed=2)
