@@ -240,6 +240,7 @@ class ModelWriter:
             (f"flatten(unsqueeze({a.name}, -1), start=-2)", a.shape),
             (f"sum(stack({a.name}, {a.name}[..., ::-1], axis=0), axis=0)", a.shape),
             (f"cumsum({a.name}, axis=-1)", a.shape),
+            (f"pad({a.name}, 1, 0, mode=reflect)[..., :-1]", a.shape),
         ]
         text, shape = self.rng.choice(forms)
         return text, shape, a.dtype

@@ -74,6 +74,7 @@ CASES = [
     (HEADER + "h = concat(axis=1)\n", 4, 5, "concat takes one or more tensors"),
     (HEADER + "h = pad(x, 1, 1, axis=0)\n", 4, 5, "cannot pad the batch dimension N"),
     (HEADER + "h = pad(x, -1)\n", 4, 5, "before and after must be 0 or more"),
+    (HEADER + "h = pad(x, 4, 0, mode=reflect)\n", 4, 5, "a reflection adds at most 3 elements on each side"),
     (HEADER + "a, b = split(x, 3)\n", 4, 8, "do not make 3 equal parts"),
     (HEADER + "a, b = split(x, [1, 2])\n", 4, 8, "must be positive and add up to 4"),
     (HEADER + "a = split(x, 2)\n", 4, 5, "this value has 2 results; name them"),

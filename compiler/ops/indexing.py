@@ -155,6 +155,10 @@ def _normalize_pad(types: list[TensorType], attrs: dict) -> dict:
         raise ShapeError(f"pad: cannot pad the batch dimension {t.shape[axis]} of {t}")
     if attrs["before"] < 0 or attrs["after"] < 0:
         raise ShapeError(f"pad: before and after must be 0 or more, got {attrs['before']} and {attrs['after']}")
+    n = t.shape[axis]
+    if attrs["mode"] == "reflect" and max(attrs["before"], attrs["after"]) > n - 1:
+        raise ShapeError(f"pad: a reflection adds at most {n - 1} elements on each side of axis {axis} of {t} "
+                         f"(its length less one), got {attrs['before']} and {attrs['after']}")
     return {**attrs, "axis": axis}
 
 
@@ -169,7 +173,41 @@ def _pad_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     x = args[0]
     widths = [(0, 0)] * x.ndim
     widths[attrs["axis"]] = (attrs["before"], attrs["after"])
+    if attrs["mode"] == "reflect":
+        return np.pad(x, widths, mode="reflect")
     return np.pad(x, widths, constant_values=np.asarray(attrs["value"]).astype(x.dtype))
+
+
+def _reflect_decomposition(b, n):
+    """A reflection is a concatenation of reversed slices (x[b], ..., x[1]; x; x[n-2], ..., x[n-1-a]), so it
+    is still one loop of guarded reads."""
+    x, axis, before, after = n.inputs[0], n.attrs["axis"], n.attrs["before"], n.attrs["after"]
+    length = b.type(x).shape[axis]
+    parts = [take(b, x, axis, before, before, -1)] if before else []
+    parts.append(x)
+    if after:
+        parts.append(take(b, x, axis, length - 2, after, -1))
+    return parts[0] if len(parts) == 1 else b.concat(*parts, axis=axis)
+
+
+def _pad_grad(b, n, g):
+    axis, before, after = n.attrs["axis"], n.attrs["before"], n.attrs["after"]
+    length = b.type(n.inputs[0]).shape[axis]
+
+    def grad():
+        inside = take(b, g, axis, before, length)
+        if n.attrs["mode"] != "reflect":
+            return inside
+        # x[j] (1 <= j <= before) was copied to before - j, and x[j] (n-1-after <= j <= n-2) to
+        # before + n + (n - 2 - j): those gradients come back reversed, into place
+        if before:
+            inside = b.add(inside, pad_axis(b, take(b, g, axis, before - 1, before, -1), axis, 1, length - 1 - before))
+        if after:
+            tail = take(b, g, axis, before + length + after - 1, after, -1)
+            inside = b.add(inside, pad_axis(b, tail, axis, length - 1 - after, 1))
+        return inside
+
+    return [grad]
 
 
 def _pad_map(node: Node) -> IndexMap:
@@ -186,17 +224,21 @@ register(
             AttrSpec("before", "int", 0, doc="elements added before the first"),
             AttrSpec("after", "int", 0, doc="elements added after the last"),
             AttrSpec("axis", "axis", -1),
-            AttrSpec("value", "float", 0.0, doc="the value of the added elements"),
+            AttrSpec("value", "float", 0.0, doc="the value of the added elements (constant mode)"),
+            AttrSpec("mode", "choice", "constant", choices=("constant", "reflect"),
+                     doc="constant, or reflect: x mirrored about its edges, without repeating them (NumPy's)"),
         ),
         normalize=_normalize_pad,
         infer=_pad_type,
         forward=_pad_forward,
-        grad=lambda b, n, g: [lambda: take(b, g, n.attrs["axis"], n.attrs["before"],
-                                           b.type(n.inputs[0]).shape[n.attrs["axis"]])],
+        grad=_pad_grad,
         index_map=_pad_map,
         fill=lambda n: n.attrs["value"],
+        decompose=_reflect_decomposition,
+        decompose_when=lambda n: n.attrs["mode"] == "reflect",
         category="shape",
-        formula="x with constant elements added along an axis (no copy: loops read x under a guard)",
+        formula="x with elements added along an axis: a constant (no copy: loops read x under a guard), or x "
+                "reflected about its edges (a concatenation of reversed slices)",
         shape_rule="x's shape, the axis longer by before + after (not the batch dimension)",
     )
 )

@@ -95,6 +95,8 @@ class OpDef:
     # kernels are scheduled, so targets lower only primitives and library calls. Autodiff, the reference
     # executor and the summary still see the composite (its gradient rule, its NumPy forward, its FLOPs).
     decompose: Decomposition | None = None
+    # A decomposition that applies to some nodes of the op only (pad's reflecting mode); None: to every node.
+    decompose_when: Callable[[Node], bool] | None = None
     # An op that only moves elements (transpose, expand_dims; later slices, pads, windows): where its value at
     # an output position comes from in its operand, as an affine map from the output's indices. The schedule
     # composes it into the maps of the loops that read the value, so the op need not exist in memory.
@@ -111,6 +113,10 @@ class OpDef:
     @property
     def composite(self) -> bool:
         return self.decompose is not None
+
+    def expands(self, node: Node) -> bool:
+        """Whether the ``expand`` pass replaces this node by its decomposition."""
+        return self.decompose is not None and (self.decompose_when is None or self.decompose_when(node))
 
     @property
     def signature(self) -> str:

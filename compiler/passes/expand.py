@@ -25,12 +25,12 @@ from .patterns import replace_with
 
 
 def expand(graph: Graph) -> Graph:
-    if not any(get_op(n.op).composite for n in graph.nodes()):
+    if not any(get_op(n.op).expands(n) for n in graph.nodes()):
         return graph
     g = graph.copy()
     b = Builder(g)
     first_new = g.next_id
-    pending = [i for i in g.order() if get_op(g.node(i).op).composite]
+    pending = [i for i in g.order() if get_op(g.node(i).op).expands(g.node(i))]
     while pending:
         node = g.node(pending.pop())
         view = replace(node, id=Ref(node.id), inputs=tuple(Ref(i) for i in node.inputs))
@@ -38,7 +38,7 @@ def expand(graph: Graph) -> Graph:
         with b.at(node.line, node.col, origin=node.origin):
             value = get_op(node.op).decompose(b, view)
         replace_with(g, node, value)
-        pending += [i for i in range(start, g.next_id) if i in g and get_op(g.node(i).op).composite]
+        pending += [i for i in range(start, g.next_id) if i in g and get_op(g.node(i).op).expands(g.node(i))]
     _merge_new_duplicates(g, first_new)
     return g
 
