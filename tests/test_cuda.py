@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.cuda, pytest.mark.slow]  # the simulator is slow
 BATCH = 3  # tiny: the simulator runs every CUDA thread as a Python thread
 # the models with layers of 32 units or more: a few rows and one epoch on the simulator
 LARGER_MODELS = ("mlp_digits", "spirals_mlp", "residual_mlp", "autoencoder", "tied_autoencoder")
-MODEL_NAMES = [m.stem for m in MODELS]
+# residual_mlp runs the kernels mlp_digits runs (dense, relu, add; a block is front-end only) at 128 units,
+# which takes the simulator 100 s; the mixed model "residual-blocks" runs the same block at 4 units here
+MODEL_NAMES = [m.stem for m in MODELS if m.stem != "residual_mlp"]
 PTX_COMPUTE_CAPABILITY = "9.0"  # Hopper (H100/H200), the GPUs this project is lent
 
 

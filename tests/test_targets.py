@@ -139,6 +139,11 @@ def test_division_by_zero_follows_numpy_on_every_target():
 
 
 MIXED_MODELS = {
+    # blocks from the standard library, repeated, with a tied weight and a reflecting pad
+    "residual-blocks": "import std\nmodel r\ninput x: f32[N, 4]\ninput y: i64[N]\n"
+                       "h = x -> dense(4) -> relu -> residual_mlp(4, repeat=2)\n"
+                       "logits = pad(h, 1, 0, mode=reflect)[:, :-1] @ transpose(h.dense1.weight)[:, 0:3]\n"
+                       "loss L = cross_entropy(logits, y)\n",
     # slices, a pad and a concatenation read through guarded maps; the backward epilogue stores 1 - tanh(d)^2
     # in place of the product before it adds the product (the product is read first)
     "cuts": "model cuts\ninput x: f32[N, 6]\ninput t: f32[N, 4]\nparam w: f32[7, 4] = normal(std=0.3)\n"
