@@ -16,6 +16,7 @@ AUTOENCODER = ROOT / "models" / "autoencoder.model"
 TIED = ROOT / "models" / "tied_autoencoder.model"
 
 
+@pytest.mark.slow  # trains two models; test_the_bottleneck_is_at_most_8_and_the_tied_model_has_one_weight stays
 @pytest.mark.parametrize("model", [AUTOENCODER, TIED], ids=["autoencoder", "tied_autoencoder"])
 def test_an_autoencoder_trains_on_the_features_alone_and_pictures_its_reconstructions(cli, tmp_path, model):
     out = tmp_path / "run"
