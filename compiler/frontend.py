@@ -362,7 +362,7 @@ class _FrontEnd:
 
     def _finish(self, expr: ast.Expr, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref | float | int:
         """Lower ``expr`` given the values of its operands."""
-        for value, operand in zip(operands, _operand_sources(expr), strict=False):
+        for value, operand in zip(operands, self._operand_exprs(expr), strict=True):
             self._single(value, operand)
         if isinstance(expr, ast.Number):
             return expr.value
@@ -612,19 +612,6 @@ class _FrontEnd:
                 "probabilities, or give it the logits",
                 call.func_loc,
             ))
-
-
-def _operand_sources(expr: ast.Expr) -> tuple[ast.Expr, ...]:
-    """The expressions of ``expr``'s operands, in order (for errors about one of them)."""
-    if isinstance(expr, ast.BinOp):
-        return (expr.left, expr.right)
-    if isinstance(expr, ast.Neg):
-        return (expr.operand,)
-    if isinstance(expr, ast.Subscript):
-        return (expr.value,)
-    if isinstance(expr, ast.Call):
-        return expr.args
-    return ()
 
 
 def _defined_names(stmt: ast.Statement) -> list[tuple[str, SourceLocation]]:

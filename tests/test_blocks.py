@@ -8,12 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-from test_targets import TOLERANCE, assert_close
+from test_targets import assert_cpu_matches_reference
 
 import gradc
 from gradc.dsl.diagnostics import ModelError
 from gradc.runtime.execution.gradcheck import gradcheck
-from gradc.runtime.execution.sampling import random_inputs
 
 NESTED = """block affine(x, units=3) {
   param scale: f64[units] = 1.0
@@ -47,11 +46,7 @@ def test_a_nested_block_with_two_results_has_gradients_that_match_finite_differe
 
 
 def test_blocks_run_alike_on_cpu_and_reference():
-    spec = gradc.loads(NESTED.replace("f64", "f32"))
-    reference = gradc.compile(spec, target="reference")
-    cpu = gradc.compile(spec, target="cpu")
-    inputs = random_inputs(reference.graph, 4, np.random.default_rng(0))
-    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+    assert_cpu_matches_reference(gradc.loads(NESTED.replace("f64", "f32")), batches=(4,))
 
 
 RESNET = """import std

@@ -7,14 +7,13 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_targets import TOLERANCE, assert_close
+from test_targets import assert_cpu_matches_reference
 
 import gradc
 from gradc.compiler.driver import plan, prepare
 from gradc.compiler.schedule import GemmKernel, LoopKernel
 from gradc.dsl.diagnostics import ModelError
 from gradc.runtime.execution.reference import evaluate
-from gradc.runtime.execution.sampling import random_inputs
 
 SHAPE = (3, 5, 4)
 BOUNDS = st.one_of(st.none(), st.integers(-7, 7))
@@ -100,12 +99,7 @@ def test_the_forward_pass_reads_through_every_cut():
 
 
 def test_cuts_on_cpu_match_the_reference():
-    spec = gradc.loads(CUTS)
-    reference = gradc.compile(spec, target="reference")
-    cpu = gradc.compile(spec, target="cpu")
-    for batch in (1, 6):
-        inputs = random_inputs(reference.graph, batch, np.random.default_rng(batch))
-        assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+    assert_cpu_matches_reference(gradc.loads(CUTS), batches=(1, 6))
 
 
 SPLIT = """model parts
@@ -120,7 +114,4 @@ def test_split_parts_run_alike_on_cpu_and_reference():
     spec = gradc.loads(SPLIT)
     shapes = {node.name: node.type.shape for node in spec.graph.nodes() if node.name in ("a", "b", "c", "h", "g")}
     assert shapes == {"a": ("N", 1), "b": ("N", 3), "c": ("N", 2), "h": ("N", 3), "g": ("N", 3)}
-    reference = gradc.compile(spec, target="reference")
-    cpu = gradc.compile(spec, target="cpu")
-    inputs = random_inputs(reference.graph, 3, np.random.default_rng(2))
-    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+    assert_cpu_matches_reference(spec, batches=(2,))

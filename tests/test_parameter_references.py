@@ -3,12 +3,10 @@ gradient, the sum over their uses, on every target."""
 
 from __future__ import annotations
 
-import numpy as np
-from test_targets import TOLERANCE, assert_close
+from test_targets import assert_cpu_matches_reference
 
 import gradc
 from gradc.runtime.execution.gradcheck import gradcheck
-from gradc.runtime.execution.sampling import random_inputs
 
 TIED = """model tied
 input x: f64[N, 6]
@@ -29,8 +27,4 @@ def test_a_tied_weight_has_one_gradient_that_matches_finite_differences():
 
 
 def test_a_tied_weight_trains_alike_on_cpu_and_reference():
-    spec = gradc.loads(TIED.replace("f64", "f32"))
-    reference = gradc.compile(spec, target="reference")
-    cpu = gradc.compile(spec, target="cpu")
-    inputs = random_inputs(reference.graph, 5, np.random.default_rng(0))
-    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
+    assert_cpu_matches_reference(gradc.loads(TIED.replace("f64", "f32")), batches=(5,))

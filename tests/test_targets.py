@@ -19,6 +19,17 @@ from gradc.runtime.execution.sampling import random_inputs
 
 TOLERANCE = {"f32": 1e-5, "f64": 1e-10}
 
+def assert_cpu_matches_reference(spec, batches=(3,), inputs=None) -> None:
+    """The losses and gradients of ``spec`` on the cpu target against the reference executor, on ``inputs`` or
+    on random inputs of each batch size (one compile serves them all)."""
+    reference = gradc.compile(spec, target="reference")
+    cpu = gradc.compile(spec, target="cpu")
+    feeds = [inputs] if inputs is not None else [random_inputs(reference.graph, n, np.random.default_rng(n))
+                                                  for n in batches]
+    for one in feeds:
+        assert_close(reference.run(one, grad=True), cpu.run(one, grad=True), TOLERANCE["f32"])
+
+
 SLOW_MODELS = ("mlp_digits", "spirals_mlp")  # the larger programs: pytest -m "not slow" leaves them out
 
 

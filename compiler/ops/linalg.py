@@ -162,13 +162,19 @@ register(
 # ---------------------------------------------------------------- internal shape helpers
 
 
-def _normalize_expand(types: list[TensorType], attrs: dict) -> dict:
-    axis = attrs["axis"]
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return {"axis": normalize_axes(axes, types[0].rank + len(axes), "expand_dims")}
+def new_axes_attrs(op: str):
+    """The ``normalize`` rule of an op that inserts size-1 axes (expand_dims, unsqueeze): the axes, as positions
+    in the result (negative ones counted from its end)."""
+    def normalize(types: list[TensorType], attrs: dict) -> dict:
+        axis = attrs["axis"]
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        return {"axis": normalize_axes(axes, types[0].rank + len(axes), op)}
+
+    return normalize
 
 
-def _expand_type(types: list[TensorType], attrs: dict) -> TensorType:
+def new_axes_type(types: list[TensorType], attrs: dict) -> TensorType:
+    """x's type with 1 inserted at the result positions ``attrs["axis"]``."""
     dims = iter(types[0].shape)
     rank = types[0].rank + len(attrs["axis"])
     return TensorType(tuple(1 if i in attrs["axis"] else next(dims) for i in range(rank)), types[0].dtype)
@@ -179,8 +185,8 @@ register(
         name="expand_dims",
         operands=("x",),
         attrs=(AttrSpec("axis", "axes"),),
-        normalize=_normalize_expand,
-        infer=_expand_type,
+        normalize=new_axes_attrs("expand_dims"),
+        infer=new_axes_type,
         forward=lambda args, at: np.expand_dims(args[0], at["axis"]),
         grad=lambda b, n, g: [lambda: b.reshape(g, shape=b.type(n.inputs[0]).shape)],
         index_map=lambda n: IndexMap.dropping(n.type.rank - len(n.attrs["axis"]), n.attrs["axis"]),

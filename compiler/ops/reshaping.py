@@ -18,6 +18,7 @@ from gradc.dsl.diagnostics import ShapeError
 from ..index_maps import AffineExpr, IndexMap
 from ..types import TensorType, broadcast_shapes, normalize_axes
 from .indexing import take
+from .linalg import new_axes_attrs, new_axes_type
 from .registry import AttrSpec, OpDef, register
 
 
@@ -28,24 +29,13 @@ def _as_tuple(axis) -> tuple[int, ...]:
 # ---------------------------------------------------------------- unsqueeze
 
 
-def _unsqueeze_attrs(types: list[TensorType], attrs: dict) -> dict:
-    axes = _as_tuple(attrs["axis"])
-    return {"axis": normalize_axes(axes, types[0].rank + len(axes), "unsqueeze")}
-
-
-def _unsqueeze_type(types: list[TensorType], attrs: dict) -> TensorType:
-    dims = iter(types[0].shape)
-    rank = types[0].rank + len(attrs["axis"])
-    return TensorType(tuple(1 if k in attrs["axis"] else next(dims) for k in range(rank)), types[0].dtype)
-
-
 register(
     OpDef(
         name="unsqueeze",
         operands=("x",),
         attrs=(AttrSpec("axis", "axes", doc="where the new axes stand in the result"),),
-        normalize=_unsqueeze_attrs,
-        infer=_unsqueeze_type,
+        normalize=new_axes_attrs("unsqueeze"),
+        infer=new_axes_type,
         forward=lambda args, at: np.expand_dims(args[0], at["axis"]),
         grad=lambda b, n, g: [lambda: b.reshape(g, shape=b.type(n.inputs[0]).shape)],
         decompose=lambda b, n: b.expand_dims(n.inputs[0], axis=n.attrs["axis"]),
