@@ -32,6 +32,7 @@ from .ops.indexing import take
 from .ops.registry import REGISTRY
 from .splits import split_parts
 from .subscripts import subscript_plan
+from .tensor_literals import tensor_literal
 from .types import TensorType
 
 # Ops on integers alone that give an integer exactly, whatever its size (Python's integers do not overflow).
@@ -354,9 +355,7 @@ class _FrontEnd:
             return (expr.value,)
         if isinstance(expr, ast.String):
             raise ModelError("a string is not a value; strings only appear in the train block", expr.loc)
-        if isinstance(expr, ast.ListLiteral):
-            raise ModelError("a list is only allowed as an argument such as shape=[-1, 8]", expr.loc)
-        if isinstance(expr, ast.Number | ast.Name):
+        if isinstance(expr, ast.Number | ast.Name | ast.ListLiteral):
             return ()
         raise ModelError(f"unsupported expression {type(expr).__name__}", expr.loc)
 
@@ -366,6 +365,10 @@ class _FrontEnd:
             self._single(value, operand)
         if isinstance(expr, ast.Number):
             return expr.value
+        if isinstance(expr, ast.ListLiteral):
+            values, dtype = tensor_literal(expr, self.graph.float_dtype)
+            with self.builder.at(expr.loc.line, expr.loc.col):
+                return self.builder.const(values, dtype)
         if isinstance(expr, ast.Name):
             return self._parameter(expr) if "." in expr.id else self.env[expr.id]
         if isinstance(expr, ast.Neg):

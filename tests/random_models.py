@@ -146,6 +146,13 @@ class ModelWriter:
 
     def _literal(self):
         a = self.pick()
+        if self.rng.random() < 0.25 and _broadcast(a.shape, (self.k,)) is not None:
+            # a constant tensor written in the source: floats (the model's float dtype) or integers (i64)
+            floats = self.rng.random() < 0.5
+            entries = [self.rng.choice(["0.5", "-1.5", "2.25"] if floats else ["1", "-2", "3"]) for _ in range(self.k)]
+            constant = "[" + ", ".join(entries) + "]"
+            dtype = _promote(a.dtype, self.model_float()) if floats else a.dtype
+            return f"{a.name} * {constant}", _broadcast(a.shape, (self.k,)), dtype
         form = self.rng.choice(["{c} * {a}", "{a} + {c}", "{a} / {c}", "{c} - {a}", "{a} * ({c} + {c2})",
                                 "({a} - {c}) * {c2}"])
         return form.format(a=a.name, c=self.number(), c2=self.number()), a.shape, a.dtype
