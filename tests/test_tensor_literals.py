@@ -28,7 +28,7 @@ def test_integer_and_float_lists_become_constants_of_their_kind():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     loss = gradc.compile(spec, target="reference").run({"x": x})["L"]
     picked = (x * np.array([0.5, -1, 2], np.float32))[:, [2, 0]]
-    want = np.mean(picked**2) + np.mean((x + [1, 2, 3]) ** 2)
+    want = np.mean(picked**2) + np.mean((x + np.array([1, 2, 3], np.float32)) ** 2)
     assert float(loss) == pytest.approx(want, rel=1e-6)
 
 
