@@ -98,6 +98,17 @@ def _choice(spec, expr, owner, symbol):
     )
 
 
+def _padding(spec, expr, owner, symbol):
+    """A window's padding: same, valid, a number or a list of numbers (checked against the image by the op)."""
+    if isinstance(expr, ast.Name) and expr.id in ("same", "valid"):
+        return expr.id
+    if _is_int(expr):
+        return _int64(spec, expr, owner)
+    if isinstance(expr, ast.ListLiteral) and all(_is_int(i) for i in expr.items):
+        return tuple(_int64(spec, i, owner) for i in expr.items)
+    raise _fail(spec, expr, owner, "same, valid, a number or a list of numbers")
+
+
 _CONVERTERS = {
     "float": _float,
     "int": _int,
@@ -106,6 +117,7 @@ _CONVERTERS = {
     "axes": _axes,
     "shape": _shape,
     "choice": _choice,
+    "padding": _padding,
 }
 
 

@@ -454,6 +454,22 @@ def _cumsum(f: _Function, node: Node) -> None:
     f.put(f"v{node.id} = reshape(cumsum3(reshape({f.ref(node.inputs[0])}, {view})), {f.shape(shape)})")
 
 
+def _unwindow(f: _Function, node: Node) -> None:
+    (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
+    top, _, left, _ = node.attrs["padding"]
+    numbers = ", ".join(f.shape_dim(v) for v in (*node.attrs["image"], sh, sw, dh, dw, top, left))
+    f.put(f"v{node.id} = unwindow6({f.ref(node.inputs[0])}, {numbers})")
+
+
+def _contract_rows(f: _Function, node: Node) -> None:
+    """sum over rows of outer(x[r], g[r]): one BLAS product of the rows flattened, x^T g."""
+    x, g = node.inputs
+    shape = f.node(x).type.shape
+    rows = " * ".join(f.shape_dim(d) for d in shape[:-1])
+    k, m = (f.shape_dim(d) for d in node.type.shape)
+    f.put(f"v{node.id} = dot_tn(reshape({f.ref(x)}, ({rows}, {k})), reshape({f.ref(g)}, ({rows}, {m})))")
+
+
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "reshape": _reshape,
@@ -461,4 +477,6 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "shape_size": _shape_size,
     "scatter_add": _scatter_add,
     "cumsum": _cumsum,
+    "unwindow": _unwindow,
+    "contract_rows": _contract_rows,
 }

@@ -206,3 +206,26 @@ def cumsum3(x):
                 total += x[i, k, j]
                 out[i, k, j] = total
     return out
+
+
+# ---------------------------------------------------------------- windows (convolution and pooling)
+
+
+@jit
+def unwindow6(g, height, width, sh, sw, dh, dw, top, left):
+    """window()'s transpose (col2im): g [N, OH, OW, C, KH, KW] added back into an image [N, C, height, width]
+    at the places window() read; reads that fell in the padding add nothing."""
+    n, oh, ow, c, kh, kw = g.shape
+    out = np.zeros((n, c, height, width), dtype=g.dtype)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for ch in range(c):
+                    for p in range(kh):
+                        y = sh * i + dh * p - top
+                        if 0 <= y < height:
+                            for q in range(kw):
+                                x = sw * j + dw * q - left
+                                if 0 <= x < width:
+                                    out[b, ch, y, x] += g[b, i, j, ch, p, q]
+    return out

@@ -490,6 +490,23 @@ def _cumsum(f: _HostFunction, node: Node) -> None:
     f.put(f"cumsum3(v{node.id}.reshape({view}), {f.ref(node.inputs[0])}.reshape({view}))")
 
 
+def _unwindow(f: _HostFunction, node: Node) -> None:
+    (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
+    top, _, left, _ = node.attrs["padding"]
+    dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+    f.put(f"v{node.id} = ws.filled({node.id}, {f.shape(node.type.shape)}, {dtype}, 0.0)")
+    f.put(f"unwindow6(v{node.id}, {f.ref(node.inputs[0])}, {sh}, {sw}, {dh}, {dw}, {top}, {left})")
+
+
+def _contract_rows(f: _HostFunction, node: Node) -> None:
+    x, g = node.inputs
+    rows = f.size(f.node(x).type.shape[:-1])
+    k, m = (f.dim(d) for d in node.type.shape)
+    dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+    f.put(f"v{node.id} = ws.filled({node.id}, ({k}, {m}), {dtype}, 0.0)")
+    f.put(f"contract_rows2(v{node.id}, {f.ref(x)}.reshape(({rows}, {k})), {f.ref(g)}.reshape(({rows}, {m})))")
+
+
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "reshape": _reshape,
@@ -497,4 +514,6 @@ OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "shape_size": _shape_size,
     "scatter_add": _scatter_add,
     "cumsum": _cumsum,
+    "unwindow": _unwindow,
+    "contract_rows": _contract_rows,
 }

@@ -277,3 +277,61 @@ def _cumsum(out, x):
 
 def cumsum3(out, x) -> None:
     launch_flat(_cumsum, x.shape[0] * x.shape[2], out, x)
+
+
+# ---------------------------------------------------------------- windows (convolution and pooling)
+
+
+@cuda.jit(cache=True)
+def _unwindow(out, g, sh, sw, dh, dw, top, left):
+    """col2im as a gather: one thread per image element adds the window elements read from it (no atomics)."""
+    t = cuda.grid(1)
+    n, c, height, width = out.shape
+    oh, ow, kh, kw = g.shape[1], g.shape[2], g.shape[4], g.shape[5]
+    while t < n * c * height * width:
+        x = t % width
+        y = (t // width) % height
+        ch = (t // (width * height)) % c
+        b = t // (width * height * c)
+        for p in range(kh):
+            yy = y + top - dh * p
+            if yy >= 0 and yy % sh == 0 and yy // sh < oh:
+                for q in range(kw):
+                    xx = x + left - dw * q
+                    if xx >= 0 and xx % sw == 0 and xx // sw < ow:
+                        out[b, ch, y, x] += g[b, yy // sh, xx // sw, ch, p, q]
+        t += cuda.gridsize(1)
+
+
+def unwindow6(out, g, sh, sw, dh, dw, top, left) -> None:
+    """Add windows g [N, OH, OW, C, KH, KW] back into the image out [N, C, H, W] (zeros)."""
+    launch_flat(_unwindow, out.size, out, g, sh, sw, dh, dw, top, left)
+
+
+CONTRACT_CHUNK = 256  # rows each thread sums before adding into the result: the rows are split among threads
+
+
+@cuda.jit(cache=True)
+def _contract_rows(out, a, b, chunk):
+    """out[k, m] += sum over a chunk of rows r of a[r, k] * b[r, m]; one thread per (chunk, k, m)."""
+    t = cuda.grid(1)
+    ks, ms = out.shape
+    rows = a.shape[0]
+    chunks = (rows + chunk - 1) // chunk
+    while t < ks * ms * chunks:
+        m = t % ms
+        k = (t // ms) % ks
+        first = (t // (ms * ks)) * chunk
+        last = min(first + chunk, rows)
+        total = a[first, k] * b[first, m]
+        for r in range(first + 1, last):
+            total += a[r, k] * b[r, m]
+        cuda.atomic.add(out, (k, m), total)
+        t += cuda.gridsize(1)
+
+
+def contract_rows2(out, a, b) -> None:
+    """out (zeros, [K, M]) += a^T b for a [R, K] and b [R, M]."""
+    chunk = CONTRACT_CHUNK if not ON_SIMULATOR else max(a.shape[0], 1)
+    chunks = -(-a.shape[0] // chunk)
+    launch_flat(_contract_rows, out.size * chunks, out, a, b, chunk)

@@ -1,6 +1,18 @@
 """Every op, declared once. Importing this package fills :data:`REGISTRY`."""
 
-from . import elementwise, indexing, linalg, lookups, losses, nn, reductions, reshaping  # noqa: F401  (each module registers its ops)
+from . import (  # noqa: F401  (each module registers its ops)
+    convolution,
+    elementwise,
+    indexing,
+    linalg,
+    lookups,
+    losses,
+    nn,
+    pooling,
+    reductions,
+    reshaping,
+    windows,
+)
 from .registry import REGISTRY, AttrSpec, OpDef, get_op, public_ops
 
 __all__ = ["REGISTRY", "AttrSpec", "OpDef", "get_op", "public_ops"]

@@ -250,3 +250,34 @@ register(
         shape_rule="scalar",
     )
 )
+
+# ---------------------------------------------------------------- contract_rows (internal)
+
+
+def _contract_rows_type(types: list[TensorType], attrs: dict) -> TensorType:
+    x, g = types
+    if x.rank < 2 or x.shape[:-1] != g.shape[:-1] or x.dtype != g.dtype:
+        raise ShapeError(f"contract_rows: {x} and {g} must share every axis but the last, and their dtype")
+    return TensorType((x.shape[-1], g.shape[-1]), x.dtype)
+
+
+def _contract_rows_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    x, g = args
+    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+
+
+register(
+    OpDef(
+        name="contract_rows",
+        operands=("x", "g"),
+        infer=_contract_rows_type,
+        forward=_contract_rows_forward,
+        grad=lambda b, n, g: [lambda: b.matmul(n.inputs[1], swap_last(b, g)), lambda: b.matmul(n.inputs[0], g)],
+        category="linalg",
+        public=False,
+        flops=lambda ts, out, at: 2 * ts[0].numel() * (out.shape[1] if isinstance(out.shape[1], int) else 1),
+        formula="sum over every row r of outer(x[r], g[r]): one matrix product x^T g of the rows flattened (a "
+                "weight's gradient summed over the batch, without a product per example)",
+        shape_rule="[..., k] and [..., m] -> [k, m]",
+    )
+)
