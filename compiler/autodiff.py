@@ -54,9 +54,15 @@ def autodiff(graph: Graph) -> Graph:
 
 
 def _relevant_nodes(g: Graph, objective: int, leaves: list[int]) -> set[int]:
-    """Nodes on some path from a differentiated leaf to the objective."""
+    """Nodes on some path of float values from a differentiated leaf to the objective: an integer or boolean
+    value (an argmax, a comparison) is piecewise constant, so no gradient flows through it."""
     upstream = g.upstream([objective])
-    return upstream & g.downstream(leaf for leaf in leaves if leaf in upstream)
+    reached = {leaf for leaf in leaves if leaf in upstream}
+    for node_id in g.order():
+        node = g.node(node_id)
+        if node_id in upstream and node.type.is_float and any(i in reached for i in node.inputs):
+            reached.add(node_id)
+    return reached
 
 
 def _propagate(b: Builder, node, total: Ref, relevant: set[int], contributions) -> None:

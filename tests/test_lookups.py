@@ -68,3 +68,14 @@ def test_argmax_argmin_and_one_hot_agree_with_numpy():
         np.testing.assert_array_equal(out["worst"], np.argmin(x, axis=-1))
         assert out["best"].dtype == np.int64 and out["best"][0] == 1
         np.testing.assert_allclose(out["picked"], x[np.arange(7), y], rtol=1e-6)
+
+
+def test_no_gradient_flows_through_an_argmax_into_a_one_hot():
+    """An integer value is piecewise constant: the loss's gradient reaches x only through the product (seed 76
+    of the random models found autodiff asking one_hot for a gradient rule)."""
+    spec = gradc.loads("model m\ninput x: f64[N, 3]\nloss L = mean(x * one_hot(argmax(x + 1, axis=-1), 3))\n")
+    x = np.array([[0.1, 0.7, -0.2], [1.5, 0.3, 0.2]])
+    for report in gradcheck(spec.graph, {"x": x}, max_elements=10):
+        assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
+    grads = gradc.compile(spec, target="reference").run({"x": x}, grad=True)
+    np.testing.assert_allclose(grads["grad/x"], [[0, 1 / 6, 0], [1 / 6, 0, 0]])
