@@ -344,7 +344,7 @@ class _FrontEnd:
                 if not expr.args:
                     raise ModelError("split takes a tensor: a, b = split(x, 2, axis=1)", expr.func_loc)
                 return expr.args[:1]
-            if expr.func in LAYERS:
+            if _is_layer_call(expr):
                 layer = LAYERS[expr.func]
                 if not expr.args:
                     raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
@@ -384,7 +384,7 @@ class _FrontEnd:
             return self._block(expr, operands, stmt)
         if expr.func == "split":
             return self._split(expr, operands[0], stmt)
-        if expr.func in LAYERS:
+        if _is_layer_call(expr):
             return self._layer(expr, operands[0], stmt)
         self._check_literal_operands(expr.args, operands)
         return self._call(expr, operands, stmt)
@@ -660,6 +660,14 @@ def _collect_names(root: ast.Expr, found: list[ast.Name], blocks: dict[str, ast.
             else:
                 count = operand_count(REGISTRY[expr.func], expr) if expr.func in REGISTRY else 1
             work.extend(reversed(expr.args[:count]))
+
+
+def _is_layer_call(call: ast.Call) -> bool:
+    """A layer's call, not an op's: for a name that is both (``conv2d``), the op takes a weight tensor second
+    (``conv2d(x, w)``), the layer a number or nothing (``conv2d(x, 16, 3)``, ``x -> conv2d(filters=16, kernel=3)``)."""
+    if call.func not in LAYERS:
+        return False
+    return call.func not in REGISTRY or len(call.args) < 2 or isinstance(call.args[1], ast.Number)
 
 
 def _literals(expr: ast.Expr) -> list[ast.Number]:

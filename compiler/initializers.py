@@ -4,7 +4,9 @@ Fan-in and fan-out follow the layout ``x @ W`` with ``W`` of shape [in, out]:
 
 - a scalar has fan_in = fan_out = 1; a vector of length n has fan_in = fan_out = n;
 - a matrix [in, out] has fan_in = in, fan_out = out;
-- a tensor [..., in, out] (kernels) multiplies both by the product of the leading dimensions.
+- a tensor [..., in, out] multiplies both by the product of the leading dimensions;
+- a convolution's weight [out, in, *kernel] (PyTorch's layout; its layer records ``layout: conv`` in the spec)
+  has fan_in = in * kernel size, fan_out = out * kernel size.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from .ops.registry import AttrSpec
 Sampler = Callable[[np.random.Generator, tuple[int, ...], dict[str, Any]], np.ndarray]
 
 
-def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+def fans(shape: tuple[int, ...], layout: str = "matmul") -> tuple[int, int]:
+    if layout == "conv":
+        receptive = math.prod(shape[2:])
+        return shape[1] * receptive, shape[0] * receptive
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -39,23 +44,23 @@ class Initializer:
 
 
 def _xavier_uniform(rng, shape, kw):
-    fan_in, fan_out = fans(shape)
+    fan_in, fan_out = fans(shape, kw.get("layout", "matmul"))
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape)
 
 
 def _xavier_normal(rng, shape, kw):
-    fan_in, fan_out = fans(shape)
+    fan_in, fan_out = fans(shape, kw.get("layout", "matmul"))
     return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
 def _he_normal(rng, shape, kw):
-    fan_in, _ = fans(shape)
+    fan_in, _ = fans(shape, kw.get("layout", "matmul"))
     return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
 
 
 def _he_uniform(rng, shape, kw):
-    fan_in, _ = fans(shape)
+    fan_in, _ = fans(shape, kw.get("layout", "matmul"))
     limit = math.sqrt(6.0 / fan_in)
     return rng.uniform(-limit, limit, size=shape)
 

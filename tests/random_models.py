@@ -97,6 +97,11 @@ class ModelWriter:
             self.input((N, k), self.rng.choice(["i32", "i64"]))
         if self.rng.random() < 0.3:
             self.input((N, 2, k), self.dtype())
+        self.image = None  # an NCHW image for the convolution and pooling forms, kept out of the pool
+        if self.rng.random() < 0.35:
+            self.image = self.fresh("x")
+            self.image_dtype = self.dtype()
+            self.lines.append(f"input {self.image}: {self.image_dtype}[N, 2, 4, 4]")
         inits = ["normal(std=0.5)", "0.5", "xavier_uniform", "uniform(low=-1, high=1)", "he_normal"]
         for shape in [(k, m), (k,), (1, k), ()]:
             if self.rng.random() < 0.6:
@@ -117,7 +122,7 @@ class ModelWriter:
     def expression(self) -> tuple[str, tuple, str]:
         """A random expression over the pool: its text, shape and dtype."""
         kind = self.rng.choice(["unary", "unary", "binary", "binary", "binary", "literal", "reduce", "matmul",
-                                "transpose", "shape", "softmax", "layer", "int", "constant", "cut"])
+                                "transpose", "shape", "softmax", "layer", "int", "constant", "cut", "image"])
         return getattr(self, "_" + kind)()
 
     def _unary(self):
@@ -270,6 +275,29 @@ class ModelWriter:
         form = self.rng.choice([f"dense({units})", "layernorm", "batchnorm", f"dense({units}, bias=false) -> tanh"])
         shape = (N, units) if form.startswith("dense") else a.shape
         return f"{a.name} -> {form}", shape, a.dtype
+
+    def _image(self):
+        """Convolutions and pools of the image (or of the [N, 2, k] input), summed to [N, k] by a global pool."""
+        sequences = [v for v in self.pool if v.shape == (N, 2, self.k)]
+        if sequences and self.rng.random() < 0.25:
+            x = self.rng.choice(sequences)
+            form = self.rng.choice([f"{x.name} -> conv1d({self.k}, 2, padding=same)",
+                                    f"{x.name} -> conv1d({self.k}, 3, padding=2, dilation=2, bias=false)"])
+            return f"mean({form}, axis=-1)", (N, self.k), x.dtype
+        if self.image is None:
+            return self._literal()
+        k, img = self.k, self.image
+        forms = [
+            f"global_avg_pool({img} -> conv2d({k}, 3, padding=same) -> relu)",
+            f"global_max_pool({img} -> conv2d({k}, 2, stride=2, groups=2, bias=false))",
+            f"global_avg_pool({img} -> max_pool2d(2) -> conv_transpose2d({k}, 2, stride=2))",
+            f"global_max_pool({img} -> max_pool2d(3, stride=2, padding=1, ceil_mode=true) -> conv2d({k}, 1))",
+            f"global_avg_pool({img} -> avg_pool2d(3, stride=1, padding=1) -> conv2d({k}, 3, dilation=2, "
+            "padding=2))",
+            f"global_avg_pool(upsample({img}) -> conv2d({k}, 3, stride=2) -> tanh)",
+            f"global_max_pool({img} -> conv_transpose2d({k}, 3, padding=1) -> batchnorm(axis=1))",
+        ]
+        return self.rng.choice(forms), (N, k), self.image_dtype
 
     # ------------------------------------------------------------ statements
     def statements(self, count: int) -> None:

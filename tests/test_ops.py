@@ -8,6 +8,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import conv_reference
 import pytest
 
 from gradc.compiler.builder import Builder, Ref
@@ -189,6 +190,34 @@ CASES = [
     Case("kl_div", {"q": (3, 4), "p": (3, 4)}, lambda q, p: np.mean(np.sum(p * np.log(p / q), axis=1)),
          domain="distribution"),
     Case("l2", {"x": (3, 4)}, lambda x: 0.5 * np.sum(x**2)),
+    # convolution and pooling, NCHW, against their definitions (tests/conv_reference.py)
+    Case("conv2d", {"x": (2, 2, 5, 5), "w": (3, 2, 3, 3)}, conv_reference.conv2d),
+    Case("conv2d", {"x": (1, 2, 6, 5), "w": (2, 2, 3, 2)}, lambda x, w: conv_reference.conv2d(
+        x, w, stride=2, padding=(1, 2)), {"stride": 2, "padding": (1, 2)}, id="stride-padding"),
+    Case("conv2d", {"x": (1, 4, 6, 6), "w": (4, 2, 3, 3)}, lambda x, w: conv_reference.conv2d(
+        x, w, padding=2, dilation=2, groups=2), {"padding": 2, "dilation": 2, "groups": 2}, id="dilated-groups"),
+    Case("conv2d", {"x": (1, 3, 5, 5), "w": (3, 1, 2, 2)}, lambda x, w: conv_reference.conv2d(
+        x, w, padding=(0, 1, 0, 1), groups=3), {"padding": "same", "groups": 3}, id="depthwise-same"),
+    Case("conv1d", {"x": (2, 2, 7), "w": (3, 2, 3)}, lambda x, w: conv_reference.conv2d(
+        x[:, :, None], w[:, :, None], stride=2, padding=(0, 0, 1, 1))[:, :, 0], {"stride": 2, "padding": 1}),
+    Case("conv_transpose2d", {"x": (1, 2, 3, 3), "w": (2, 3, 3, 3)}, lambda x, w: conv_reference.conv_transpose2d(
+        x, w, stride=2, padding=1, output_padding=1), {"stride": 2, "padding": 1, "output_padding": 1}),
+    Case("conv_transpose2d", {"x": (1, 4, 3, 2), "w": (4, 1, 2, 2)}, lambda x, w: conv_reference.conv_transpose2d(
+        x, w, groups=2), {"groups": 2}, id="groups"),
+    Case("max_pool2d", {"x": (2, 2, 6, 6)}, lambda x: conv_reference.pool2d(x, 2), {"kernel": 2}),
+    Case("max_pool2d", {"x": (1, 2, 5, 5)}, lambda x: conv_reference.pool2d(x, 3, 2, 1),
+         {"kernel": 3, "stride": 2, "padding": 1}, id="padded"),
+    Case("max_pool2d", {"x": (1, 1, 5, 5)}, lambda x: conv_reference.pool2d(np.pad(
+        x, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=-np.inf), 2), {"kernel": 2, "ceil_mode": True},
+         id="ceil"),
+    Case("avg_pool2d", {"x": (1, 2, 5, 5)}, lambda x: conv_reference.pool2d(x, 3, 2, 1, kind="avg"),
+         {"kernel": 3, "stride": 2, "padding": 1}),
+    Case("avg_pool2d", {"x": (1, 2, 4, 4)}, lambda x: conv_reference.pool2d(
+        x, 3, 1, 1, kind="avg", count_include_pad=True), {"kernel": 3, "stride": 1, "padding": 1,
+                                                         "count_include_pad": True}, id="count-pad"),
+    Case("global_avg_pool", {"x": (2, 3, 3, 4)}, lambda x: x.mean(axis=(2, 3))),
+    Case("global_max_pool", {"x": (2, 3, 3, 4)}, lambda x: x.max(axis=(2, 3))),
+    Case("upsample", {"x": (1, 2, 2, 3)}, lambda x: x.repeat(2, axis=2).repeat(2, axis=3)),
 ]
 
 

@@ -144,16 +144,16 @@ def _check_channels(op: str, x: TensorType, w: TensorType, groups: int, per_grou
                          f"(groups={groups}, so {per_group_in * groups} in all)")
 
 
-def _conv_type(types: list[TensorType], attrs: dict) -> TensorType:
+def _conv_type(types: list[TensorType], attrs: dict, op: str = "conv2d") -> TensorType:
     x, w = types
     if not x.is_float or x.dtype != w.dtype:
-        raise ShapeError(f"conv2d: x {x} and weight {w} must be floats of one dtype")
+        raise ShapeError(f"{op}: x {x} and weight {w} must be floats of one dtype")
     f, cg, kh, kw = w.shape
-    _check_channels("conv2d", x, w, attrs["groups"], cg, f)
+    _check_channels(op, x, w, attrs["groups"], cg, f)
     top, bottom, left, right = attrs["padding"]
     (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
-    oh = output_size(x.shape[2], kh, sh, dh, top, bottom, "conv2d")
-    ow = output_size(x.shape[3], kw, sw, dw, left, right, "conv2d")
+    oh = output_size(x.shape[2], kh, sh, dh, top, bottom, op)
+    ow = output_size(x.shape[3], kw, sw, dw, left, right, op)
     return TensorType((x.shape[0], f, oh, ow), x.dtype)
 
 
@@ -326,7 +326,7 @@ def _conv1d_normalize(types: list[TensorType], attrs: dict) -> dict:
 
 def _conv1d_type(types: list[TensorType], attrs: dict) -> TensorType:
     x, w = types
-    four = _conv_type([_unsqueezed(x), _unsqueezed(w)], _as_2d(attrs))
+    four = _conv_type([_unsqueezed(x), _unsqueezed(w)], _as_2d(attrs), "conv1d")
     return TensorType((four.shape[0], four.shape[1], four.shape[3]), four.dtype)
 
 

@@ -213,6 +213,8 @@ def _fit_features(table: Table, want: TensorType, name: str) -> np.ndarray:
     x = table.features
     if want.rank == 1 and x.shape[1] == 1:
         return x[:, 0]
+    if want.rank > 2:
+        return _as_examples(table.name, name, x, want)
     if want.rank != 2 or want.shape[1] != x.shape[1]:
         raise DataError(f"dataset {table.name} has {x.shape[1]} features per example; input '{name}' is {want} "
                         f"(declare it as {want.dtype}[{want.shape[0]}, {x.shape[1]}])")
@@ -252,8 +254,23 @@ def _class_indices(table: Table, task: Task) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def _as_examples(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
+    """Flat examples [n, d] as the input's shape when the element counts match: digits' 64 pixels become
+    the image [1, 8, 8] that ``input x: f32[N, 1, 8, 8]`` asks for (row-major, as the pixels are stored)."""
+    per_example = want.shape[1:]
+    if array.ndim != 2 or any(not isinstance(d, int) for d in per_example):
+        return array
+    size = int(np.prod(per_example))
+    if array.shape[1] != size:
+        raise DataError(f"{source} has {array.shape[1]} features per example; input '{name}' is {want}, which "
+                        f"holds {size}")
+    return array.reshape((array.shape[0], *per_example))
+
+
 def _check_column(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
     array = np.asarray(array)
+    if array.ndim == 2 and want.rank > 2:
+        array = _as_examples(source, name, array, want)
     if array.dtype.kind not in "biuf":
         raise DataError(f"{source}: '{name}' must be numeric, got dtype {array.dtype}")
     fixed = zip(want.shape, array.shape, strict=False)
@@ -322,8 +339,11 @@ class Scaling:
             x = train[name]
             if x.dtype.kind != "f" or x.ndim == 0:
                 continue
-            mean = x.mean(axis=0)
-            std = x.std(axis=0)
+            # an image [N, C, H, W] is standardized per channel, as image pipelines do, so that a pixel means
+            # the same wherever it is; other inputs per feature
+            axes = (0, 2, 3) if x.ndim == 4 else 0
+            mean = x.mean(axis=axes, keepdims=x.ndim == 4)[0] if x.ndim == 4 else x.mean(axis=0)
+            std = x.std(axis=axes, keepdims=x.ndim == 4)[0] if x.ndim == 4 else x.std(axis=0)
             stats[name] = (mean.astype(x.dtype), np.where(std > 0, std, 1.0).astype(x.dtype))
         return cls(stats)
 
