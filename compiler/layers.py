@@ -100,7 +100,7 @@ def _batchnorm(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -
     beta = new_param("beta", (d,), {"kind": "zeros"})
     mean = b.running_stat(batch_mean, new_param("running_mean", (d,), {"kind": "zeros"}))
     var = b.running_stat(batch_var, new_param("running_var", (d,), {"kind": "ones"}))
-    per = lambda v: _per_axes(b, v, t, axes)  # noqa: E731
+    per = lambda v: _per_axes(b, v, t, axes)
     return _normalize(b, x, per(mean), per(var), attrs["eps"], per(gamma), per(beta))
 
 

@@ -19,7 +19,7 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups=1):
     s, d = (stride, stride) if isinstance(stride, int) else stride, (dilation, dilation) if isinstance(
         dilation, int) else dilation
     top, bottom, left, right = pads(padding)
-    n, c, h, width = x.shape
+    n, _, h, width = x.shape
     f, cg, kh, kw = w.shape
     oh = (h + top + bottom - d[0] * (kh - 1) - 1) // s[0] + 1
     ow = (width + left + right - d[1] * (kw - 1) - 1) // s[1] + 1

@@ -7,8 +7,8 @@ import math
 import zlib
 from dataclasses import dataclass, field
 
-import numpy as np
 import conv_reference
+import numpy as np
 import pytest
 
 from gradc.compiler.builder import Builder, Ref
