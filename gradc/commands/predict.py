@@ -12,7 +12,7 @@ import numpy as np
 from gradc.dsl.diagnostics import DataError
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS, Program
 from gradc.runtime.files import load_npz
-from gradc.runtime.training.data import data_inputs, find_task
+from gradc.runtime.training.data import as_examples, data_inputs, find_task
 from gradc.runtime.training.datasets import read_csv_features
 from gradc.runtime.training.fit import predicted_class
 from gradc.runtime.training.tables import preview, table_columns, write_results
@@ -72,7 +72,10 @@ def read_inputs(path: str, program: Program) -> dict[str, np.ndarray]:
     if Path(path).suffix == ".csv":
         return _csv_features(path, program)
     if Path(path).suffix == ".npz":
-        return load_npz(path, "inputs")
+        arrays = load_npz(path, "inputs")
+        inputs = data_inputs(program.source)
+        return {name: as_examples(path, name, array, inputs[name]) if name in inputs and inputs[name].rank > 2
+                else array for name, array in arrays.items()}
     raise DataError(f"--inputs {path}: expected a .npz or .csv file")
 
 

@@ -214,7 +214,7 @@ def _fit_features(table: Table, want: TensorType, name: str) -> np.ndarray:
     if want.rank == 1 and x.shape[1] == 1:
         return x[:, 0]
     if want.rank > 2:
-        return _as_examples(table.name, name, x, want)
+        return as_examples(table.name, name, x, want)
     if want.rank != 2 or want.shape[1] != x.shape[1]:
         raise DataError(f"dataset {table.name} has {x.shape[1]} features per example; input '{name}' is {want} "
                         f"(declare it as {want.dtype}[{want.shape[0]}, {x.shape[1]}])")
@@ -254,7 +254,7 @@ def _class_indices(table: Table, task: Task) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _as_examples(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
+def as_examples(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
     """Flat examples [n, d] as the input's shape when the element counts match: digits' 64 pixels become
     the image [1, 8, 8] that ``input x: f32[N, 1, 8, 8]`` asks for (row-major, as the pixels are stored)."""
     per_example = want.shape[1:]
@@ -270,7 +270,7 @@ def _as_examples(source: str, name: str, array: np.ndarray, want: TensorType) ->
 def _check_column(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 2 and want.rank > 2:
-        array = _as_examples(source, name, array, want)
+        array = as_examples(source, name, array, want)
     if array.dtype.kind not in "biuf":
         raise DataError(f"{source}: '{name}' must be numeric, got dtype {array.dtype}")
     fixed = zip(want.shape, array.shape, strict=False)
@@ -341,9 +341,9 @@ class Scaling:
                 continue
             # an image [N, C, H, W] is standardized per channel, as image pipelines do, so that a pixel means
             # the same wherever it is; other inputs per feature
-            axes = (0, 2, 3) if x.ndim == 4 else 0
-            mean = x.mean(axis=axes, keepdims=x.ndim == 4)[0] if x.ndim == 4 else x.mean(axis=0)
-            std = x.std(axis=axes, keepdims=x.ndim == 4)[0] if x.ndim == 4 else x.std(axis=0)
+            axes = (0, 2, 3) if x.ndim == 4 else (0,)
+            mean = x.mean(axis=axes, keepdims=True)[0].reshape(statistic_shape(x.shape))
+            std = x.std(axis=axes, keepdims=True)[0].reshape(statistic_shape(x.shape))
             stats[name] = (mean.astype(x.dtype), np.where(std > 0, std, 1.0).astype(x.dtype))
         return cls(stats)
 
@@ -362,6 +362,12 @@ class Scaling:
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Scaling:
         names = [k.removeprefix("scaling/mean/") for k in arrays if k.startswith("scaling/mean/")]
         return cls({n: (arrays[f"scaling/mean/{n}"], arrays[f"scaling/std/{n}"]) for n in names})
+
+
+def statistic_shape(shape: tuple) -> tuple:
+    """The shape of an input's standardization statistics: one per channel of an image [N, C, H, W] (as
+    [C, 1, 1], to broadcast), else one per feature (the shape of an example)."""
+    return (shape[1], 1, 1) if len(shape) == 4 else tuple(shape[1:])
 
 
 def feature_names(task: Task, inputs: Mapping[str, TensorType]) -> list[str]:

@@ -25,7 +25,20 @@ from gradc.dsl.train_schema import CallValue, check_settings, default_settings, 
 from ..execution.optimizer_state import OptimizerState
 from ..execution.training_state import mask_stream
 from .checkpoints import Checkpoint, spec_hash
-from .data import Arrays, Scaling, Splits, Task, batches, bind, count, data_inputs, feature_names, find_task, split
+from .data import (
+    Arrays,
+    Scaling,
+    Splits,
+    Task,
+    batches,
+    bind,
+    count,
+    data_inputs,
+    feature_names,
+    find_task,
+    split,
+    statistic_shape,
+)
 from .datasets import NamedArrays, load_dataset
 from .metrics import confusion_matrix, predicted_classes, score
 from .reporting import Reporter
@@ -297,10 +310,11 @@ def _check_scaling(program: Program, checkpoint: Checkpoint, path: str | Path) -
         if want is None or not want.is_float:
             raise DataError(f"checkpoint {path}: feature statistics for '{name}', which is not a float input of "
                             f"the model (its inputs: {', '.join(inputs)})")
-        per_example = tuple(want.shape[1:])
-        if mean.shape != per_example:
+        expected = statistic_shape(want.shape)
+        if mean.shape != expected:
+            what = "channel" if want.rank == 4 else "feature"
             raise DataError(f"checkpoint {path}: feature statistics for '{name}' have shape {mean.shape}; input "
-                            f"'{name}' is {want} (one statistic per feature: shape {per_example})")
+                            f"'{name}' is {want} (one statistic per {what}: shape {expected})")
 
 
 def settings_from_json(saved: Mapping[str, Any]) -> dict[str, Any]:

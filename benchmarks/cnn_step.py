@@ -1,0 +1,206 @@
+"""One training step of a small CNN, gradc beside PyTorch eager and torch.compile in the same run.
+
+The step is forward, backward and a plain SGD update of conv 3x3 32 -> ReLU -> max pool 2 -> conv 3x3 64 ->
+ReLU -> max pool 2 -> dense 10 (softmax cross-entropy), float32, NCHW, on synthetic 1x28x28 images. The
+frameworks are timed in interleaved rounds and reported as medians and ratios to gradc; gradc's cold compile
+(fresh process, no cache) and each framework's peak resident memory (alone in its own process) are measured in
+child processes.
+
+    pip install -e ".[bench]"
+    python benchmarks/cnn_step.py                  # a markdown report on stdout
+    python benchmarks/cnn_step.py --json out.json  # also the raw figures
+
+PyTorch is optional: without it the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mlp_step import machine, peak_resident_mib, versions
+
+LR = 0.01
+PAUSE_S = 1.0
+Step = Callable[[], float]
+
+SOURCE = """model cnn_bench
+input x: f32[N, 1, 28, 28]
+input y: i64[N]
+logits = x -> conv2d(32, 3) -> relu -> max_pool2d(2) -> conv2d(64, 3) -> relu -> max_pool2d(2)
+           -> flatten -> dense(10)
+loss L = cross_entropy(logits, y)
+"""
+
+
+def data(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(batch, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, size=batch)
+
+
+def setup_gradc(batch: int) -> Step:
+    import gradc
+
+    program = gradc.compile(gradc.loads(SOURCE), cache=False)
+    x, y = data(batch)
+    feeds = {"x": x, "y": y}
+    return lambda: program.step(feeds, lr=LR, validate=False)
+
+
+def _torch_model():
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 10))
+
+
+def _torch_step(model, batch: int) -> Step:
+    import torch
+
+    x, y = data(batch)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    params = list(model.parameters())
+
+    def step() -> float:
+        for p in params:
+            p.grad = None
+        loss = torch.nn.functional.cross_entropy(model(tx), ty)
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p.add_(p.grad, alpha=-LR)
+        return float(loss)
+
+    return step
+
+
+def setup_torch(batch: int) -> Step:
+    return _torch_step(_torch_model(), batch)
+
+
+def setup_torch_compile(batch: int) -> Step:
+    import torch
+
+    return _torch_step(torch.compile(_torch_model()), batch)
+
+
+FRAMEWORKS: dict[str, Callable[[int], Step]] = {
+    "gradc": setup_gradc,
+    "pytorch-eager": setup_torch,
+    "torch.compile": setup_torch_compile,
+}
+
+
+def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -> dict:
+    results: dict = {"median_ms": {}, "first_call_s": {}, "missing": {}}
+    for batch in batches:
+        ready: dict[str, Step] = {}
+        for name in names:
+            try:
+                start = time.perf_counter()
+                step = FRAMEWORKS[name](batch)
+                step()
+                results["first_call_s"][f"{name}@{batch}"] = time.perf_counter() - start
+                ready[name] = step
+            except ImportError as exc:
+                results["missing"][name] = str(exc)
+        samples: dict[str, list[float]] = {name: [] for name in ready}
+        order = list(ready.items())
+        for round_index in range(rounds):
+            shift = round_index % len(order)
+            for name, step in order[shift:] + order[:shift]:
+                time.sleep(PAUSE_S)  # let the previous framework's thread pools go idle
+                for _ in range(2):
+                    step()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                samples[name].append((time.perf_counter() - start) / steps * 1000)
+        for name, values in samples.items():
+            results["median_ms"].setdefault(name, {})[batch] = statistics.median(values)
+    return results
+
+
+def child(args: list[str]) -> str:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"error: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+    return done.stdout.strip()
+
+
+def peak_memory_child(name: str, batch: int) -> None:
+    step = FRAMEWORKS[name](batch)
+    for _ in range(10):
+        step()
+    print(f"{peak_resident_mib():.0f}")
+
+
+def compile_child() -> None:
+    import gradc
+
+    start = time.perf_counter()
+    program = gradc.compile(gradc.loads(SOURCE), cache=False)
+    program.backend.compile(("train_sgd",))
+    print(f"{time.perf_counter() - start:.2f}")
+
+
+def report(results: dict) -> str:
+    found = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+    batches = results["batches"]
+    lines = [f"machine: {results['machine']}", f"versions: {found}", f"command: {results['command']}", "",
+             "ms per training step (median of interleaved rounds); ratio = framework / gradc", "",
+             "| framework | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |",
+             "|---|" + "---|" * (len(batches) + 1)]
+    base = results["median_ms"].get("gradc", {})
+    for name, per_batch in results["median_ms"].items():
+        cells = [f"{per_batch[b]:.2f} ({per_batch[b] / base[b]:.2f}x)" for b in batches]
+        first = results["first_call_s"].get(f"{name}@{batches[0]}", float("nan"))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first:.2f} |")
+    for name, why in results["missing"].items():
+        lines.append(f"| {name} | not installed ({why}) |")
+    if results.get("peak_mib"):
+        lines += ["", f"peak resident memory at batch {batches[-1]}, each framework alone (MiB):", ""]
+        lines += [f"- {name}: {value}" for name, value in results["peak_mib"].items()]
+    lines += ["", f"gradc cold compile of the training step (fresh process, no cache): {results['compile_s']} s"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 256])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=list(FRAMEWORKS))
+    parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument("--peak-memory-child", nargs=2, metavar=("FRAMEWORK", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peak_memory_child:
+        return peak_memory_child(args.peak_memory_child[0], int(args.peak_memory_child[1]))
+    if args.compile_child:
+        return compile_child()
+    results = {"machine": machine(), "versions": versions(), "batches": args.batches,
+               "command": " ".join(["python", *sys.argv])}
+    results.update(interleaved(args.batches, args.rounds, args.steps, args.frameworks))
+    results["peak_mib"] = {name: child(["--peak-memory-child", name, str(args.batches[-1])])
+                           for name in args.frameworks if name not in results["missing"]}
+    results["compile_s"] = child(["--compile-child"])
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+
+
+if __name__ == "__main__":
+    main()
