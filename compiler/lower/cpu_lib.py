@@ -212,20 +212,42 @@ def cumsum3(x):
 
 
 @jit
+def run_time_one(a):
+    """1, computed from an argument so that LLVM cannot fold it: sizes multiplied by it are run-time values
+    to the optimizer (see cpu._Function._shape_number_lines)."""
+    return np.int64(1) if a.size >= 0 else np.int64(0)
+
+
+@jit
 def unwindow6(g, height, width, sh, sw, dh, dw, top, left):
-    """window()'s transpose (col2im): g [N, OH, OW, C, KH, KW] added back into an image [N, C, height, width]
-    at the places window() read; reads that fell in the padding add nothing."""
-    n, oh, ow, c, kh, kw = g.shape
+    """window()'s transpose (col2im): g [N, C, KH, KW, OH, OW] added back into an image [N, C, height, width]
+    at the places window() read; reads that fell in the padding add nothing. The innermost loop runs along a
+    row of g (contiguous) and of the image (stride sw)."""
+    n, c, kh, kw, oh, ow = g.shape
     out = np.zeros((n, c, height, width), dtype=g.dtype)
     for b in range(n):
-        for i in range(oh):
-            for j in range(ow):
-                for ch in range(c):
-                    for p in range(kh):
+        for ch in range(c):
+            for p in range(kh):
+                for q in range(kw):
+                    for i in range(oh):
                         y = sh * i + dh * p - top
                         if 0 <= y < height:
-                            for q in range(kw):
+                            for j in range(ow):
                                 x = sw * j + dw * q - left
                                 if 0 <= x < width:
-                                    out[b, ch, y, x] += g[b, i, j, ch, p, q]
+                                    out[b, ch, y, x] += g[b, ch, p, q, i, j]
+    return out
+
+
+@jit
+def contract_batch3(a, b):
+    """sum over e of a[e] @ b[e].T, for a [E, M, P] and b [E, K, P]: one BLAS product per entry, added into one
+    [M, K] result (a weight's gradient summed over the examples)."""
+    out = np.zeros((a.shape[1], b.shape[1]), dtype=a.dtype)
+    flat = out.reshape(out.size)
+    for e in range(a.shape[0]):
+        part = np.dot(a[e], b[e].T)
+        flat_part = part.reshape(part.size)
+        for i in range(flat.size):
+            flat[i] += flat_part[i]
     return out

@@ -498,13 +498,14 @@ def _unwindow(f: _HostFunction, node: Node) -> None:
     f.put(f"unwindow6(v{node.id}, {f.ref(node.inputs[0])}, {sh}, {sw}, {dh}, {dw}, {top}, {left})")
 
 
-def _contract_rows(f: _HostFunction, node: Node) -> None:
-    x, g = node.inputs
-    rows = f.size(f.node(x).type.shape[:-1])
-    k, m = (f.dim(d) for d in node.type.shape)
+def _contract_batch(f: _HostFunction, node: Node) -> None:
+    a, b = node.inputs
+    entries = f.size(f.node(a).type.shape[:-2])
+    (m, p), (k, _) = ((f.dim(d) for d in f.node(v).type.shape[-2:]) for v in (a, b))
     dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
-    f.put(f"v{node.id} = ws.filled({node.id}, ({k}, {m}), {dtype}, 0.0)")
-    f.put(f"contract_rows2(v{node.id}, {f.ref(x)}.reshape(({rows}, {k})), {f.ref(g)}.reshape(({rows}, {m})))")
+    f.put(f"v{node.id} = ws.filled({node.id}, ({m}, {k}), {dtype}, 0.0)")
+    f.put(f"contract_batch3(v{node.id}, {f.ref(a)}.reshape(({entries}, {m}, {p})), "
+          f"{f.ref(b)}.reshape(({entries}, {k}, {p})))")
 
 
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
@@ -515,5 +516,5 @@ OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "scatter_add": _scatter_add,
     "cumsum": _cumsum,
     "unwindow": _unwindow,
-    "contract_rows": _contract_rows,
+    "contract_batch": _contract_batch,
 }

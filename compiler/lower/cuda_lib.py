@@ -287,7 +287,7 @@ def _unwindow(out, g, sh, sw, dh, dw, top, left):
     """col2im as a gather: one thread per image element adds the window elements read from it (no atomics)."""
     t = cuda.grid(1)
     n, c, height, width = out.shape
-    oh, ow, kh, kw = g.shape[1], g.shape[2], g.shape[4], g.shape[5]
+    kh, kw, oh, ow = g.shape[2], g.shape[3], g.shape[4], g.shape[5]
     while t < n * c * height * width:
         x = t % width
         y = (t // width) % height
@@ -299,39 +299,43 @@ def _unwindow(out, g, sh, sw, dh, dw, top, left):
                 for q in range(kw):
                     xx = x + left - dw * q
                     if xx >= 0 and xx % sw == 0 and xx // sw < ow:
-                        out[b, ch, y, x] += g[b, yy // sh, xx // sw, ch, p, q]
+                        out[b, ch, y, x] += g[b, ch, p, q, yy // sh, xx // sw]
         t += cuda.gridsize(1)
 
 
 def unwindow6(out, g, sh, sw, dh, dw, top, left) -> None:
-    """Add windows g [N, OH, OW, C, KH, KW] back into the image out [N, C, H, W] (zeros)."""
+    """Add windows g [N, C, KH, KW, OH, OW] back into the image out [N, C, H, W] (zeros)."""
     launch_flat(_unwindow, out.size, out, g, sh, sw, dh, dw, top, left)
 
 
-CONTRACT_CHUNK = 256  # rows each thread sums before adding into the result: the rows are split among threads
+CONTRACT_CHUNK = 8  # entries each thread sums before adding into the result: the entries are split among threads
 
 
 @cuda.jit(cache=True)
-def _contract_rows(out, a, b, chunk):
-    """out[k, m] += sum over a chunk of rows r of a[r, k] * b[r, m]; one thread per (chunk, k, m)."""
+def _contract_batch(out, a, b, chunk):
+    """out[m, k] += sum over a chunk of entries e and every p of a[e, m, p] * b[e, k, p]; one thread per
+    (chunk, m, k), added atomically."""
     t = cuda.grid(1)
-    ks, ms = out.shape
-    rows = a.shape[0]
-    chunks = (rows + chunk - 1) // chunk
-    while t < ks * ms * chunks:
-        m = t % ms
-        k = (t // ms) % ks
+    ms, ks = out.shape
+    entries, ps = a.shape[0], a.shape[2]
+    chunks = (entries + chunk - 1) // chunk
+    while t < ms * ks * chunks:
+        k = t % ks
+        m = (t // ks) % ms
         first = (t // (ms * ks)) * chunk
-        last = min(first + chunk, rows)
-        total = a[first, k] * b[first, m]
-        for r in range(first + 1, last):
-            total += a[r, k] * b[r, m]
-        cuda.atomic.add(out, (k, m), total)
+        last = min(first + chunk, entries)
+        total = a[first, m, 0] * b[first, k, 0]
+        for p in range(1, ps):
+            total += a[first, m, p] * b[first, k, p]
+        for e in range(first + 1, last):
+            for p in range(ps):
+                total += a[e, m, p] * b[e, k, p]
+        cuda.atomic.add(out, (m, k), total)
         t += cuda.gridsize(1)
 
 
-def contract_rows2(out, a, b) -> None:
-    """out (zeros, [K, M]) += a^T b for a [R, K] and b [R, M]."""
+def contract_batch3(out, a, b) -> None:
+    """out (zeros, [M, K]) += sum over e of a[e] @ b[e].T, for a [E, M, P] and b [E, K, P]."""
     chunk = CONTRACT_CHUNK if not ON_SIMULATOR else max(a.shape[0], 1)
     chunks = -(-a.shape[0] // chunk)
-    launch_flat(_contract_rows, out.size * chunks, out, a, b, chunk)
+    launch_flat(_contract_batch, out.size * chunks, out, a, b, chunk)

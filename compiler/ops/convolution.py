@@ -2,14 +2,13 @@
 
 All three are composites of primitives, so every target runs them without a kernel of its own:
 
-- ``conv2d(x, w)``: the windows of ``x`` (``window``, im2col, written once as contiguous rows because the
-  product needs them in memory) times the weight matrix, one GEMM ``[N*OH*OW, C*KH*KW] @ [C*KH*KW, F]``; the
-  result is read back as NCHW through a transpose map by whatever follows (bias, activation), so that
-  transpose is never a copy of its own. With groups, one product per group.
-- its gradient with respect to ``x`` is a transposed convolution: the output gradient times the weights gives
+- ``conv2d(x, w)``: the windows of ``x`` (``window``, im2col, written once because the product needs them in
+  memory) as columns, multiplied by the weight matrix, per example ``[F, C*KH*KW] @ [C*KH*KW, OH*OW]``, which
+  is NCHW as it comes out: nothing is transposed before or after. With groups, one product per group.
+- its gradient with respect to ``x`` is a transposed convolution: the weights times the output gradient give
   each window's gradient, which ``unwindow`` (col2im) adds back into the image;
-- its gradient with respect to ``w`` is one GEMM over every output position of every example
-  (``contract_rows``), not a product per example and a sum;
+- its gradient with respect to ``w`` sums ``g [F, OH*OW] @ cols^T`` over the examples into one result
+  (``contract_batch``), never holding one weight gradient per example;
 - ``conv_transpose2d`` is conv2d's input gradient as an op, and its gradients are a conv2d and the same
   weight contraction with the roles swapped;
 - ``conv1d`` is conv2d over a height of 1.
@@ -69,20 +68,19 @@ def window_of(attrs: dict, kernel: tuple[int, int], fill: float = 0.0) -> dict[s
 
 
 def convolve(b, x, w, attrs: dict):
-    """conv2d: x [N, C, H, W], w [F, C/G, KH, KW] -> [N, F, OH, OW]."""
+    """conv2d: x [N, C, H, W], w [F, C/G, KH, KW] -> [N, F, OH, OW]: per example, the weight matrix times the
+    windows as columns, ``[F, C*KH*KW] @ [C*KH*KW, OH*OW]``, which is already NCHW."""
     groups = attrs["groups"]
     f, cg, kh, kw = b.type(w).shape
     cols = b.window(x, **window_of(attrs, (kh, kw)))
-    n, oh, ow = b.type(cols).shape[:3]
+    n, _, _, _, oh, ow = b.type(cols).shape
     depth = cg * kh * kw
     if groups == 1:
-        rows = b.reshape(cols, shape=(n, oh * ow, depth))
-        y = b.matmul(rows, b.transpose(b.reshape(w, shape=(f, depth)), axes=(1, 0)))
-        return b.transpose(b.reshape(y, shape=(n, oh, ow, f)), axes=(0, 3, 1, 2))
-    grouped = b.transpose(b.reshape(cols, shape=(n, oh * ow, groups, depth)), axes=(0, 2, 1, 3))
-    weights = swap_last(b, b.reshape(w, shape=(groups, f // groups, depth)))
-    y = b.matmul(grouped, weights)  # [N, G, P, F/G]
-    return b.reshape(swap_last(b, y), shape=(n, f, oh, ow))
+        y = b.matmul(b.reshape(w, shape=(f, depth)), b.reshape(cols, shape=(n, depth, oh * ow)))
+    else:
+        grouped = b.reshape(cols, shape=(n, groups, depth, oh * ow))
+        y = b.matmul(b.reshape(w, shape=(groups, f // groups, depth)), grouped)  # [N, G, F/G, P]
+    return b.reshape(y, shape=(n, f, oh, ow))
 
 
 def convolve_transposed(b, x, w, attrs: dict, image: tuple[int, int]):
@@ -93,32 +91,30 @@ def convolve_transposed(b, x, w, attrs: dict, image: tuple[int, int]):
     n, _, h, width = b.type(x).shape
     depth = fg * kh * kw
     if groups == 1:
-        rows = b.reshape(b.transpose(x, axes=(0, 2, 3, 1)), shape=(n, h * width, c))
-        cols = b.matmul(rows, b.reshape(w, shape=(c, depth)))  # [N, H*W, F*KH*KW]
+        weights = b.transpose(b.reshape(w, shape=(c, depth)), axes=(1, 0))
+        cols = b.matmul(weights, b.reshape(x, shape=(n, c, h * width)))  # [N, F*KH*KW, H*W]
     else:
-        cg = c // groups
-        grouped = swap_last(b, b.reshape(x, shape=(n, groups, cg, h * width)))  # [N, G, H*W, C/G]
-        cols = b.matmul(grouped, b.reshape(w, shape=(groups, cg, depth)))  # [N, G, H*W, F/G*KH*KW]
-        cols = b.transpose(cols, axes=(0, 2, 1, 3))
-    cols = b.reshape(cols, shape=(n, h, width, fg * groups, kh, kw))
+        weights = swap_last(b, b.reshape(w, shape=(groups, c // groups, depth)))  # [G, F/G*KH*KW, C/G]
+        cols = b.matmul(weights, b.reshape(x, shape=(n, groups, c // groups, h * width)))
+    cols = b.reshape(cols, shape=(n, fg * groups, kh, kw, h, width))
     return b.unwindow(cols, **{k: v for k, v in window_of(attrs, (kh, kw)).items() if k != "fill"}, image=image)
 
 
 def weight_gradient(b, x, g, attrs: dict, kernel: tuple[int, int]):
-    """The gradient of conv2d's weight [F, C/G, KH, KW] from its input x and output gradient g: every output
-    position of every example is a row; one product sums them all."""
+    """The gradient of conv2d's weight [F, C/G, KH, KW] from its input x and output gradient g: the sum over
+    examples of ``g [F, OH*OW] @ cols^T [OH*OW, C*KH*KW]``, accumulated in one result (``contract_batch``)."""
     groups = attrs["groups"]
     cols = b.window(x, **window_of(attrs, kernel))
-    n, oh, ow, c = b.type(cols).shape[:4]
+    n, c, _, _, oh, ow = b.type(cols).shape
     f = b.type(g).shape[1]
     depth = c // groups * kernel[0] * kernel[1]
     if groups == 1:
-        rows_g = b.reshape(b.transpose(g, axes=(0, 2, 3, 1)), shape=(n, oh * ow, f))
-        grad = b.contract_rows(rows_g, b.reshape(cols, shape=(n, oh * ow, depth)))  # [F, C*KH*KW]
+        rows_g = b.reshape(g, shape=(n, f, oh * ow))
+        grad = b.contract_batch(rows_g, b.reshape(cols, shape=(n, depth, oh * ow)))  # [F, C*KH*KW]
         return b.reshape(grad, shape=(f, c, *kernel))
-    grouped = b.transpose(b.reshape(cols, shape=(n, oh * ow, groups, depth)), axes=(0, 2, 1, 3))
-    grouped_g = b.reshape(g, shape=(n, groups, f // groups, oh * ow))  # [N, G, F/G, P]
-    grad = b.sum(b.matmul(grouped_g, grouped), axis=0)  # [G, F/G, C/G*KH*KW]
+    grouped = b.reshape(cols, shape=(n, groups, depth, oh * ow))
+    grouped_g = b.reshape(g, shape=(n, groups, f // groups, oh * ow))
+    grad = b.sum(b.matmul(grouped_g, swap_last(b, grouped)), axis=0)  # [G, F/G, C/G*KH*KW]
     return b.reshape(grad, shape=(f, c // groups, *kernel))
 
 
@@ -161,9 +157,9 @@ def conv_reference(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     groups = attrs["groups"]
     f, cg, kh, kw = w.shape
     cols = _window_forward([x], window_of(attrs, (kh, kw)))
-    n, oh, ow = cols.shape[:3]
-    cols = cols.reshape(n, oh, ow, groups, cg, kh, kw)
-    out = np.einsum("nhwgckl,gfckl->ngfhw", cols, w.reshape(groups, f // groups, cg, kh, kw), optimize=True)
+    n, _, _, _, oh, ow = cols.shape
+    cols = cols.reshape(n, groups, cg, kh, kw, oh, ow)
+    out = np.einsum("ngcklhw,gfckl->ngfhw", cols, w.reshape(groups, f // groups, cg, kh, kw), optimize=True)
     return np.ascontiguousarray(out.reshape(n, f, oh, ow)).astype(x.dtype)
 
 
@@ -247,9 +243,9 @@ def _transpose_reference(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarra
     c, fg, kh, kw = w.shape
     n, _, h, width = x.shape
     image = _transposed_image(TensorType(x.shape, "f64"), TensorType(w.shape, "f64"), attrs)
-    cols = np.einsum("ngihw,giokl->nhwgokl", x.reshape(n, groups, c // groups, h, width),
+    cols = np.einsum("ngihw,giokl->ngoklhw", x.reshape(n, groups, c // groups, h, width),
                      w.reshape(groups, c // groups, fg, kh, kw), optimize=True)
-    cols = np.ascontiguousarray(cols.reshape(n, h, width, groups * fg, kh, kw)).astype(x.dtype)
+    cols = np.ascontiguousarray(cols.reshape(n, groups * fg, kh, kw, h, width)).astype(x.dtype)
     return _unwindow_forward([cols], {**window_of(attrs, (kh, kw)), "image": image})
 
 

@@ -251,33 +251,34 @@ register(
     )
 )
 
-# ---------------------------------------------------------------- contract_rows (internal)
+# ---------------------------------------------------------------- contract_batch (internal)
 
 
-def _contract_rows_type(types: list[TensorType], attrs: dict) -> TensorType:
-    x, g = types
-    if x.rank < 2 or x.shape[:-1] != g.shape[:-1] or x.dtype != g.dtype:
-        raise ShapeError(f"contract_rows: {x} and {g} must share every axis but the last, and their dtype")
-    return TensorType((x.shape[-1], g.shape[-1]), x.dtype)
+def _contract_batch_type(types: list[TensorType], attrs: dict) -> TensorType:
+    a, b = types
+    if a.rank < 2 or a.rank != b.rank or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-1] or (
+            a.dtype != b.dtype):
+        raise ShapeError(f"contract_batch: {a} and {b} must be [..., m, p] and [..., k, p] of one dtype")
+    return TensorType((a.shape[-2], b.shape[-2]), a.dtype)
 
 
-def _contract_rows_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
-    x, g = args
-    return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+def _contract_batch_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    a, b = args
+    return np.einsum("...mp,...kp->mk", a, b, optimize=True).astype(a.dtype)
 
 
 register(
     OpDef(
-        name="contract_rows",
-        operands=("x", "g"),
-        infer=_contract_rows_type,
-        forward=_contract_rows_forward,
-        grad=lambda b, n, g: [lambda: b.matmul(n.inputs[1], swap_last(b, g)), lambda: b.matmul(n.inputs[0], g)],
+        name="contract_batch",
+        operands=("a", "b"),
+        infer=_contract_batch_type,
+        forward=_contract_batch_forward,
+        grad=lambda b, n, g: [lambda: b.matmul(g, n.inputs[1]), lambda: b.matmul(swap_last(b, g), n.inputs[0])],
         category="linalg",
         public=False,
         flops=lambda ts, out, at: 2 * ts[0].numel() * (out.shape[1] if isinstance(out.shape[1], int) else 1),
-        formula="sum over every row r of outer(x[r], g[r]): one matrix product x^T g of the rows flattened (a "
-                "weight's gradient summed over the batch, without a product per example)",
-        shape_rule="[..., k] and [..., m] -> [k, m]",
+        formula="sum over the leading axes of a @ b^T, [..., m, p] x [..., k, p] -> [m, k]: a weight's gradient "
+                "summed over the examples into one result, never one gradient per example",
+        shape_rule="[..., m, p] and [..., k, p] -> [m, k]",
     )
 )

@@ -84,14 +84,6 @@ def lowest(dtype: str) -> float:
     return float(np.finfo(np.float32 if dtype == "f32" else np.float64).min)
 
 
-def _nhwc(b, g):
-    return b.transpose(g, axes=(0, 2, 3, 1))
-
-
-def _nchw(b, y):
-    return b.transpose(y, axes=(0, 3, 1, 2))
-
-
 def _unwindow(b, windows, t: TensorType, attrs: dict):
     geometry = {k: v for k, v in attrs.items() if k != "fill"}
     return b.unwindow(windows, **geometry, image=(t.shape[2], t.shape[3]))
@@ -103,7 +95,7 @@ def _unwindow(b, windows, t: TensorType, attrs: dict):
 def _max_pool_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     x = args[0]
     windows = _window_forward([x], window_attrs(TensorType(x.shape, _dtype(x)), attrs, lowest(_dtype(x))))
-    return np.ascontiguousarray(windows.max(axis=(4, 5)).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(windows.max(axis=(2, 3)))
 
 
 def _dtype(x: np.ndarray) -> str:
@@ -113,7 +105,7 @@ def _dtype(x: np.ndarray) -> str:
 def _max_pool_decomposition(b, n):
     t = b.type(n.inputs[0])
     windows = b.window(n.inputs[0], **window_attrs(t, n.attrs, lowest(t.dtype)))
-    return _nchw(b, b.max(windows, axis=(4, 5)))
+    return b.max(windows, axis=(2, 3))
 
 
 def _max_pool_grad(b, n, g):
@@ -123,10 +115,10 @@ def _max_pool_grad(b, n, g):
     def grad():
         attrs = window_attrs(t, n.attrs, lowest(t.dtype))
         windows = b.window(x, **attrs)
-        top = b.expand_dims(_nhwc(b, n.id), axis=(4, 5))
+        top = b.expand_dims(n.id, axis=(2, 3))
         mask = b.eq_mask(windows, top)
-        share = b.div(mask, b.sum(mask, axis=(4, 5), keepdims=True))  # tied maxima share the gradient
-        return _unwindow(b, b.mul(b.expand_dims(_nhwc(b, g), axis=(4, 5)), share), t, attrs)
+        share = b.div(mask, b.sum(mask, axis=(2, 3), keepdims=True))  # tied maxima share the gradient
+        return _unwindow(b, b.mul(b.expand_dims(g, axis=(2, 3)), share), t, attrs)
 
     return [grad]
 
@@ -167,24 +159,24 @@ def divisors(t: TensorType, attrs: dict) -> np.ndarray:
         image = np.pad(image, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=1.0)
         p = geometry["padding"]
         geometry = {**geometry, "padding": (0, p[1] - bottom, 0, p[3] - right)}
-    return _window_forward([image], geometry).sum(axis=(3, 4, 5))[0]
+    return _window_forward([image], geometry).sum(axis=(1, 2, 3))[0]
 
 
 def _avg_pool_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     x = args[0]
     t = TensorType(x.shape, _dtype(x))
-    sums = _window_forward([x], window_attrs(t, attrs, 0.0)).sum(axis=(4, 5))
-    return np.ascontiguousarray((sums / divisors(t, attrs)[:, :, None]).transpose(0, 3, 1, 2)).astype(x.dtype)
+    sums = _window_forward([x], window_attrs(t, attrs, 0.0)).sum(axis=(2, 3))
+    return np.ascontiguousarray(sums / divisors(t, attrs)).astype(x.dtype)
 
 
 def _divisor_const(b, t: TensorType, attrs: dict):
-    return b.const(divisors(t, attrs)[:, :, None], t.dtype)  # [OH, OW, 1]: broadcast over the channels
+    return b.const(divisors(t, attrs), t.dtype)  # [OH, OW]: broadcast over examples and channels
 
 
 def _avg_pool_decomposition(b, n):
     t = b.type(n.inputs[0])
-    sums = b.sum(b.window(n.inputs[0], **window_attrs(t, n.attrs, 0.0)), axis=(4, 5))
-    return _nchw(b, b.div(sums, _divisor_const(b, t, n.attrs)))
+    sums = b.sum(b.window(n.inputs[0], **window_attrs(t, n.attrs, 0.0)), axis=(2, 3))
+    return b.div(sums, _divisor_const(b, t, n.attrs))
 
 
 def _avg_pool_grad(b, n, g):
@@ -193,8 +185,9 @@ def _avg_pool_grad(b, n, g):
 
     def grad():
         attrs = window_attrs(t, n.attrs, 0.0)
-        per_window = b.div(_nhwc(b, g), _divisor_const(b, t, n.attrs))
-        spread = b.mul(b.expand_dims(per_window, axis=(4, 5)), b.const(np.ones(attrs["kernel"]), t.dtype))
+        per_window = b.div(g, _divisor_const(b, t, n.attrs))
+        kernel_ones = b.const(np.ones((*attrs["kernel"], 1, 1)), t.dtype)  # [KH, KW, 1, 1]
+        spread = b.mul(b.expand_dims(per_window, axis=(2, 3)), kernel_ones)
         return _unwindow(b, spread, t, attrs)
 
     return [grad]

@@ -1,13 +1,14 @@
 """Sliding windows over images, the primitive under convolution and pooling: ``window`` and its transpose
 ``unwindow``.
 
-``window(x)`` of an NCHW image ``x`` is the tensor ``[N, OH, OW, C, KH, KW]`` of every window the kernel
+``window(x)`` of an NCHW image ``x`` is the tensor ``[N, C, KH, KW, OH, OW]`` of every window the kernel
 visits: ``x[n, c, sh*oh + dh*kh - top, sw*ow + dw*kw - left]``, or the fill value where that falls in the
-padding. It only moves elements, so it is an index map with two guards: a pooling reduction reads ``x``
-through it directly (no copy), and a convolution, whose matrix product needs its operand in memory, gets the
-windows written once as rows of ``C*KH*KW`` numbers (im2col) by a copy loop the schedule makes from the same
-map. The layout puts the output position before the channel, so those rows are contiguous and a convolution
-is one matrix product without a transpose.
+padding. It only moves elements, so it is an index map with guards: a pooling reduction reads ``x`` through
+it directly (no copy), and a convolution, whose matrix product needs its operand in memory, gets the windows
+written once (im2col) by a copy loop the schedule makes from the same map. The layout is Caffe's column
+layout: the output position last, so the copy loop reads and writes along rows of the image, a pool reduces
+the middle axes straight into NCHW, and each example's convolution is ``W [F, C*KH*KW] @ cols [C*KH*KW,
+OH*OW]``, already NCHW: no transpose anywhere.
 
 ``unwindow`` is its transpose: each window element added back to the place it was read from (col2im); it is
 the gradient of ``window`` and the heart of a transposed convolution. The two are each other's gradients.
@@ -114,7 +115,7 @@ def _window_type(types: list[TensorType], attrs: dict) -> TensorType:
     t = types[0]
     (oh, ow), _ = window_geometry(t, attrs, "window")
     kh, kw = attrs["kernel"]
-    return TensorType((t.shape[0], oh, ow, t.shape[1], kh, kw), t.dtype)
+    return TensorType((t.shape[0], t.shape[1], kh, kw, oh, ow), t.dtype)
 
 
 def _padded(x: np.ndarray, padding: Padding, fill: float) -> np.ndarray:
@@ -127,21 +128,21 @@ def _window_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
     (oh, ow), _ = window_geometry(TensorType(x.shape, "f64"), attrs, "window")
     padded = _padded(x, attrs["padding"], attrs["fill"])
-    out = np.empty((x.shape[0], oh, ow, x.shape[1], kh, kw), dtype=x.dtype)
+    out = np.empty((x.shape[0], x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
     for p in range(kh):
         for q in range(kw):
-            part = padded[:, :, p * dh: p * dh + sh * (oh - 1) + 1: sh, q * dw: q * dw + sw * (ow - 1) + 1: sw]
-            out[:, :, :, :, p, q] = part.transpose(0, 2, 3, 1)
+            rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
+            out[:, :, p, q] = padded[:, :, rows, q * dw: q * dw + sw * (ow - 1) + 1: sw]
     return out
 
 
 def _window_map(node: Node) -> IndexMap:
-    """Output index (n, oh, ow, c, kh, kw) -> input index (n, c, sh*oh + dh*kh - top, sw*ow + dw*kw - left)."""
+    """Output index (n, c, kh, kw, oh, ow) -> input index (n, c, sh*oh + dh*kh - top, sw*ow + dw*kw - left)."""
     (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
     top, _, left, _ = node.attrs["padding"]
-    rows = AffineExpr(((1, sh), (4, dh)), -top)
-    cols = AffineExpr(((2, sw), (5, dw)), -left)
-    exprs = (AffineExpr.axis(0), AffineExpr.axis(3), rows, cols)
+    rows = AffineExpr(((2, dh), (4, sh)), -top)
+    cols = AffineExpr(((3, dw), (5, sw)), -left)
+    exprs = (AffineExpr.axis(0), AffineExpr.axis(1), rows, cols)
     return IndexMap(exprs, _guards(node, rows, cols))
 
 
@@ -177,8 +178,8 @@ register(
         fill=lambda n: n.attrs["fill"],
         category="shape",
         public=False,
-        formula="every window of an NCHW image, [N, OH, OW, C, KH, KW] (no copy: loops read x through the map)",
-        shape_rule="[N, C, H, W] -> [N, OH, OW, C, KH, KW]",
+        formula="every window of an NCHW image, [N, C, KH, KW, OH, OW] (no copy: loops read x through the map)",
+        shape_rule="[N, C, H, W] -> [N, C, KH, KW, OH, OW]",
     )
 )
 
@@ -193,18 +194,18 @@ def _unwindow_attrs(attrs: dict) -> dict:
 def _unwindow_type(types: list[TensorType], attrs: dict) -> TensorType:
     g = types[0]
     if g.rank != 6:
-        raise ShapeError(f"unwindow takes windows [N, OH, OW, C, KH, KW], got {g}")
+        raise ShapeError(f"unwindow takes windows [N, C, KH, KW, OH, OW], got {g}")
     height, width = attrs["image"]
-    image = TensorType((g.shape[0], g.shape[3], height, width), g.dtype)
+    image = TensorType((g.shape[0], g.shape[1], height, width), g.dtype)
     (oh, ow), _ = window_geometry(image, {**attrs, "fill": 0.0}, "unwindow")
-    if (oh, ow, *attrs["kernel"]) != (g.shape[1], g.shape[2], g.shape[4], g.shape[5]):
+    if (*attrs["kernel"], oh, ow) != tuple(g.shape[2:]):
         raise ShapeError(f"unwindow: {g} are not the windows of {image}")
     return image
 
 
 def _unwindow_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     g = args[0]
-    n, oh, ow, c, kh, kw = g.shape
+    n, c, kh, kw, oh, ow = g.shape
     (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
     top, bottom, left, right = attrs["padding"]
     height, width = attrs["image"]
@@ -212,7 +213,7 @@ def _unwindow_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     for p in range(kh):
         for q in range(kw):
             padded[:, :, p * dh: p * dh + sh * (oh - 1) + 1: sh, q * dw: q * dw + sw * (ow - 1) + 1: sw] += (
-                g[:, :, :, :, p, q].transpose(0, 3, 1, 2))
+                g[:, :, p, q])
     return np.ascontiguousarray(padded[:, :, top: top + height, left: left + width])
 
 
@@ -228,7 +229,7 @@ register(
         public=False,
         flops=lambda ts, out, at: ts[0].numel(),
         formula="each window element added back where window() read it (col2im); window's transpose",
-        shape_rule="[N, OH, OW, C, KH, KW] -> [N, C, H, W]",
+        shape_rule="[N, C, KH, KW, OH, OW] -> [N, C, H, W]",
     )
 )
 
@@ -240,7 +241,7 @@ def image_size(t: TensorType) -> Pair:
 def count_in_windows(t: TensorType, attrs: dict) -> np.ndarray:
     """How many image elements (not padding) each window holds, [OH, OW] (avg pooling's divisor)."""
     ones = np.ones((1, 1, *image_size(t)))
-    return _window_forward([ones], {**attrs, "fill": 0.0}).sum(axis=(3, 4, 5))[0]
+    return _window_forward([ones], {**attrs, "fill": 0.0}).sum(axis=(1, 2, 3))[0]
 
 
 def ceil_padding(size: Pair, kernel: Pair, stride: Pair, dilation: Pair, padding: Padding, op: str) -> Padding:

@@ -21,6 +21,7 @@ from gradc.compiler.graph import Graph
 from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import GradcError
 
+from .allocator import keep_freed_memory
 from .compile_cache import CompileReport, compiled_entry_points, evict, load_source, program_key
 from .optimizer_state import OptimizerState
 from .reference import evaluate
@@ -98,6 +99,7 @@ class CpuBackend(HostMemory):
     target = "cpu"
 
     def __init__(self, graph: Graph, use_cache: bool = True, sibling: object = None):
+        keep_freed_memory()  # a step's large values reuse the last step's memory (see allocator.py)
         self.graph = schedule(graph)
         self.lowered = build(self.graph, "cpu", cache=use_cache)
         key = program_key(self.graph, self.target)
