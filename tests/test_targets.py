@@ -30,7 +30,8 @@ def assert_cpu_matches_reference(spec, batches=(3,), inputs=None) -> None:
         assert_close(reference.run(one, grad=True), cpu.run(one, grad=True), TOLERANCE["f32"])
 
 
-SLOW_MODELS = ("mlp_digits", "spirals_mlp")  # the larger programs: pytest -m "not slow" leaves them out
+# the larger programs (the CNNs compile for 10-20 s): pytest -m "not slow" leaves them out
+SLOW_MODELS = ("mlp_digits", "spirals_mlp", "cnn_digits", "conv_autoencoder")
 
 
 def assert_close(expected: dict, actual: dict, rtol: float) -> None:
@@ -150,6 +151,14 @@ def test_division_by_zero_follows_numpy_on_every_target():
 
 
 MIXED_MODELS = {
+    # every window op at a few channels: convolutions with stride, padding, groups, a transposed one, pools
+    # (padded, ceil mode), an upsample and normalization over channels
+    "convolutions": "model c\ninput x: f32[N, 2, 6, 6]\ninput y: i64[N]\n"
+                    "h = x -> conv2d(4, 3, padding=same) -> batchnorm(axis=1) -> relu -> max_pool2d(3, stride=2, "
+                    "padding=1, ceil_mode=true)\n"
+                    "u = h -> conv_transpose2d(2, 2, stride=2, groups=2) -> avg_pool2d(2) -> upsample\n"
+                    "logits = global_avg_pool(u) @ h.conv2d1.bias[0:2, none]\n"
+                    "loss L = mean(logits^2) + mean(global_max_pool(h))\n",
     # blocks from the standard library, repeated, with a tied weight and a reflecting pad
     "residual-blocks": "import std\nmodel r\ninput x: f32[N, 4]\ninput y: i64[N]\n"
                        "h = x -> dense(4) -> relu -> residual_mlp(4, repeat=2)\n"
