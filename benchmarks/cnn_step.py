@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from mlp_step import child as run_child  # the measuring helpers the benchmarks share
+from mlp_step import interleaved as run_interleaved
 from mlp_step import machine, peak_resident_mib, versions
 
 LR = 0.01
-PAUSE_S = 1.0
 Step = Callable[[], float]
 
 SOURCE = """model cnn_bench
@@ -102,41 +101,8 @@ FRAMEWORKS: dict[str, Callable[[int], Step]] = {
 }
 
 
-def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -> dict:
-    results: dict = {"median_ms": {}, "first_call_s": {}, "missing": {}}
-    for batch in batches:
-        ready: dict[str, Step] = {}
-        for name in names:
-            try:
-                start = time.perf_counter()
-                step = FRAMEWORKS[name](batch)
-                step()
-                results["first_call_s"][f"{name}@{batch}"] = time.perf_counter() - start
-                ready[name] = step
-            except ImportError as exc:
-                results["missing"][name] = str(exc)
-        samples: dict[str, list[float]] = {name: [] for name in ready}
-        order = list(ready.items())
-        for round_index in range(rounds):
-            shift = round_index % len(order)
-            for name, step in order[shift:] + order[:shift]:
-                time.sleep(PAUSE_S)  # let the previous framework's thread pools go idle
-                for _ in range(2):
-                    step()
-                start = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                samples[name].append((time.perf_counter() - start) / steps * 1000)
-        for name, values in samples.items():
-            results["median_ms"].setdefault(name, {})[batch] = statistics.median(values)
-    return results
-
-
 def child(args: list[str]) -> str:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return f"error: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
-    return done.stdout.strip()
+    return run_child(args, __file__)
 
 
 def peak_memory_child(name: str, batch: int) -> None:
@@ -192,7 +158,7 @@ def main() -> None:
         return compile_child()
     results = {"machine": machine(), "versions": versions(), "batches": args.batches,
                "command": " ".join(["python", *sys.argv])}
-    results.update(interleaved(args.batches, args.rounds, args.steps, args.frameworks))
+    results.update(run_interleaved(args.batches, args.rounds, args.steps, args.frameworks, FRAMEWORKS))
     results["peak_mib"] = {name: child(["--peak-memory-child", name, str(args.batches[-1])])
                            for name in args.frameworks if name not in results["missing"]}
     results["compile_s"] = child(["--compile-child"])

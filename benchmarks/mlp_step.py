@@ -226,15 +226,18 @@ def gpu_absent() -> str | None:
 # ---------------------------------------------------------------- measuring
 
 
-def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -> dict:
-    """Median ms per step and first-call seconds, per framework and batch, frameworks interleaved."""
+def interleaved(batches: list[int], rounds: int, steps: int, names: list[str],
+                frameworks: dict[str, Callable[[int], Step]] | None = None) -> dict:
+    """Median ms per step and first-call seconds, per framework and batch, frameworks interleaved
+    (``frameworks``: name -> setup(batch) -> step; this benchmark's own by default)."""
+    setups = frameworks if frameworks is not None else {**FRAMEWORKS, **CUDA_FRAMEWORKS}
     results: dict = {"median_ms": {}, "first_call_s": {}, "missing": {}}
     for batch in batches:
         ready: dict[str, Step] = {}
         for name in names:
             try:
                 start = time.perf_counter()
-                step = {**FRAMEWORKS, **CUDA_FRAMEWORKS}[name](batch)
+                step = setups[name](batch)
                 step()
                 results["first_call_s"][f"{name}@{batch}"] = time.perf_counter() - start
                 ready[name] = step
@@ -260,8 +263,9 @@ def interleaved(batches: list[int], rounds: int, steps: int, names: list[str]) -
     return results
 
 
-def child(args: list[str]) -> str:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+def child(args: list[str], script: str = __file__) -> str:
+    """Run ``script`` with ``args`` in a fresh process; its output, or the last line of its error."""
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return f"error: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
     return done.stdout.strip()
