@@ -29,11 +29,11 @@ from ..types import TensorType
 from .linalg import swap_last
 from .registry import AttrSpec, OpDef, register
 from .windows import (
-    _unwindow_forward,
-    _window_forward,
     output_size,
     pair,
     resolve_padding,
+    unwindow_reference,
+    window_reference,
 )
 
 CONV_ATTRS = (
@@ -156,7 +156,7 @@ def _conv_type(types: list[TensorType], attrs: dict, op: str = "conv2d") -> Tens
 def conv_reference(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     groups = attrs["groups"]
     f, cg, kh, kw = w.shape
-    cols = _window_forward([x], window_of(attrs, (kh, kw)))
+    cols = window_reference([x], window_of(attrs, (kh, kw)))
     n, _, _, _, oh, ow = cols.shape
     cols = cols.reshape(n, groups, cg, kh, kw, oh, ow)
     out = np.einsum("ngcklhw,gfckl->ngfhw", cols, w.reshape(groups, f // groups, cg, kh, kw), optimize=True)
@@ -246,7 +246,7 @@ def _transpose_reference(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarra
     cols = np.einsum("ngihw,giokl->ngoklhw", x.reshape(n, groups, c // groups, h, width),
                      w.reshape(groups, c // groups, fg, kh, kw), optimize=True)
     cols = np.ascontiguousarray(cols.reshape(n, groups * fg, kh, kw, h, width)).astype(x.dtype)
-    return _unwindow_forward([cols], {**window_of(attrs, (kh, kw)), "image": image})
+    return unwindow_reference([cols], {**window_of(attrs, (kh, kw)), "image": image})
 
 
 def _transpose_grad(b, n, g):

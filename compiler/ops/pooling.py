@@ -20,10 +20,10 @@ from gradc.dsl.diagnostics import ShapeError
 from ..types import TensorType
 from .registry import AttrSpec, OpDef, register
 from .windows import (
-    _window_forward,
     ceil_padding,
     output_size,
     pair,
+    window_reference,
 )
 
 POOL_ATTRS = (
@@ -94,7 +94,7 @@ def _unwindow(b, windows, t: TensorType, attrs: dict):
 
 def _max_pool_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     x = args[0]
-    windows = _window_forward([x], window_attrs(TensorType(x.shape, _dtype(x)), attrs, lowest(_dtype(x))))
+    windows = window_reference([x], window_attrs(TensorType(x.shape, _dtype(x)), attrs, lowest(_dtype(x))))
     return np.ascontiguousarray(windows.max(axis=(2, 3)))
 
 
@@ -159,13 +159,13 @@ def divisors(t: TensorType, attrs: dict) -> np.ndarray:
         image = np.pad(image, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=1.0)
         p = geometry["padding"]
         geometry = {**geometry, "padding": (0, p[1] - bottom, 0, p[3] - right)}
-    return _window_forward([image], geometry).sum(axis=(1, 2, 3))[0]
+    return window_reference([image], geometry).sum(axis=(1, 2, 3))[0]
 
 
 def _avg_pool_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     x = args[0]
     t = TensorType(x.shape, _dtype(x))
-    sums = _window_forward([x], window_attrs(t, attrs, 0.0)).sum(axis=(2, 3))
+    sums = window_reference([x], window_attrs(t, attrs, 0.0)).sum(axis=(2, 3))
     return np.ascontiguousarray(sums / divisors(t, attrs)).astype(x.dtype)
 
 

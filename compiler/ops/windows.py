@@ -95,10 +95,6 @@ def window_geometry(t: TensorType, attrs: dict, op: str) -> tuple[Pair, Pair]:
     return out, size  # type: ignore[return-value]
 
 
-def window_attrs(kernel: Pair, stride: Pair, dilation: Pair, padding: Padding, fill: float = 0.0) -> dict:
-    return {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": padding, "fill": fill}
-
-
 WINDOW_ATTRS = (
     AttrSpec("kernel", "axes", doc="(KH, KW)"),
     AttrSpec("stride", "axes", (1, 1)),
@@ -123,7 +119,7 @@ def _padded(x: np.ndarray, padding: Padding, fill: float) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=np.asarray(fill, x.dtype))
 
 
-def _window_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+def window_reference(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     x = args[0]
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
     (oh, ow), _ = window_geometry(TensorType(x.shape, "f64"), attrs, "window")
@@ -172,7 +168,7 @@ register(
         attrs=(*WINDOW_ATTRS, AttrSpec("image", "axes", (0, 0), doc="(H, W) of x, filled in by the compiler")),
         normalize=_window_normalize,
         infer=_window_type,
-        forward=_window_forward,
+        forward=window_reference,
         grad=lambda b, n, g: [lambda: b.unwindow(g, **_unwindow_attrs(n.attrs))],
         index_map=_window_map,
         fill=lambda n: n.attrs["fill"],
@@ -203,7 +199,7 @@ def _unwindow_type(types: list[TensorType], attrs: dict) -> TensorType:
     return image
 
 
-def _unwindow_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+def unwindow_reference(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     g = args[0]
     n, c, kh, kw, oh, ow = g.shape
     (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
@@ -223,7 +219,7 @@ register(
         operands=("windows",),
         attrs=(*WINDOW_ATTRS[:4], AttrSpec("image", "axes", doc="(H, W) of the image")),
         infer=_unwindow_type,
-        forward=_unwindow_forward,
+        forward=unwindow_reference,
         grad=lambda b, n, g: [lambda: b.window(g, **n.attrs, fill=0.0)],
         category="shape",
         public=False,
@@ -232,16 +228,6 @@ register(
         shape_rule="[N, C, KH, KW, OH, OW] -> [N, C, H, W]",
     )
 )
-
-
-def image_size(t: TensorType) -> Pair:
-    return int(t.shape[2]), int(t.shape[3])
-
-
-def count_in_windows(t: TensorType, attrs: dict) -> np.ndarray:
-    """How many image elements (not padding) each window holds, [OH, OW] (avg pooling's divisor)."""
-    ones = np.ones((1, 1, *image_size(t)))
-    return _window_forward([ones], {**attrs, "fill": 0.0}).sum(axis=(1, 2, 3))[0]
 
 
 def ceil_padding(size: Pair, kernel: Pair, stride: Pair, dilation: Pair, padding: Padding, op: str) -> Padding:
