@@ -47,14 +47,21 @@ def assert_close(expected: dict, actual: dict, rtol: float) -> None:
 WINDOW_OPS = ("conv2d", "conv1d", "conv_transpose2d", "max_pool2d", "avg_pool2d")
 
 
-def _cpu_case(case):
-    """The option variants of the window ops compile programs of 20-40 kernels each: the quick subset keeps
-    each op's first case, and the mixed model "convolutions" runs the options together."""
-    return pytest.param(case, marks=pytest.mark.slow) if case.op in WINDOW_OPS and case.id else case
+def _cpu_cases() -> list:
+    """Every case in f32 (quick) and f64 (slow). The option variants of the window ops compile programs of
+    20-40 kernels each: they run in f32 only, and in the slow suite; each window op's first case stays quick
+    (the mixed model "convolutions" runs the options together)."""
+    params = []
+    for case in CASES:
+        variant = case.op in WINDOW_OPS and bool(case.id)
+        params.append(pytest.param(case, "f32", marks=[pytest.mark.slow] if variant else [],
+                                   id=f"{case_id(case)}-f32"))
+        if not variant:
+            params.append(pytest.param(case, "f64", marks=pytest.mark.slow, id=f"{case_id(case)}-f64"))
+    return params
 
 
-@pytest.mark.parametrize("dtype", ["f32", pytest.param("f64", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("case", [_cpu_case(c) for c in CASES], ids=case_id)
+@pytest.mark.parametrize(("case", "dtype"), _cpu_cases())
 def test_op_on_cpu_matches_reference(case, dtype):
     graph, _, arrays = build_case(case, dtype)
     optimized = optimize(graph)
