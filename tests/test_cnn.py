@@ -137,17 +137,32 @@ def test_the_cnn_models_compile_with_their_layers():
     assert auto.node(auto.outputs["recon"]).type.shape == ("N", 1, 8, 8)
 
 
-@pytest.mark.slow  # trains the CNN for 3 epochs (about 25 s of compiling on a cold cache)
-def test_cnn_digits_trains_and_predicts_flat_rows_as_images(cli, tmp_path):
+TINY_CNN = """model tiny_cnn
+input x: f32[N, 1, 8, 8]
+input y: i64[N]
+logits = x -> conv2d(8, 3, padding=same) -> relu -> max_pool2d(2) -> flatten -> dense(10)
+output probs = softmax(logits)
+loss L = cross_entropy(logits, y)
+train {
+  data = digits
+  optimizer = adam(lr=0.01)
+  epochs = 3
+}
+"""
+
+
+@pytest.mark.slow  # compiles and trains a small CNN (cnn_digits itself takes 50 s with an empty cache)
+def test_a_cnn_trains_on_digits_as_images_and_predicts_flat_rows(cli, write_model, tmp_path):
+    model = write_model(TINY_CNN)
     out = tmp_path / "run"
-    result = cli("train", ROOT / "models" / "cnn_digits.model", "--epochs", "3", "--out", out)
+    result = cli("train", model, "--out", out)
     assert result.code == 0, result
     assert json.loads((out / "test.json").read_text())["accuracy"] > 0.8
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     np.savez(tmp_path / "x.npz", x=digits.data[:30].astype(np.float32))  # flat rows of 64
-    assert cli("predict", ROOT / "models" / "cnn_digits.model", "--checkpoint", out / "best.npz", "--inputs",
-               tmp_path / "x.npz", "-o", tmp_path / "p.npz").code == 0
+    assert cli("predict", model, "--checkpoint", out / "best.npz", "--inputs", tmp_path / "x.npz",
+               "-o", tmp_path / "p.npz").code == 0
     predicted = np.load(tmp_path / "p.npz")["probs"].argmax(axis=1)
     assert np.mean(predicted == digits.target[:30]) > 0.8
