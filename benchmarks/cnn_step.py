@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mlp_step import child as run_child  # the measuring helpers the benchmarks share
+from mlp_step import _torch_step as torch_step  # the measuring helpers the benchmarks share
+from mlp_step import child as run_child
 from mlp_step import interleaved as run_interleaved
 from mlp_step import machine, peak_resident_mib, versions
 
@@ -65,23 +66,7 @@ def _torch_model():
 
 
 def _torch_step(model, batch: int) -> Step:
-    import torch
-
-    x, y = data(batch)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    params = list(model.parameters())
-
-    def step() -> float:
-        for p in params:
-            p.grad = None
-        loss = torch.nn.functional.cross_entropy(model(tx), ty)
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p.add_(p.grad, alpha=-LR)
-        return float(loss)
-
-    return step
+    return torch_step(model, batch, make_data=data)
 
 
 def setup_torch(batch: int) -> Step:
@@ -130,7 +115,8 @@ def report(results: dict) -> str:
              "|---|" + "---|" * (len(batches) + 1)]
     base = results["median_ms"].get("gradc", {})
     for name, per_batch in results["median_ms"].items():
-        cells = [f"{per_batch[b]:.2f} ({per_batch[b] / base[b]:.2f}x)" for b in batches]
+        cells = [f"{per_batch[b]:.2f} ({per_batch[b] / base[b] if b in base else float('nan'):.2f}x)"
+                 for b in batches]
         first = results["first_call_s"].get(f"{name}@{batches[0]}", float("nan"))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {first:.2f} |")
     for name, why in results["missing"].items():

@@ -111,11 +111,12 @@ def _torch_model():
     return torch.nn.Sequential(*layers)
 
 
-def _torch_step(model, batch: int, on_gpu: bool = False) -> Step:
-    """On the GPU, each step copies its NumPy batch in and synchronizes instead of reading the loss back."""
+def _torch_step(model, batch: int, on_gpu: bool = False, make_data=None) -> Step:
+    """On the GPU, each step copies its NumPy batch in and synchronizes instead of reading the loss back.
+    ``make_data(batch)`` gives the inputs and labels (this benchmark's by default)."""
     import torch
 
-    x, y = data(batch)
+    x, y = (make_data or data)(batch)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     params = list(model.parameters())
 
