@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import _torch_step as torch_step  # the measuring helpers the benchmarks share
 from mlp_step import child as run_child
+from mlp_step import gpu_absent, machine, peak_resident_mib, versions
 from mlp_step import interleaved as run_interleaved
-from mlp_step import machine, peak_resident_mib, versions
 
 LR = 0.01
 Step = Callable[[], float]
@@ -79,11 +79,39 @@ def setup_torch_compile(batch: int) -> Step:
     return _torch_step(torch.compile(_torch_model()), batch)
 
 
+def setup_gradc_cuda(batch: int) -> Step:
+    """gradc's cuda target: the batch is copied in each step (from NumPy), the loss stays on the device."""
+    from numba import cuda
+
+    import gradc
+
+    program = gradc.compile(gradc.loads(SOURCE), target="cuda", cache=False)
+    x, y = data(batch)
+    feeds = {"x": x, "y": y}
+
+    def step() -> float:
+        program.step(feeds, lr=LR, validate=False, fetch=False)
+        cuda.synchronize()
+        return 0.0
+
+    return step
+
+
+def setup_torch_cuda(batch: int) -> Step:
+    """PyTorch eager on the GPU, under the same terms: the NumPy batch copied in each step, loss not read."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ImportError("this PyTorch has no CUDA device")
+    return torch_step(_torch_model().cuda(), batch, on_gpu=True, make_data=data)
+
+
 FRAMEWORKS: dict[str, Callable[[int], Step]] = {
     "gradc": setup_gradc,
     "pytorch-eager": setup_torch,
     "torch.compile": setup_torch_compile,
 }
+CUDA_FRAMEWORKS: dict[str, Callable[[int], Step]] = {"gradc-cuda": setup_gradc_cuda, "pytorch-cuda": setup_torch_cuda}
 
 
 def child(args: list[str]) -> str:
@@ -106,21 +134,33 @@ def compile_child() -> None:
     print(f"{time.perf_counter() - start:.2f}")
 
 
+def table(timed: dict, batches: list[int], base_name: str) -> list[str]:
+    """Markdown rows: ms per step and the ratio to ``base_name`` for each framework and batch."""
+    lines = ["| framework | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |",
+             "|---|" + "---|" * (len(batches) + 1)]
+    base = timed["median_ms"].get(base_name, {})
+    for name, per_batch in timed["median_ms"].items():
+        cells = [f"{per_batch[b]:.2f} ({per_batch[b] / base[b] if b in base else float('nan'):.2f}x)"
+                 for b in batches]
+        first = timed["first_call_s"].get(f"{name}@{batches[0]}", float("nan"))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first:.2f} |")
+    for name, why in timed["missing"].items():
+        lines.append(f"| {name} | not installed ({why}) |")
+    return lines
+
+
 def report(results: dict) -> str:
     found = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
     batches = results["batches"]
     lines = [f"machine: {results['machine']}", f"versions: {found}", f"command: {results['command']}", "",
-             "ms per training step (median of interleaved rounds); ratio = framework / gradc", "",
-             "| framework | " + " | ".join(f"batch {b}" for b in batches) + " | first call (s) |",
-             "|---|" + "---|" * (len(batches) + 1)]
-    base = results["median_ms"].get("gradc", {})
-    for name, per_batch in results["median_ms"].items():
-        cells = [f"{per_batch[b]:.2f} ({per_batch[b] / base[b] if b in base else float('nan'):.2f}x)"
-                 for b in batches]
-        first = results["first_call_s"].get(f"{name}@{batches[0]}", float("nan"))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first:.2f} |")
-    for name, why in results["missing"].items():
-        lines.append(f"| {name} | not installed ({why}) |")
+             "ms per training step (median of interleaved rounds); ratio = framework / gradc", ""]
+    lines += table(results, batches, "gradc")
+    cuda = results.get("cuda")
+    if isinstance(cuda, dict):
+        lines += ["", f"CUDA ({cuda['device']}): ms per step; ratio = framework / gradc-cuda", ""]
+        lines += table(cuda, batches, "gradc-cuda")
+    elif cuda:
+        lines += ["", f"CUDA: not measured ({cuda})"]
     if results.get("peak_mib"):
         lines += ["", f"peak resident memory at batch {batches[-1]}, each framework alone (MiB):", ""]
         lines += [f"- {name}: {value}" for name, value in results["peak_mib"].items()]
@@ -133,7 +173,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=list(FRAMEWORKS))
+    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS), choices=list(FRAMEWORKS),
+                        help="the CPU frameworks to time (none: only the CUDA section, where a GPU is present)")
     parser.add_argument("--json", help="also write the raw figures here")
     parser.add_argument("--peak-memory-child", nargs=2, metavar=("FRAMEWORK", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
@@ -145,6 +186,16 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "batches": args.batches,
                "command": " ".join(["python", *sys.argv])}
     results.update(run_interleaved(args.batches, args.rounds, args.steps, args.frameworks, FRAMEWORKS))
+    absent = gpu_absent()
+    if absent is None:
+        from numba import cuda
+
+        name = cuda.get_current_device().name
+        results["cuda"] = run_interleaved(args.batches, args.rounds, args.steps, list(CUDA_FRAMEWORKS),
+                                          CUDA_FRAMEWORKS)
+        results["cuda"]["device"] = name.decode() if isinstance(name, bytes) else str(name)
+    else:
+        results["cuda"] = absent
     results["peak_mib"] = {name: child(["--peak-memory-child", name, str(args.batches[-1])])
                            for name in args.frameworks if name not in results["missing"]}
     results["compile_s"] = child(["--compile-child"])

@@ -248,7 +248,7 @@ def interleaved(batches: list[int], rounds: int, steps: int, names: list[str],
         order = list(ready.items())
         for round_index in range(rounds):
             # rotate the order each round, so no framework always follows the same one
-            shift = round_index % len(order)
+            shift = round_index % len(order) if order else 0
             for name, step in order[shift:] + order[:shift]:
                 # OpenBLAS and OpenMP workers spin for a while after each call; let the pools of the
                 # framework that ran before go idle, as they would in a process that trains with one.
