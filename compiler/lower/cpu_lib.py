@@ -98,6 +98,16 @@ def lowest_f64(shape):
 
 
 @jit
+def zeros_f32(shape):
+    return np.zeros(shape, np.float32)
+
+
+@jit
+def lowest_f32(shape):
+    return np.full(shape, -np.inf, np.float32)
+
+
+@jit
 def to_f32(a):
     return a.astype(np.float32)
 

@@ -62,7 +62,7 @@ def float_broadcast_type(name: str):
 
 
 def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=None, scalar=None,
-          normalize=None) -> OpDef:
+          normalize=None, zero_one: bool = False) -> OpDef:
     return register(
         OpDef(
             name=name,
@@ -77,11 +77,13 @@ def unary(name: str, forward, grad, formula: str, attrs=(), public=True, infer=N
             formula=formula,
             shape_rule="same as x",
             scalar=scalar,
+            zero_one=zero_one,
         )
     )
 
 
-def binary(name: str, forward, grad, formula: str, infer=None, public=True, commutative=False, scalar=None) -> OpDef:
+def binary(name: str, forward, grad, formula: str, infer=None, public=True, commutative=False, scalar=None,
+           zero_one: bool = False) -> OpDef:
     """An elementwise op of two operands; both are converted to the result's dtype first (see ``casts``)."""
     return register(
         OpDef(
@@ -97,6 +99,7 @@ def binary(name: str, forward, grad, formula: str, infer=None, public=True, comm
             shape_rule="NumPy broadcast of a and b",
             scalar=scalar,
             casts=(0, 1),
+            zero_one=zero_one,
         )
     )
 
@@ -430,7 +433,7 @@ unary(
 # ---------------------------------------------------------------- helpers used by gradients
 
 unary("step", lambda a, at: (a[0] > 0).astype(a[0].dtype), None, "1 if x > 0 else 0", public=False,
-      scalar="(1.0 if {x} > 0 else 0.0)")
+      scalar="(1.0 if {x} > 0 else 0.0)", zero_one=True)
 unary("sign", lambda a, at: np.sign(a[0]), lambda b, n, g: [None], "-1, 0 or 1 by the sign of x; no gradient (0 almost "
       "everywhere)", scalar="sign({x})")
 unary(
@@ -441,6 +444,7 @@ unary(
     attrs=(AttrSpec("low", "float"), AttrSpec("high", "float")),
     public=False,
     scalar="(1.0 if {low} <= {x} <= {high} else 0.0)",
+    zero_one=True,
 )
 binary(
     "eq_mask",
@@ -450,6 +454,7 @@ binary(
     public=False,
     commutative=True,
     scalar="(1.0 if {a} == {b} else 0.0)",
+    zero_one=True,
 )
 
 # ---------------------------------------------------------------- comparisons and selection

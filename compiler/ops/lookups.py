@@ -45,6 +45,7 @@ register(
         shape_rule="labels' shape + [classes]",
         scalar="(1.0 if {labels} == {i_last} else 0.0)",
         left_aligned=(0,),
+        zero_one=True,
     )
 )
 

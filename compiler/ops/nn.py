@@ -168,6 +168,7 @@ register(
         shape_rule="like's shape",
         scalar="(1.0 if {labels} == {i_last} else 0.0)",
         left_aligned=(0,),
+        zero_one=True,
     )
 )
 

@@ -87,6 +87,9 @@ class OpDef:
     # kernel library. Ops without one (matmul, softmax, losses) are lowered by each target's own table.
     scalar: str | None = None
     reduce: str | None = None  # reductions that can end a fused loop: "sum", "mean" or "max"
+    # Its values are 0 or 1 (a mask): a sum of fewer than 2**24 of them is exact in float32, so a target may
+    # accumulate it in the value's own dtype.
+    zero_one: bool = False
     left_aligned: tuple[int, ...] = ()  # operands indexed by the leading loop indices (labels of onehot)
     # Operands converted to the result's dtype before the op reads them: the builder inserts explicit ``cast``
     # nodes, so the promotion rule is visible in the graph and every target computes in one dtype.

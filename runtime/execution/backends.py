@@ -193,8 +193,16 @@ class CpuBackend(HostMemory):
         name = TRAIN_PREFIX + optimizer.definition.name
         if name not in self.lowered.entry_points:
             raise GradcError("nothing to train: the model has no objective or no parameters")
-        args = self._args(feeds, params) + optimizer.arrays(self._param_order)
-        return float(self._function(name)(*args, *optimizer.hyperparameters(), optimizer.t))
+        return float(self._function(name)(*self.entry_arguments(name, feeds, params, optimizer)))
+
+    def entry_arguments(self, name: str, feeds: Arrays, params: Arrays,
+                        optimizer: OptimizerState | None = None) -> list:
+        """The arguments of generated entry point ``name`` in its signature's order (a training step's
+        include the optimizer's state, hyperparameters and step count)."""
+        args = self._args(feeds, params)
+        if name.startswith(TRAIN_PREFIX):
+            args += [*optimizer.arrays(self._param_order), *optimizer.hyperparameters(), optimizer.t]
+        return args
 
     def apply_update(self, params: dict[str, np.ndarray], grads: Arrays, optimizer: OptimizerState) -> None:
         """The optimizer's update with given gradients: the kernel library's routine a train step calls."""
