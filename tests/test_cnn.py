@@ -166,3 +166,24 @@ def test_a_cnn_trains_on_digits_as_images_and_predicts_flat_rows(cli, write_mode
                "-o", tmp_path / "p.npz").code == 0
     predicted = np.load(tmp_path / "p.npz")["probs"].argmax(axis=1)
     assert np.mean(predicted == digits.target[:30]) > 0.8
+
+
+def test_a_max_pools_maximum_and_tie_count_accumulate_in_float32_and_stay_exact():
+    """A maximum and a count of tied maxima are exact in float32: the cpu target keeps them there (no float64
+    accumulators, no conversion pass), and windows of equal values share the gradient exactly."""
+    source = """model pool_ties
+input x: f32[N, 1, 4, 4]
+param w: f32[1, 1, 4, 4] = 0
+loss L = sum(max_pool2d(x + w, 2) * [[[[1, 2], [3, 4]]]])
+"""
+    program = gradc.compile(gradc.loads(source), cache=False)
+    code = program.backend.lowered.source
+    assert "lowest_f32(" in code and "zeros_f32(" in code
+    assert "lowest_f64(" not in code
+    ties = program.gradients({"x": np.zeros((1, 1, 4, 4), np.float32)})["grad/w"][0, 0]
+    expected = np.repeat(np.repeat(np.array([[1, 2], [3, 4]], np.float32) / 4, 2, axis=0), 2, axis=1)
+    np.testing.assert_array_equal(ties, expected)  # four-way ties: a quarter each
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 0, 0] = 1.0  # one window with a single maximum
+    single = program.gradients({"x": x})["grad/w"][0, 0]
+    np.testing.assert_array_equal(single[:2, :2], [[1, 0], [0, 0]])
