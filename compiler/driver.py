@@ -105,10 +105,12 @@ def prepare_float64(graph: Graph) -> Graph:
     return prepare(promote_float64(graph))
 
 
-def prepare_training(graph: Graph, weight_decay: float = 0.0, until: str = "optimized") -> Graph:
-    """The graph a program trains with (dropout masks fed, weight decay in the objective), after ``until``."""
+def prepare_training(graph: Graph, weight_decay: float = 0.0, until: str = "optimized",
+                     clip_norm: float = 0.0) -> Graph:
+    """The graph a program trains with (dropout masks fed, weight decay in the objective, gradients clipped to
+    a global norm of ``clip_norm`` when it is not 0), after ``until``."""
     with paused_gc():
-        return training_graph(graph, weight_decay, until)
+        return training_graph(graph, weight_decay, until, clip_norm)
 
 
 def schedule(graph: Graph) -> Graph:

@@ -31,6 +31,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "constant": {},
     "step": {"every": 10, "gamma": 0.1},
     "exponential": {"gamma": 0.95},
+    "cosine": {"final": 0.0, "warmup": 0},
+    "warmup": {"epochs": 1},
 }
 
 
@@ -51,6 +53,9 @@ ARGUMENT_RULES: dict[str, ArgumentRule] = {
     "eps": ArgumentRule(lambda v: v > 0, "> 0"),
     "every": ArgumentRule(lambda v: v >= 1 and float(v).is_integer(), "a whole number >= 1"),
     "gamma": ArgumentRule(lambda v: v > 0, "> 0"),
+    "final": ArgumentRule(lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "warmup": ArgumentRule(lambda v: v >= 0, ">= 0"),
+    "epochs": ArgumentRule(lambda v: v > 0, "> 0"),
 }
 assert {a for table in (OPTIMIZERS, SCHEDULES) for args in table.values() for a in args} <= set(ARGUMENT_RULES)
 
@@ -202,11 +207,14 @@ TRAIN_KEYS: dict[str, TrainKey] = {
     "optimizer": TrainKey(call_value(OPTIMIZERS, "optimizer"), CallValue("sgd", dict(OPTIMIZERS["sgd"])),
                           "sgd, momentum, nesterov, adagrad, rmsprop or adam, with arguments"),
     "schedule": TrainKey(call_value(SCHEDULES, "schedule"), CallValue("constant", {}),
-                         "learning-rate schedule per epoch: constant, step or exponential"),
+                         "learning-rate schedule: constant, step or exponential (per epoch); cosine or warmup "
+                         "(per step)"),
     "batch": TrainKey(positive_int, 32, "examples per step"),
     "epochs": TrainKey(positive_int, 10, "passes over the training split"),
     "weight_decay": TrainKey(nonnegative_float, 0.0, "L2 penalty lambda/2 * sum of squared weights; a weight is "
                              "any parameter not used only in + and - (biases are not decayed)"),
+    "clip_norm": TrainKey(nonnegative_float, 0.0, "the largest global gradient norm: a step whose gradients' "
+                          "norm (all parameters together) exceeds it is scaled down to it; 0 is off"),
     "early_stopping": TrainKey(nonnegative_int, 0, "patience in epochs on validation loss; 0 is off"),
     "seed": TrainKey(nonnegative_int, 0, "seed for initialization, shuffling, dropout and the split"),
     "validation": TrainKey(fraction, 0.15, "fraction of the data held out for validation"),
@@ -247,13 +255,15 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     checks: dict[str, Callable[[Any], bool]] = {
         "batch": lambda v: _is_int(v) and v > 0, "epochs": lambda v: _is_int(v) and v > 0,
         "early_stopping": lambda v: _is_int(v) and v >= 0, "seed": lambda v: _is_int(v) and v >= 0,
-        "weight_decay": lambda v: _is_real(v) and v >= 0, "validation": lambda v: _is_real(v) and 0 <= v < 1,
+        "weight_decay": lambda v: _is_real(v) and v >= 0, "clip_norm": lambda v: _is_real(v) and v >= 0,
+        "validation": lambda v: _is_real(v) and 0 <= v < 1,
         "test": lambda v: _is_real(v) and 0 <= v < 1,
         "data": lambda v: v is None or isinstance(v, str), "label": lambda v: v is None or isinstance(v, str),
         "features": lambda v: v is None or isinstance(v, str),
     }
     meaning = {"batch": "a positive integer", "epochs": "a positive integer", "early_stopping": "an integer >= 0",
-               "seed": "an integer >= 0", "weight_decay": "a number >= 0", "validation": "a fraction in [0, 1)",
+               "seed": "an integer >= 0", "weight_decay": "a number >= 0", "clip_norm": "a number >= 0",
+               "validation": "a fraction in [0, 1)",
                "test": "a fraction in [0, 1)", "data": "a dataset name or a path", "label": "a name",
                "features": "a name"}
     for key, accepts in checks.items():

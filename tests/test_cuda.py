@@ -107,6 +107,20 @@ def test_training_steps_on_cuda_match_cpu(optimizer):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_a_clipped_training_step_on_cuda_matches_cpu():
+    """clip_norm's global norm and scale are nodes of the step: the same clipped updates on both targets (the
+    limit is small, so every step is clipped)."""
+    spec = gradc.load(ROOT / "models" / "softmax_regression.model")
+    programs = [gradc.compile(spec, target=t, seed=3) for t in ("cpu", "cuda")]
+    inputs = random_inputs(programs[0].graph, 4, np.random.default_rng(0))
+    for program in programs:
+        program.set_clip_norm(0.05)
+    losses = {p.target: [p.step(inputs, lr=0.5) for _ in range(3)] for p in programs}
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-5)
+    for name, value in programs[0].params.items():
+        np.testing.assert_allclose(programs[1].params[name], value, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_every_model_trains_on_cuda_like_on_cpu(model):
     """fit() on a few random rows, with the model's own training recipe (dropout, batchnorm and weight decay

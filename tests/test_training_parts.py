@@ -1,6 +1,8 @@
-"""Building blocks of training: learning-rate schedules and weight decay."""
+"""Building blocks of training: learning-rate schedules, weight decay and gradient clipping."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import gradc
 from gradc.compiler.passes import optimize
 from gradc.compiler.passes.regularize import decayed_params, weight_decay
 from gradc.runtime.execution.reference import evaluate
-from gradc.runtime.training.schedules import learning_rate
+from gradc.runtime.training.schedules import Position, learning_rate
 
 
 def test_schedules():
@@ -19,6 +21,71 @@ def test_schedules():
     assert learning_rate("exponential", 0.001, 3, gamma=0.97) == pytest.approx(0.001 * 0.97**3)
     with pytest.raises(gradc.GradcError, match="did you mean 'step'"):
         learning_rate("stpe", 0.1, 0)
+
+
+def test_warmup_rises_linearly_per_step_and_cosine_decays_to_its_final_rate():
+    at = lambda epoch, step, steps=4, epochs=10: Position(epoch, step, steps, epochs)
+    # warmup over 2 epochs of 4 steps: 1/8, 2/8, ... of the rate, then the rate
+    assert [learning_rate("warmup", 0.8, at(e, s), epochs=2) for e in range(3) for s in (1, 4)] == \
+        pytest.approx([0.1, 0.4, 0.5, 0.8, 0.8, 0.8])
+    # cosine without warmup: the full rate at the first step, half way at the middle, near final at the end
+    cosine = lambda e, s: learning_rate("cosine", 1.0, at(e, s), final=0.1)
+    assert cosine(0, 1) == 1.0
+    assert cosine(5, 1) == pytest.approx(0.55)
+    assert cosine(9, 4) == pytest.approx(0.1 + 0.9 * (1 + np.cos(np.pi * 39 / 40)) / 2)
+    assert all(cosine(e, s) > cosine(e, s + 1) for e in range(10) for s in range(1, 4))
+    # with one epoch of warmup: rising through epoch 0, then the cosine over the other 9 epochs
+    warm = lambda e, s: learning_rate("cosine", 1.0, at(e, s), warmup=1)
+    assert [warm(0, s) for s in range(1, 5)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert warm(1, 1) == 1.0 and warm(9, 4) == pytest.approx((1 + np.cos(np.pi * 35 / 36)) / 2)
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("cosine(final=2)", "argument 'final' of cosine must be in [0, 1], got 2"),
+    ("warmup(epochs=0)", "argument 'epochs' of warmup must be > 0, got 0"),
+    ("cosine(warmup=-1)", "argument 'warmup' of cosine must be >= 0, got -1"),
+])
+def test_impossible_schedule_arguments_are_errors_at_the_value(setting, message):
+    with pytest.raises(gradc.ModelError, match=re.escape(message)) as error:
+        gradc.loads(f"model m\ninput x: f32[N, 2]\noutput y = x * 2\ntrain {{\n  schedule = {setting}\n}}\n")
+    assert error.value.location.line == 5
+
+
+CLIPPED = """model clipped
+input x: f32[N, 3]
+input y: i64[N]
+logits = x -> dense(4) -> tanh -> dense(3)
+loss L = cross_entropy(logits, y)
+"""
+
+
+@pytest.mark.parametrize("target", ["reference", "cpu"])
+def test_clip_norm_scales_the_gradients_to_the_global_norm_and_leaves_small_ones_alone(target):
+    rng = np.random.default_rng(2)
+    batch = {"x": rng.normal(size=(5, 3)).astype(np.float32) * 4, "y": rng.integers(0, 3, 5)}
+    plain = gradc.compile(gradc.loads(CLIPPED), target=target, seed=3)
+    raw = {k: v for k, v in plain.gradients(batch).items() if k.removeprefix("grad/") in plain.params}
+    norm = float(np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in raw.values())))
+    for limit in (norm / 3, norm * 2):
+        clipped = gradc.compile(gradc.loads(CLIPPED), target=target, seed=3)
+        clipped.set_clip_norm(limit)
+        grads = clipped.gradients(batch)
+        for name, value in raw.items():
+            np.testing.assert_allclose(grads[name], value * min(1.0, limit / norm), rtol=2e-5, atol=1e-7)
+        before = {k: v.copy() for k, v in clipped.params.items()}
+        clipped.step(batch, lr=0.1)  # the fused step applies the same clipped gradients
+        for name, value in before.items():
+            np.testing.assert_allclose(clipped.params[name], value - 0.1 * grads[f"grad/{name}"], rtol=2e-5,
+                                       atol=1e-6)
+
+
+def test_clip_norm_is_a_stage_of_the_training_graph_and_a_checked_setting(cli, tmp_path):
+    path = tmp_path / "c.model"
+    path.write_text(CLIPPED + "train {\n  data = iris\n  clip_norm = 1.5\n}\n")
+    shown = cli("graph", str(path), "--train", "--stage", "clip-norm")
+    assert shown.code == 0 and "sqrt(" in shown.out and "maximum(" in shown.out
+    bad = cli("train", str(path), "--clip-norm", "-1")
+    assert bad.code == 1 and "clip_norm must be >= 0, got -1" in bad.err
 
 
 @pytest.mark.parametrize("model, decayed", [

@@ -5,18 +5,21 @@
   ``0`` (probability p) or ``1/(1-p)`` (inverted dropout, so evaluation needs no rescaling), from the
   run's seed. Outside training the pipeline's ``simplify`` pass removes dropout instead.
 - ``weight_decay`` (see :mod:`.regularize`): the objective gains lambda/2 * sum of squared weights.
+- ``clip_norm`` (see :mod:`.clipping`), right after autodiff: the parameters' gradients scaled down to a
+  global norm of at most the setting.
 
 - ``batch_statistics``: batchnorm normalizes with the batch's mean and variance (outside training, with the
   running statistics, which the runtime estimates from the training data after each epoch).
 
-``training_stages(weight_decay)`` lists them as named stages, so ``gradc graph --train --stage NAME``
-shows the training graph after each one.
+``training_stages(weight_decay, clip_norm)`` lists them as named stages, so ``gradc graph --train --stage
+NAME`` shows the training graph after each one.
 """
 
 from __future__ import annotations
 
 from ..builder import Builder, Ref
 from ..graph import Graph
+from .clipping import clip_gradient_norm
 from .pipeline import PIPELINE, STAGE_NAMES, Stage, run_stages
 from .regularize import weight_decay
 
@@ -73,24 +76,33 @@ def dropout_rates(graph: Graph) -> dict[str, float]:
             if "dropout" in graph.node(i).attrs}
 
 
-def training_stages(decay: float = 0.0) -> tuple[Stage, ...]:
-    """The passes of a training graph, in order: training mode, weight decay, then the pipeline."""
+def training_stages(decay: float = 0.0, clip: float = 0.0) -> tuple[Stage, ...]:
+    """The passes of a training graph, in order: training mode, weight decay, then the pipeline with gradient
+    clipping right after autodiff."""
+    clipping = Stage("clip-norm", clip_gradient_norm(clip), f"parameter gradients scaled to a global norm of at "
+                     f"most {clip:g}" if clip else "gradient clipping (off: clip_norm is 0)")
+    pipeline = []
+    for stage in PIPELINE:
+        pipeline.append(stage)
+        if stage.name == "autodiff":
+            pipeline.append(clipping)
     return (
         Stage("train-mode", train_mode, "dropout becomes x * mask, the mask fed each step; batchnorm uses batch "
               "statistics"),
         Stage("weight-decay", weight_decay(decay), f"objective + {decay:g}/2 * sum of squared weights"),
-        *PIPELINE,
+        *pipeline,
     )
 
 
-TRAINING_STAGE_NAMES: tuple[str, ...] = ("parsed", "train-mode", "weight-decay", *STAGE_NAMES[1:])
+TRAINING_STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in training_stages()), *STAGE_NAMES[
+    STAGE_NAMES.index("optimized"):])
 
 
-def training_graph(graph: Graph, decay: float = 0.0, until: str = "optimized") -> Graph:
+def training_graph(graph: Graph, decay: float = 0.0, until: str = "optimized", clip: float = 0.0) -> Graph:
     """The graph a program trains with, after stage ``until`` (default: the optimization pipeline; the
     schedule stages follow, up to ``fused``, the kernel IR)."""
     if until not in TRAINING_STAGE_NAMES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(TRAINING_STAGE_NAMES)}")
     if until == "parsed":
         return graph
-    return run_stages(graph, training_stages(decay), until)
+    return run_stages(graph, training_stages(decay, clip), until)

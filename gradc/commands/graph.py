@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", choices=TRAINING_STAGE_NAMES, default="optimized")
     p.add_argument("--train", action="store_true",
                    help="the training graph: stages train-mode (dropout becomes x * mask) and weight-decay "
-                        "(the train block's weight_decay) run before the pipeline")
+                        "(the train block's weight_decay) run before the pipeline, clip-norm (its clip_norm) "
+                        "right after autodiff")
     p.add_argument("--format", choices=tuple(FORMATS), default="text")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     p.set_defaults(handler=run)
@@ -32,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     if args.train:
-        decay = (spec.train or default_settings())["weight_decay"]
-        graph = prepare_training(spec.graph, decay, args.stage)
+        settings = spec.train or default_settings()
+        graph = prepare_training(spec.graph, settings["weight_decay"], args.stage, settings["clip_norm"])
     elif args.stage not in STAGE_NAMES:
         raise GradcError(f"stage {args.stage} is a stage of the training graph: add --train")
     else:

@@ -67,6 +67,7 @@ class Program:
         self.backend = BACKENDS[target](graph, use_cache=use_cache)
         self.feed_spec = FeedSpec.from_graph(graph)
         self.weight_decay = weight_decay
+        self.clip_norm = 0.0
         self._training: TrainingMode | None = None
         self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
         self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
@@ -152,13 +153,21 @@ class Program:
             self.weight_decay = float(strength)
             self._training = None
 
+    def set_clip_norm(self, max_norm: float) -> None:
+        """Clip each step's parameter gradients to a global norm of at most ``max_norm`` (0: no clipping) from
+        now on (rebuilds the training graph)."""
+        if max_norm != self.clip_norm:
+            self.clip_norm = float(max_norm)
+            self._training = None
+
     def training_mode(self) -> TrainingMode:
         """The backend of the training graph, its feed checks, dropout rates and batch statistics (built on
         first use)."""
         if self._training is None:
-            graph = prepare_training(self.source, self.weight_decay)
+            graph = prepare_training(self.source, self.weight_decay, clip_norm=self.clip_norm)
             rates, statistics = dropout_rates(graph), statistic_outputs(graph)
-            if not rates and not statistics and self.weight_decay == 0.0:  # the same as the evaluation graph
+            if not rates and not statistics and self.weight_decay == 0.0 and self.clip_norm == 0.0:
+                # the same as the evaluation graph
                 self._training = TrainingMode(self.backend, self.feed_spec, {}, {})
             else:
                 check_params(graph, self._params)

@@ -43,15 +43,15 @@ from .datasets import NamedArrays, load_dataset
 from .metrics import confusion_matrix, predicted_classes, score
 from .reporting import Reporter
 from .runs import RunDirectory
-from .schedules import learning_rate
+from .schedules import Position, learning_rate
 
 if TYPE_CHECKING:
     from ..execution.program import Program
 
 EVAL_BATCH = 1024
 # settings a resumed run must share with the checkpoint's run to continue it exactly
-RESUME_KEYS = ("data", "label", "features", "optimizer", "schedule", "batch", "weight_decay", "seed", "validation",
-               "test")
+RESUME_KEYS = ("data", "label", "features", "optimizer", "schedule", "batch", "weight_decay", "clip_norm", "seed",
+               "validation", "test")
 
 
 class TrainingDiverged(GradcError):
@@ -325,8 +325,9 @@ def settings_from_json(saved: Mapping[str, Any]) -> dict[str, Any]:
 def _resume_mismatch(checkpoint: Checkpoint, settings: Mapping[str, Any]) -> list[str]:
     saved = checkpoint.meta.get("settings", {})
     mine = settings_json(settings)
-    return [f"{key}: checkpoint {_text(saved.get(key))}, now {_text(mine.get(key))}"
-            for key in RESUME_KEYS if saved.get(key) != mine.get(key)]
+    defaults = settings_json(default_settings())  # a setting newer than the checkpoint: its default then
+    return [f"{key}: checkpoint {_text(saved.get(key, defaults[key]))}, now {_text(mine.get(key))}"
+            for key in RESUME_KEYS if saved.get(key, defaults[key]) != mine.get(key)]
 
 
 def _text(value: Any) -> Any:
@@ -373,6 +374,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     optimizer: CallValue = settings["optimizer"]
     schedule: CallValue = settings["schedule"]
     program.set_weight_decay(settings["weight_decay"])
+    program.set_clip_norm(settings["clip_norm"])
     program.set_optimizer(optimizer.name, **optimizer.args)
 
     history: list[dict[str, Any]] = []
@@ -409,12 +411,14 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     steps = -(-count(splits.train) // settings["batch"])
     for epoch in range(start_epoch, epochs + 1):
         epoch_start = time.perf_counter()
-        lr = learning_rate(schedule.name, optimizer.args["lr"], epoch - 1, **schedule.args)
-        program.optimizer.hyper["lr"] = lr
+        lr = learning_rate(schedule.name, optimizer.args["lr"], Position(epoch - 1, 1, steps, epochs),
+                           **schedule.args)  # the rate of the epoch's first step, as logged
         program.mask_rng = mask_stream(settings["seed"], epoch)
         shuffle = np.random.default_rng([settings["seed"], epoch, 1])
         losses = program.loss_tracker()  # a device target keeps the losses on the device until the epoch ends
         for step, batch in enumerate(batches(splits.train, settings["batch"], shuffle), start=1):
+            program.optimizer.hyper["lr"] = learning_rate(schedule.name, optimizer.args["lr"],
+                                                          Position(epoch - 1, step, steps, epochs), **schedule.args)
             loss = losses.add(program.step(batch, validate=False, fetch=losses.immediate), count(batch), step)
             if losses.immediate and not np.isfinite(loss):
                 _diverged(program, run_dir, history, epoch, step, loss)
