@@ -62,6 +62,61 @@ def test_builtin_datasets(name, rows, features, classes):
         assert len(table.class_names) == classes and set(np.unique(table.labels)) == set(range(classes))
 
 
+@pytest.mark.parametrize("name, shape, classes, baseline", [
+    ("adding", (4000, 50, 2), None, 1 / 6), ("sine", (2000, 20, 1), None, 0.3), ("parity", (4000, 16, 1), 2, 0.5),
+])
+def test_builtin_sequence_datasets(name, shape, classes, baseline):
+    table = datasets.load_dataset(name, seed=0)
+    assert table.features.shape == shape and np.isfinite(table.features).all()
+    assert (table.class_names is None) == (classes is None)
+    x, y = table.features, table.labels
+    if name == "adding":  # two markers, one in each half; the target their values' sum; the mean's MSE is 1/6
+        assert (x[:, :25, 1].sum(axis=1) == 1).all() and (x[:, 25:, 1].sum(axis=1) == 1).all()
+        np.testing.assert_allclose(y, (x[:, :, 0] * x[:, :, 1]).sum(axis=1))
+        assert np.mean((y - 1) ** 2) == pytest.approx(baseline, abs=0.01)
+    elif name == "sine":  # repeating the last value: the baseline a forecaster must beat
+        assert np.sqrt(np.mean((x[:, -1, 0] - y) ** 2)) == pytest.approx(baseline, abs=0.03)
+    else:
+        np.testing.assert_array_equal(y, x[:, :, 0].sum(axis=1) % 2)
+        assert np.mean(y) == pytest.approx(baseline, abs=0.03)
+    assert not np.array_equal(datasets.load_dataset(name, seed=1).features, x)
+
+
+SEQUENCE_MODELS = {
+    "flat": ("input x: f32[N, 100]\ninput y: f32[N, 1]\npred = x -> dense(4) -> dense(1)\n"
+             "loss L = mse(pred, y)\n"),
+    "steps": ("input x: f32[N, 50, 2]\ninput y: f32[N]\npred = sum(x -> dense(3) -> dense(1), axis=[1, 2])\n"
+              "loss L = mse(pred, y)\n"),
+}
+
+
+@pytest.mark.parametrize("layout", SEQUENCE_MODELS)
+def test_a_sequence_dataset_feeds_a_sequence_or_a_flat_input(layout, tmp_path):
+    spec = gradc.loads("model seq\n" + SEQUENCE_MODELS[layout])
+    program = gradc.compile(spec)
+    result = program.fit("adding", epochs=1, batch=500, optimizer="adam", lr=0.001, out=tmp_path / "run", quiet=True)
+    assert np.isfinite(result.history[0]["train_loss"]) and result.test.count == 600
+    if layout == "steps":  # standardized per (step, feature): statistics [50, 2] from the training split
+        mean, std = program.scaling.stats["x"]
+        assert mean.shape == std.shape == (50, 2)
+
+
+def test_an_npz_of_sequences_with_a_label_per_step_trains_and_scores(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 7, 3)).astype(np.float32)
+    y = (x[:, :, 0] > 0).astype(np.int64)  # a class per step
+    np.savez(tmp_path / "steps.npz", x=x, y=y)
+    spec = gradc.loads("model tagger\ninput x: f32[N, 7, 3]\ninput y: i64[N, 7]\nlogits = x -> dense(2)\n"
+                       "output probs = softmax(logits)\nloss L = cross_entropy(logits, y)\n")
+    result = gradc.compile(spec).fit(str(tmp_path / "steps.npz"), epochs=30, optimizer="adam", lr=0.05,
+                                     out=tmp_path / "run", quiet=True)
+    assert result.test.metrics["accuracy"] > 0.9
+    with pytest.raises(DataError, match=r"'x' has shape \(60, 7, 3\); input 'x' is f32\[N,8,3\]"):
+        gradc.compile(gradc.loads("model m\ninput x: f32[N, 8, 3]\ninput y: i64[N, 8]\nlogits = x -> dense(2)\n"
+                                  "loss L = cross_entropy(logits, y)\n")).fit(str(tmp_path / "steps.npz"), quiet=True,
+                                                                               write_run=False)
+
+
 def test_generated_datasets_follow_the_seed():
     a, b, c = datasets.spirals(0), datasets.spirals(0), datasets.spirals(1)
     assert np.array_equal(a.features, b.features) and not np.array_equal(a.features, c.features)

@@ -74,8 +74,8 @@ def read_inputs(path: str, program: Program) -> dict[str, np.ndarray]:
     if Path(path).suffix == ".npz":
         arrays = load_npz(path, "inputs")
         inputs = data_inputs(program.source)
-        return {name: as_examples(path, name, array, inputs[name]) if name in inputs and inputs[name].rank > 2
-                else array for name, array in arrays.items()}
+        return {name: as_examples(path, name, array, inputs[name]) if name in inputs else array
+                for name, array in arrays.items()}
     raise DataError(f"--inputs {path}: expected a .npz or .csv file")
 
 

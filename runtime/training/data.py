@@ -211,11 +211,11 @@ def bind(dataset: Dataset, graph: Graph, task: Task) -> Arrays:
 
 def _fit_features(table: Table, want: TensorType, name: str) -> np.ndarray:
     x = table.features
-    if want.rank == 1 and x.shape[1] == 1:
+    if want.rank == 1 and x.shape[1:] == (1,):
         return x[:, 0]
-    if want.rank > 2:
+    if want.rank != 2 or x.ndim > 2:
         return as_examples(table.name, name, x, want)
-    if want.rank != 2 or want.shape[1] != x.shape[1]:
+    if want.shape[1] != x.shape[1]:
         raise DataError(f"dataset {table.name} has {x.shape[1]} features per example; input '{name}' is {want} "
                         f"(declare it as {want.dtype}[{want.shape[0]}, {x.shape[1]}])")
     return x
@@ -225,8 +225,8 @@ def _fit_labels(table: Table, want: TensorType, task: Task, graph: Graph) -> np.
     if table.class_names is not None and task.kind == "regression":
         raise DataError(f"dataset {table.name} holds class labels, but the model's loss on '{task.label}' is a "
                         "regression loss")
-    if task.kind == "regression":
-        return table.labels
+    if task.kind == "regression":  # one target per example: [n], or [n, 1] for an input declared so
+        return table.labels[:, None] if want.rank == 2 and want.shape[1] == 1 else table.labels
     labels = table.labels if table.class_names is not None else _class_indices(table, task)
     classes = len(table.class_names) if table.class_names is not None else int(labels.max(initial=-1)) + 1
     if task.kind == "binary" and (classes > 2 if table.class_names is None else classes != 2):
@@ -255,21 +255,23 @@ def _class_indices(table: Table, task: Task) -> np.ndarray:
 
 
 def as_examples(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
-    """Flat examples [n, d] as the input's shape when the element counts match: digits' 64 pixels become
-    the image [1, 8, 8] that ``input x: f32[N, 1, 8, 8]`` asks for (row-major, as the pixels are stored)."""
+    """Examples in the input's shape when the element counts match (row-major, as they are stored): digits'
+    64 pixels become the image [1, 8, 8] that ``input x: f32[N, 1, 8, 8]`` asks for, and a sequence [T, F]
+    becomes the T * F features of ``input x: f32[N, 100]``."""
     per_example = want.shape[1:]
-    if array.ndim != 2 or any(not isinstance(d, int) for d in per_example):
-        return array
-    size = int(np.prod(per_example))
-    if array.shape[1] != size:
-        raise DataError(f"{source} has {array.shape[1]} features per example; input '{name}' is {want}, which "
-                        f"holds {size}")
+    if array.ndim < 2 or want.rank < 2 or array.ndim == want.rank or any(
+            not isinstance(d, int) for d in per_example):
+        return array  # the same rank: the shapes are compared as they are
+    size, have = int(np.prod(per_example)), int(np.prod(array.shape[1:]))
+    if have != size:
+        shape = "features" if array.ndim == 2 else f"elements ([{', '.join(map(str, array.shape[1:]))}])"
+        raise DataError(f"{source} has {have} {shape} per example; input '{name}' is {want}, which holds {size}")
     return array.reshape((array.shape[0], *per_example))
 
 
 def _check_column(source: str, name: str, array: np.ndarray, want: TensorType) -> np.ndarray:
     array = np.asarray(array)
-    if array.ndim == 2 and want.rank > 2:
+    if array.ndim >= 2 and want.rank >= 2:
         array = as_examples(source, name, array, want)
     if array.dtype.kind not in "biuf":
         raise DataError(f"{source}: '{name}' must be numeric, got dtype {array.dtype}")

@@ -9,9 +9,13 @@ Built in:
 - generated from the seed: ``xor`` (400 points in [-1, 1]^2, class = sign(x0 * x1) > 0), ``moons`` (two
   interleaved half circles, 400 points, noise 0.1), ``spirals`` (3 arms of 200 points, the classic example
   that no linear model can separate), ``curve`` (1-D regression, 400 points, t = tanh(2x) + 0.05 noise).
+- sequences generated from the seed, features ``[n, T, F]``: ``adding`` (the adding problem, T = 50: a value
+  and a marker channel, the target the sum of the two marked values), ``sine`` (T = 20 noisy samples of a
+  sine of random frequency and phase, the target the next sample) and ``parity`` (T = 16 bits, the class
+  whether their sum is odd).
 
-A tabular dataset has a feature matrix and one label column; binding it to a model's inputs is the job
-of :mod:`.data`.
+A dataset has features (a matrix, or sequences) and one label per example; binding it to a model's inputs is
+the job of :mod:`.data`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from ..files import load_npz
 
 @dataclass
 class Table:
-    """Features [n, d] (float64) and labels [n] (int64 class indices or float64 targets)."""
+    """Features [n, d], or [n, T, F] for sequences (float64), and labels [n] (int64 class indices or float64
+    targets)."""
 
     name: str
     features: np.ndarray
@@ -131,9 +136,46 @@ def curve(seed: int, n: int = 400) -> Table:
     return Table("curve", x, t, ("x",), "t", None)
 
 
+def adding(seed: int, n: int = 4000, steps: int = 50) -> Table:
+    """The adding problem (Hochreiter and Schmidhuber 1997): each step holds a value drawn from U(0, 1) and a
+    marker, 1 at two steps (one in each half) and 0 elsewhere; the target is the sum of the two marked values.
+    Predicting the mean (1) scores an MSE of 1/6, about 0.167; a model must carry the marked values across up
+    to ``steps`` steps to do better."""
+    rng = np.random.default_rng([seed, 5])
+    values = rng.uniform(0.0, 1.0, size=(n, steps))
+    half = steps // 2
+    first, second = rng.integers(0, half, size=n), rng.integers(half, steps, size=n)
+    markers = np.zeros((n, steps))
+    rows = np.arange(n)
+    markers[rows, first] = markers[rows, second] = 1.0
+    target = values[rows, first] + values[rows, second]
+    return Table("adding", np.stack([values, markers], axis=2), target, ("value", "marker"), "sum", None)
+
+
+def sine(seed: int, n: int = 2000, steps: int = 20, noise: float = 0.05) -> Table:
+    """Next-value forecasting: ``steps`` samples x_t = sin(w t + phase) + noise, with w drawn from U(0.2, 0.6)
+    radians per step and the phase from U(0, 2 pi); the target is the next sample, x_steps. Repeating the
+    last value scores an RMSE of about 0.3 (the baseline a model should beat); the noise alone is 0.05."""
+    rng = np.random.default_rng([seed, 6])
+    w = rng.uniform(0.2, 0.6, size=(n, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(n, 1))
+    x = np.sin(w * np.arange(steps + 1) + phase) + rng.normal(0.0, noise, size=(n, steps + 1))
+    return Table("sine", x[:, :steps, None], x[:, steps], ("x",), "next", None)
+
+
+def parity(seed: int, n: int = 4000, steps: int = 16) -> Table:
+    """Bit sequences, class 1 when an odd number of bits is set: every bit matters to the end, so no model
+    that forgets does better than chance (accuracy 0.5)."""
+    rng = np.random.default_rng([seed, 7])
+    bits = rng.integers(0, 2, size=(n, steps))
+    return Table("parity", bits[:, :, None].astype(np.float64), bits.sum(axis=1) % 2, ("bit",), "parity",
+                 ("even", "odd"))
+
+
 BUILTIN: dict[str, Callable[[int], Table]] = {
     "digits": digits, "iris": iris, "breast_cancer": breast_cancer,
     "xor": xor, "moons": moons, "spirals": spirals, "curve": curve,
+    "adding": adding, "sine": sine, "parity": parity,
 }
 
 
