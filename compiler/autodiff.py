@@ -31,17 +31,27 @@ def autodiff(graph: Graph) -> Graph:
     with b.at(objective.line, objective.col, origin=objective.origin):
         contributions[g.objective].append(b.const(1.0, objective.type.dtype))
     totals: dict[int, Ref] = {}
+    result_grads: dict[int, dict[int, Ref]] = defaultdict(dict)  # scan -> result index -> its gradient
     for node_id in reversed(forward_order):
+        node = g.node(node_id)
+        if get_op(node.op).multi_result:  # its results' gradients arrived through its scan_result nodes
+            per_result = result_grads.pop(node_id, None)
+            if per_result:
+                count = max(per_result) + 1
+                with b.at(node.line, node.col, origin=node.origin):
+                    _propagate(b, node, [per_result.get(k) for k in range(count)], relevant, contributions)
+            continue
         parts = contributions.pop(node_id, None)
         if not parts:
             continue
-        node = g.node(node_id)
         with b.at(node.line, node.col, origin=node.origin):
             total = parts[0]
             for part in parts[1:]:
                 total = b.add(total, part)
             totals[node_id] = total
-            if node.op not in SOURCE_OPS:
+            if node.op == "scan_result":
+                result_grads[node.inputs[0]][node.attrs["index"]] = total
+            elif node.op not in SOURCE_OPS:
                 _propagate(b, node, total, relevant, contributions)
 
     for n in wrt:
@@ -65,7 +75,8 @@ def _relevant_nodes(g: Graph, objective: int, leaves: list[int]) -> set[int]:
     return reached
 
 
-def _propagate(b: Builder, node, total: Ref, relevant: set[int], contributions) -> None:
+def _propagate(b: Builder, node, total: Ref | list[Ref | None], relevant: set[int], contributions) -> None:
+    """Hand a node's gradient (a list, one per result, for an op of several results) to its operands."""
     op = get_op(node.op)
     if op.grad is None:
         raise NotImplementedError(f"op {node.op!r} has no gradient rule")

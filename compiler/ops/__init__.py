@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each module registers its ops)
     pooling,
     reductions,
     reshaping,
+    scan,
     windows,
 )
 from .registry import REGISTRY, AttrSpec, OpDef, get_op, public_ops

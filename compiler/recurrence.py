@@ -1,0 +1,168 @@
+"""Building recurrences: a scan's body from a function of builder refs, the scan node with its results, and
+the reverse scan that is a scan's gradient (backpropagation through time).
+
+See ``ops/scan.py`` for what a scan computes. A body is an ordinary graph, optimized by the same pass
+pipeline as a model (CSE, folding, stable rewrites) when it is made; the gradient's body is derived from it
+by the ordinary autodiff pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .builder import Builder, Ref
+from .graph import Graph
+from .ops.scan import body_inputs, body_outputs, scan_results
+from .types import TensorType
+
+BodyBuild = Callable[[Builder, list[Ref]], list[Ref]]
+
+
+def make_body(name: str, inputs: Sequence[tuple[str, TensorType]], build: BodyBuild, like: Graph) -> Graph:
+    """A body graph with ``inputs`` (name, type) in order and the outputs ``build`` returns, optimized. It
+    shares the batch symbol and float dtype of ``like`` (the graph it will be part of)."""
+    from .passes.pipeline import optimize
+
+    body = Graph(name, like.batch_symbol)
+    body.float_dtype = like.float_dtype
+    refs = [Ref(body.add("input", (), t, name=input_name)) for input_name, t in inputs]
+    outputs = build(Builder(body), refs)
+    for k, out in enumerate(outputs):
+        body.outputs[f"out{k}"] = out
+    return optimize(body)
+
+
+def scan(b: Builder, body: Graph, carries: Sequence[Ref], sequences: Sequence[Ref], constants: Sequence[Ref],
+         reverse: bool = False, length: int | None = None) -> list[Ref]:
+    """Emit a scan and one ``scan_result`` per body output: the carries after every step, then the per-step
+    outputs, each stacked along a new axis 0 of T steps."""
+    node = b.scan(*carries, *sequences, *constants, body=body, carries=len(carries), sequences=len(sequences),
+                  reverse=reverse, length=length)
+    return results(b, node)
+
+
+def results(b: Builder, node: Ref) -> list[Ref]:
+    types = scan_results(b.graph.node(node).attrs)
+    return [b.scan_result(node, index=k, type=t) for k, t in enumerate(types)]
+
+
+def step(b: Builder, stacked: Ref, t: int) -> Ref:
+    """Step ``t`` of a stacked result [T, ...] (the axis dropped)."""
+    shape = b.type(stacked).shape
+    return b.slice(stacked, starts=(t,) + (0,) * (len(shape) - 1), steps=(1,) * len(shape),
+                   counts=(1, *shape[1:]), drop=(0,))
+
+
+def inline(source: Graph, b: Builder, feeds: dict[int, Ref]) -> dict[int, Ref]:
+    """Copy ``source``'s nodes into the builder's graph, its inputs replaced by ``feeds`` (input id -> ref);
+    returns where every node of ``source`` went."""
+    where = dict(feeds)
+    for node in source.nodes():
+        if node.op == "input":
+            continue
+        where[node.id] = Ref(b.graph.add(node.op, [where[i] for i in node.inputs], node.type, node.attrs,
+                                         line=node.line, col=node.col, origin=node.origin))
+    return where
+
+
+def _shifted(b: Builder, stacked: Ref, first: Ref, reverse: bool) -> Ref:
+    """The carries before each step: ``first`` (the initial carry) then the stacked carries after each step,
+    shifted by one step in the order the scan ran."""
+    length = b.type(stacked).shape[0]
+    initial = b.expand_dims(first, axis=(0,))
+    if length == 1:
+        return initial
+    from .ops.indexing import take
+
+    if reverse:
+        return b.concat(take(b, stacked, 0, 1, length - 1), initial, axis=0)
+    return b.concat(initial, take(b, stacked, 0, 0, length - 1), axis=0)
+
+
+def vjp_body(body: Graph, carries: int, sequences: int, cotangents: Sequence[bool]) -> Graph:
+    """The body of a scan's gradient. Inputs: the carries' gradients from the later steps (carries), then the
+    carries before the step, the step's sequence slices and the present cotangents of the results
+    (sequences), then the constants. Outputs: the gradients of the carries before the step (the new carries),
+    then of each float sequence slice and each float constant."""
+    from .autodiff import autodiff
+    from .passes.pipeline import optimize
+
+    ins = [body.node(i) for i in body_inputs(body)]
+    outs = [body.node(o) for o in body_outputs(body)]
+    vjp = Graph(f"{body.model_name}.vjp", body.batch_symbol)
+    vjp.float_dtype = body.float_dtype
+    add = lambda name, t: Ref(vjp.add("input", (), t, name=name))
+    later = [add(f"later{i}", ins[i].type) for i in range(carries)]
+    before = [add(f"before{i}", ins[i].type) for i in range(carries)]
+    slices = [add(f"x{j}", ins[carries + j].type) for j in range(sequences)]
+    present = [k for k, has in enumerate(cotangents) if has]
+    given = {k: add(f"g{k}", outs[k].type) for k in present}
+    constants = [add(f"p{j}", n.type) for j, n in enumerate(ins[carries + sequences:])]
+    b = Builder(vjp)
+    where = inline(body, b, dict(zip([n.id for n in ins], [*before, *slices, *constants], strict=True)))
+    total = None
+    for k, out in enumerate(outs):
+        if not out.type.is_float:
+            continue
+        cotangent = later[k] if k < carries else None
+        if k in given:
+            cotangent = given[k] if cotangent is None else b.add(cotangent, given[k])
+        if cotangent is None:
+            continue
+        part = b.cast_to(b.sum(b.mul(where[out.id], cotangent)), vjp.float_dtype)
+        total = part if total is None else b.add(total, part)
+    vjp.objective = total if total is not None else b.const(0.0, vjp.float_dtype)
+    derived = autodiff(vjp)
+    grads = {derived.node(i).name: derived.grads[derived.node(i).name] for i in derived.inputs().values()
+             if derived.node(i).name in derived.grads}
+    outputs = {}
+    for i in range(carries):
+        outputs[f"before{i}"] = grads[f"before{i}"]
+    for j in range(sequences):
+        if ins[carries + j].type.is_float:
+            outputs[f"x{j}"] = grads[f"x{j}"]
+    for j, n in enumerate(ins[carries + sequences:]):
+        if n.type.is_float:
+            outputs[f"p{j}"] = grads[f"p{j}"]
+    derived.outputs, derived.grads, derived.losses, derived.objective = outputs, {}, {}, None
+    return optimize(derived)
+
+
+def reverse_scan(b: Builder, n, grads: list) -> list:
+    """The gradient rule of a scan ``n`` (a node whose id and operands are refs), given the gradients of its
+    results (None where none flows): thunks for the gradients of its operands."""
+    attrs = n.attrs
+    body, k, m, reverse = attrs["body"], attrs["carries"], attrs["sequences"], attrs["reverse"]
+    operands = list(n.inputs)
+    initial, sequences, constants = operands[:k], operands[k:k + m], operands[k + m:]
+    ins = [body.node(i) for i in body_inputs(body)]
+    built: dict[str, list[Ref]] = {}
+
+    def backward() -> list[Ref]:
+        if "results" not in built:
+            stacked = results(b, n.id)[:k]
+            before = [_shifted(b, stacked[i], initial[i], reverse) for i in range(k)]
+            cotangents = [g is not None and b.type(g).is_float for g in grads]
+            given = [grads[j] for j, has in enumerate(cotangents) if has]
+            zeros = [b.broadcast_like(b.const(0.0, b.type(c).dtype), c) for c in initial]
+            vjp = vjp_body(body, k, m, cotangents)
+            built["results"] = scan(b, vjp, zeros, [*before, *sequences, *given], constants, reverse=not reverse,
+                                    length=attrs["length"])
+        return built["results"]
+
+    last = 0 if not reverse else attrs["length"] - 1  # the step the forward scan ran first, the backward last
+    thunks: list = []
+    for i in range(k):
+        thunks.append(lambda i=i: step(b, backward()[i], last))
+    float_sequences = [j for j in range(m) if ins[k + j].type.is_float]
+    for j in range(m):
+        position = k + float_sequences.index(j) if j in float_sequences else None
+        thunks.append(None if position is None else (lambda p=position: backward()[p]))
+    float_constants = [j for j, node in enumerate(ins[k + m:]) if node.type.is_float]
+    for j in range(len(constants)):
+        if j not in float_constants:
+            thunks.append(None)
+            continue
+        position = k + len(float_sequences) + float_constants.index(j)
+        thunks.append(lambda p=position: b.sum(backward()[p], axis=(0,)))
+    return thunks
