@@ -20,9 +20,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..graph import Graph, Node
 from ..ops.registry import get_op
+from ..ops.scan import scan_results
 from ..schedule import (
     EntrySchedule,
     GemmKernel,
@@ -77,16 +79,45 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     ]
     body = []
     functions: dict[str, str] = {}
+    bodies = _ScanBodies(cache, functions)
     for entry in schedule:
-        body += _Function(graph, names, entry, cache, functions).emit()
+        body += _Function(graph, names, entry, cache, functions, bodies).emit()
     loops = [text.replace("{name}", name) + "\n\n" for text, name in functions.items()]
-    source = "\n".join(header) + "\n" + "\n".join(loops) + "\n" + "\n".join(body) + "\n"
+    source = ("\n".join(header) + "\n" + "\n".join(loops) + "\n" + "\n".join(bodies.lines) + "\n"
+              + "\n".join(body) + "\n")
     points = {name: entry.point for name, entry in schedule.entries.items()}
     return LoweredProgram(source, names.args, points, names.const_arrays)
 
 
+class _ScanBodies:
+    """The scan bodies of a program, each rendered once as a function of its own (``scan_body<k>``): the body's
+    ``forward`` entry point, taking the body's inputs (carries, the step's sequence slices, constants) and
+    returning its outputs. Every entry point that runs the scan calls the same function."""
+
+    def __init__(self, cache: bool, functions: dict[str, str]):
+        self.cache = cache
+        self.functions = functions
+        self.names: dict[int, str] = {}  # id() of a body graph -> its function's name
+        self.lines: list[str] = []
+
+    def function(self, body: Graph) -> str:
+        if id(body) not in self.names:
+            from ..driver import plan
+
+            name = f"scan_body{len(self.names)}"
+            self.names[id(body)] = name
+            program = plan(body)
+            entry = program.entries["forward"]
+            entry = replace(entry, point=replace(entry.point, name=name))
+            self.lines += _Function(program.graph, ArgNames(program.graph), entry, self.cache, self.functions,
+                                    self).emit()
+        return self.names[id(body)]
+
+
 class _Function(ScalarConstantRefs):
-    def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, functions: dict[str, str]):
+    def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, functions: dict[str, str],
+                 bodies: _ScanBodies):
+        self.bodies = bodies
         self.functions = functions  # loop function text -> its name, shared by every entry point
         self.loops: list[tuple[LoopKernel, _LoopWriter]] = []
         self.g = graph
@@ -513,6 +544,33 @@ def _contract_batch(f: _Function, node: Node) -> None:
           f"reshape({f.ref(b)}, ({entries}, {k}, {p})))")
 
 
+def _scan(f: _Function, node: Node) -> None:
+    """A native loop over the steps around one call of the body's function: the carries start as (contiguous
+    copies of) their operands, each step's results go into row t of the stacked results, and the new carries
+    are the step's first results."""
+    attrs = node.attrs
+    k, m, length = attrs["carries"], attrs["sequences"], attrs["length"]
+    body = f.bodies.function(attrs["body"])
+    operands = [f.ref(i) for i in node.inputs]
+    carries = [f"h{node.id}_{i}" for i in range(k)]
+    for name, operand in zip(carries, operands[:k], strict=True):
+        f.put(f"{name} = np.ascontiguousarray({operand})")
+    for j, t in enumerate(scan_results(attrs)):
+        f.put(f"s{node.id}_{j} = empty_{t.dtype}({f.shape(t.shape)})")
+    steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
+    args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
+    f.put(f"for q{node.id} in {steps}:")
+    f.put(f"r{node.id} = {body}({', '.join(args)})", 2)
+    for j in range(len(scan_results(attrs))):
+        f.put(f"s{node.id}_{j}[q{node.id}] = r{node.id}[{j}]", 2)
+    for i, name in enumerate(carries):
+        f.put(f"{name} = r{node.id}[{i}]", 2)
+
+
+def _scan_result(f: _Function, node: Node) -> None:
+    f.put(f"v{node.id} = s{node.inputs[0]}_{node.attrs['index']}")
+
+
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "reshape": _reshape,
@@ -522,4 +580,6 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "cumsum": _cumsum,
     "unwindow": _unwindow,
     "contract_batch": _contract_batch,
+    "scan": _scan,
+    "scan_result": _scan_result,
 }

@@ -25,6 +25,10 @@ from .patterns import replace_with
 
 
 def expand(graph: Graph) -> Graph:
+    return _prepare_scan_bodies(_expand_composites(graph))
+
+
+def _expand_composites(graph: Graph) -> Graph:
     if not any(get_op(n.op).expands(n) for n in graph.nodes()):
         return graph
     g = graph.copy()
@@ -68,3 +72,31 @@ def _merge_new_duplicates(g: Graph, first_new: int) -> None:
         if twin is not None:
             g.replace_uses(node_id, twin)
             g.remove(node_id)
+
+
+def _prepare_scan_bodies(graph: Graph) -> Graph:
+    """Each scan's body expanded the same way (nested scans too), and its array constants lifted out of it as
+    constant operands of the scan (appended after its constants): a target compiles a body into a function
+    of its operands alone."""
+    scans = [n for n in graph.nodes() if n.op == "scan"]
+    if not scans:
+        return graph
+    g = graph.copy()
+    for node in scans:
+        body, lifted = _lift_constants(expand(node.attrs["body"]))
+        constants = tuple(g.add("const", (), c.type, {"value": c.attrs["value"]}, line=node.line, col=node.col,
+                                origin=node.origin) for c in lifted)
+        g.update(node.id, inputs=node.inputs + constants, attrs={**node.attrs, "body": body})
+    return g
+
+
+def _lift_constants(body: Graph) -> tuple[Graph, list]:
+    """The body with every array constant turned into an input (after its other inputs), and those constants."""
+    lifted = [n for n in body.nodes() if n.op == "const" and n.type.shape]
+    if not lifted:
+        return body, []
+    g = body.copy()
+    for const in lifted:
+        g.replace_uses(const.id, g.add("input", (), const.type, name=f"const{const.id}"))
+        g.remove(const.id)
+    return g, lifted

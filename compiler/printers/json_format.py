@@ -8,9 +8,14 @@ from typing import Any
 import numpy as np
 
 from ..graph import Graph
+from ..types import TensorType
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Graph):  # a scan's body
+        return to_dict(value, "body")
+    if isinstance(value, TensorType):
+        return str(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -41,9 +41,15 @@ def spec_hash(graph: Graph) -> str:
     rows = []
     for node in graph.nodes():
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in sorted(node.attrs.items())}
-        rows.append([node.id, node.op, list(node.inputs), str(node.type), node.name, json.dumps(attrs, default=str)])
+        rows.append([node.id, node.op, list(node.inputs), str(node.type), node.name,
+                     json.dumps(attrs, default=_attr_text)])
     interface = [sorted(graph.outputs.items()), sorted(graph.losses.items()), graph.objective]
     return hashlib.sha256(json.dumps([rows, interface]).encode()).hexdigest()[:16]
+
+
+def _attr_text(value: Any) -> Any:
+    """An attribute JSON cannot hold: a scan's body as what it computes (its own hash), anything else as text."""
+    return spec_hash(value) if isinstance(value, Graph) else str(value)
 
 
 @dataclass
