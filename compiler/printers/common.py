@@ -22,6 +22,8 @@ KIND_COLORS = {
 
 
 def format_value(value: Any) -> str:
+    if isinstance(value, Graph):  # a scan's body, printed after the scan
+        return f"<{len(value)} nodes>"
     if isinstance(value, np.ndarray):
         if value.size <= 4:
             return np.array2string(value.ravel(), separator=",", precision=6).replace(" ", "")

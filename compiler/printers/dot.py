@@ -90,5 +90,32 @@ def to_dot(graph: Graph, stage: str = "") -> str:
     for node in graph.nodes():
         for operand in dict.fromkeys(node.inputs):
             lines.append(f"  n{operand} -> n{node.id} [label={_quote(edge_label(graph.node(operand)))}];")
+    for node in graph.nodes():
+        if node.op == "scan":
+            lines.extend(_body_cluster(node, f"n{node.id}_"))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _body_cluster(scan: Node, prefix: str) -> list[str]:
+    """A scan's body as a nested cluster (its node ids prefixed), joined to the scan by a dashed edge; nested
+    scans nest again."""
+    body = scan.attrs["body"]
+    steps = f"{scan.attrs['length']} steps" + (", reversed" if scan.attrs["reverse"] else "")
+    out = [f"  subgraph cluster_{prefix}body {{",
+           f"    label={_quote(f'body of %{scan.id} (scan, {steps})')}; style=\"rounded,dashed\"; "
+           "color=\"#2b8cbe\";"]
+    for node in body.nodes():
+        title, subtitle = node_label(body, node)
+        out.append(f"    {prefix}{node.id} [label={_quote(title)[:-1]}\\n{_quote(subtitle)[1:]}, "
+                   f"fillcolor={_quote(KIND_COLORS[body.kind(node.id)])}];")
+    out.append("  }")
+    for node in body.nodes():
+        for operand in dict.fromkeys(node.inputs):
+            out.append(f"  {prefix}{operand} -> {prefix}{node.id};")
+        if node.op == "scan":
+            out.extend(_body_cluster(node, f"{prefix}{node.id}_"))
+    first = next(iter(body.outputs.values()), None)
+    if first is not None:
+        out.append(f"  {prefix[:-1]} -> {prefix}{first} [style=dashed, arrowhead=none, label=\"body\"];")
+    return out

@@ -38,6 +38,9 @@ def to_text(graph: Graph, stage: str = "") -> str:
         if comment:
             text = f"{text:<48}  # {', '.join(comment)}"
         lines.append(text.rstrip())
+        body = node.attrs.get("body") if node.op == "scan" else None
+        if body is not None:  # the body, indented under its scan: what runs at every step
+            lines += [f"    | {line}" for line in to_text(body).splitlines()[1:]]
     for prefix, table in (("output", graph.outputs), ("loss", graph.losses)):
         for name, node_id in table.items():
             lines.append(f"{prefix} {name} = %{node_id}")
