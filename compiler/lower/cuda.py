@@ -25,11 +25,13 @@ only mangled names and numbers reach the source, and comments map every launch t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from ..graph import Graph, Node
 from ..ops.registry import get_op
+from ..ops.scan import scan_results
 from ..schedule import EntrySchedule, GemmKernel, Literal, LoopKernel, Operand, ProgramSchedule, Register
 from .common import (
     ArgNames,
@@ -72,10 +74,12 @@ def lower_cuda(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     ]
     kernels: dict[str, str] = {}
     body = []
+    bodies = _ScanBodies(cache, kernels)
     for entry in schedule:
-        body += _HostFunction(graph, names, entry, cache, kernels).emit()
+        body += _HostFunction(graph, names, entry, cache, kernels, bodies).emit()
     definitions = [text.replace("{name}", name) + "\n\n" for text, name in kernels.items()]
-    source = "\n".join(header) + "\n" + "\n".join(definitions) + "\n" + "\n".join(body) + "\n"
+    source = ("\n".join(header) + "\n" + "\n".join(definitions) + "\n" + "\n".join(bodies.lines) + "\n"
+              + "\n".join(body) + "\n")
     points = {name: entry.point for name, entry in schedule.entries.items()}
     return LoweredProgram(source, names.args, points, names.const_arrays)
 
@@ -250,8 +254,34 @@ class _LoopBody:
         return "\n".join(lines)
 
 
+class _ScanBodies:
+    """The scan bodies of a program, each rendered once as a host function of its own (``scan_body<k>``) that
+    launches the body's kernels: the body's ``forward`` entry point, with a workspace of its own."""
+
+    def __init__(self, cache: bool, kernels: dict[str, str]):
+        self.cache = cache
+        self.kernels = kernels
+        self.names: dict[int, str] = {}  # id() of a body graph -> its host function's name
+        self.lines: list[str] = []
+
+    def function(self, body: Graph) -> str:
+        if id(body) not in self.names:
+            from ..driver import plan
+
+            name = f"scan_body{len(self.names)}"
+            self.names[id(body)] = name
+            program = plan(body)
+            entry = program.entries["forward"]
+            entry = replace(entry, point=replace(entry.point, name=name))
+            self.lines += _HostFunction(program.graph, ArgNames(program.graph), entry, self.cache, self.kernels,
+                                        self).emit()
+        return self.names[id(body)]
+
+
 class _HostFunction(ScalarConstantRefs):
-    def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, kernels: dict[str, str]):
+    def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, kernels: dict[str, str],
+                 bodies: _ScanBodies):
+        self.bodies = bodies
         self.g = graph
         self.names = names
         self.entry = entry
@@ -508,8 +538,40 @@ def _contract_batch(f: _HostFunction, node: Node) -> None:
           f"{f.ref(b)}.reshape(({entries}, {k}, {p})))")
 
 
+def _scan(f: _HostFunction, node: Node) -> None:
+    """A host loop over the steps, one call of the body's host function (its kernels' launches) per step. Each
+    step's results are copied into row t of the stacked results, and the next step reads its carries from
+    there (the body's own output buffers are rewritten at every step)."""
+    attrs = node.attrs
+    k, m, length = attrs["carries"], attrs["sequences"], attrs["length"]
+    body = f.bodies.function(attrs["body"])
+    operands = [f.ref(i) for i in node.inputs]
+    results = scan_results(attrs)
+    for j, t in enumerate(results):
+        dtype = f"np.{np.dtype(t.numpy_dtype).name}"
+        f.put(f"s{node.id}_{j} = ws.array(({node.id}, {j}), {f.shape(t.shape)}, {dtype})")
+    carries = [f"h{node.id}_{i}" for i in range(k)]
+    for name, operand in zip(carries, operands[:k], strict=True):
+        f.put(f"{name} = {operand}")
+    f.put(f"w{node.id} = ws.child({body!r})")
+    steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
+    args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
+    f.put(f"for q{node.id} in {steps}:")
+    f.put(f"r{node.id} = {body}(w{node.id}, {', '.join(args)})", 2)
+    for j in range(len(results)):
+        f.put(f"s{node.id}_{j}[q{node.id}].copy_to_device(r{node.id}[{j}])", 2)
+    for i, name in enumerate(carries):
+        f.put(f"{name} = s{node.id}_{i}[q{node.id}]", 2)
+
+
+def _scan_result(f: _HostFunction, node: Node) -> None:
+    f.put(f"v{node.id} = s{node.inputs[0]}_{node.attrs['index']}")
+
+
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
+    "scan": _scan,
+    "scan_result": _scan_result,
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,

@@ -120,6 +120,14 @@ class Workspace:
             self.buffers[cache_key] = indices
         return indices
 
+    def child(self, key: str) -> Workspace:
+        """The workspace of a scan's body (its values are numbered by another graph), kept with this one: every
+        step of the scan, and every later call, reuses its buffers."""
+        sub = self.buffers.get(("body", key))
+        if sub is None:
+            sub = self.buffers[("body", key)] = Workspace()
+        return sub
+
     def filled(self, key: int, shape: tuple, dtype, value: float) -> object:
         buffer = self.array(key, shape, dtype)
         flat = buffer.reshape(buffer.size)
