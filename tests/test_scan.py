@@ -1,0 +1,148 @@
+"""scan, a recurrence as one node whose body is a graph, and the rnn layer built on it."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from test_targets import assert_cpu_matches_reference
+
+import gradc
+from gradc.compiler.builder import Builder, Ref
+from gradc.compiler.driver import build
+from gradc.compiler.graph import Graph
+from gradc.compiler.passes import optimize
+from gradc.compiler.recurrence import make_body, scan
+from gradc.compiler.types import TensorType
+from gradc.dsl.diagnostics import ModelError
+from gradc.runtime.execution.gradcheck import gradcheck
+from gradc.runtime.training.checkpoints import spec_hash
+
+RNN = """model rnn_model
+input x: {dtype}[N, {steps}, 3]
+input y: {dtype}{target}
+pred = x -> rnn(4{options}) -> dense(1)
+loss L = mse(pred, y)
+"""
+OPTIONS = {
+    "last-state": ("", "[N, 1]"),
+    "relu": (", activation=relu", "[N, 1]"),
+    "every-state": (", return_sequences=true", "[N, 5, 1]"),
+}
+
+
+def rnn_spec(options: str = "last-state", dtype: str = "f32", steps: int = 5) -> gradc.ModelSpec:
+    extra, target = OPTIONS[options]
+    return gradc.loads(RNN.format(dtype=dtype, steps=steps, options=extra, target=target))
+
+
+def feeds(spec, n: int = 3, dtype=np.float64) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    shapes = {name: tuple(n if isinstance(d, str) else d for d in spec.graph.node(i).type.shape)
+              for name, i in spec.graph.inputs().items()}
+    return {name: rng.normal(size=shape).astype(dtype) for name, shape in shapes.items()}
+
+
+def test_rnn_makes_pytorchs_weights_and_one_scan_node():
+    graph = rnn_spec().graph
+    shapes = {n.name: n.type.shape for n in graph.nodes() if n.op == "param"}
+    assert shapes["pred.rnn1.weight_ih"] == (4, 3) and shapes["pred.rnn1.weight_hh"] == (4, 4)
+    assert shapes["pred.rnn1.bias_ih"] == shapes["pred.rnn1.bias_hh"] == (4,)
+    assert [n.op for n in graph.nodes()].count("scan") == 1
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_rnn_passes_gradcheck(options):
+    spec = rnn_spec(options, dtype="f64")
+    reports = gradcheck(spec.graph, feeds(spec))
+    assert {"pred.rnn1.weight_hh", "pred.rnn1.weight_ih", "x"} <= {r.name for r in reports}
+    for report in reports:
+        assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_rnn_runs_alike_on_cpu_and_reference(options):
+    spec = rnn_spec(options)
+    assert_cpu_matches_reference(spec, inputs=feeds(spec, dtype=np.float32))
+
+
+def _two_carry_scan(reverse: bool) -> Graph:
+    """A scan built by hand: two carries (h, and c summing h weighted by an integer sequence), a per-step
+    output, a float and an integer sequence, a weight read at every step; run forwards or in reverse."""
+    g = Graph("hand", "N")
+    g.float_dtype = "f64"
+    b = Builder(g)
+    xs = Ref(g.add("input", (), TensorType((4, "N", 2), "f64"), name="xs"))
+    ks = Ref(g.add("input", (), TensorType((4,), "i64"), name="ks"))
+    h0 = Ref(g.add("input", (), TensorType(("N", 2), "f64"), name="h0"))
+    w = Ref(g.add("param", (), TensorType((2, 2), "f64"), name="w"))
+
+    def cell(cb: Builder, refs):
+        h, c, x, k, weight = refs
+        new_h = cb.tanh(cb.add(cb.matmul(h, weight), x))
+        return [new_h, cb.add(c, cb.mul(new_h, cb.cast(k, dtype="f64"))), cb.sum(cb.mul(new_h, new_h), axis=(1,))]
+
+    types = [("h", TensorType(("N", 2), "f64")), ("c", TensorType(("N", 2), "f64")),
+             ("x", TensorType(("N", 2), "f64")), ("k", TensorType((), "i64")), ("w", TensorType((2, 2), "f64"))]
+    body = make_body("cell", types, cell, g)
+    hs, cs, ys = scan(b, body, [b.tanh(h0), b.mul(h0, 0.5)], [xs, ks], [w], reverse=reverse)
+    g.objective = b.add(b.add(b.sum(b.mul(cs, cs)), b.sum(ys)), b.sum(hs))
+    g.losses["L"] = g.objective
+    return optimize(g)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_scan_with_two_carries_an_output_and_an_integer_sequence_passes_gradcheck(reverse):
+    graph = _two_carry_scan(reverse)
+    rng = np.random.default_rng(1)
+    inputs = {"xs": rng.normal(size=(4, 3, 2)), "ks": np.array([1, 0, 2, 3]), "h0": rng.normal(size=(3, 2))}
+    params = {"w": rng.normal(size=(2, 2))}
+    reports = gradcheck(graph, inputs, params=params)
+    assert {r.name for r in reports} == {"xs", "h0", "w"}
+    for report in reports:
+        assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
+
+
+def test_compiling_a_scan_does_not_depend_on_the_number_of_steps():
+    """The graph and the generated code are the same at T = 10 and T = 1000 but for the numbers in them: the
+    body is one function, called in a loop (so compile time cannot grow with T either)."""
+    graphs = {steps: gradc.compile(rnn_spec(steps=steps), cache=False).graph for steps in (10, 1000)}
+    assert len(graphs[10]) == len(graphs[1000])
+    sources = {steps: re.sub(r"\d+", "#", build(graph, "cpu", cache=False).source) for steps, graph in graphs.items()}
+    assert sources[10] == sources[1000]
+    assert sources[10].count("def scan_body") == 2  # the forward body and its gradient's
+
+
+def test_a_scans_body_is_part_of_what_the_model_computes():
+    graph = rnn_spec().graph
+    from gradc.compiler.printers.text import to_text
+
+    printed = to_text(optimize(graph))
+    assert "body=<" in printed and "    | " in printed and "object at 0x" not in printed
+    assert spec_hash(rnn_spec().graph) == spec_hash(rnn_spec().graph)
+    assert spec_hash(rnn_spec().graph) != spec_hash(rnn_spec("relu").graph)  # only the body differs
+
+
+def test_rnn_on_a_non_sequence_is_an_error_naming_the_type():
+    with pytest.raises(ModelError, match=r"rnn needs a float sequence \[N, T, F\] of fixed T and F, got f32\[N,3\]"):
+        gradc.loads("model m\ninput x: f32[N, 3]\noutput o = x -> rnn(4)\n")
+
+
+def test_pytorch_computes_the_same_rnn_with_the_same_weights():
+    torch = pytest.importorskip("torch")
+    spec = gradc.loads("model m\ninput x: f64[N, 6, 3]\noutput h = x -> rnn(5, return_sequences=true)\n"
+                       "loss L = sum(h * h)\n")
+    program = gradc.compile(spec, target="reference", seed=4)
+    x = np.random.default_rng(2).normal(size=(2, 6, 3))
+    ours = program.run({"x": x}, grad=True)
+    rnn = torch.nn.RNN(3, 5, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{name}_l0").copy_(torch.from_numpy(program.params[f"h.rnn1.{name}"]))
+    out, _ = rnn(torch.from_numpy(x))
+    (out * out).sum().backward()
+    np.testing.assert_allclose(ours["h"], out.detach().numpy(), rtol=1e-10)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        np.testing.assert_allclose(ours[f"grad/h.rnn1.{name}"], getattr(rnn, f"{name}_l0").grad.numpy(),
+                                   rtol=1e-9, err_msg=name)
