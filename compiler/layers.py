@@ -160,46 +160,6 @@ def _conv_attrs(transposed: bool = False) -> tuple[AttrSpec, ...]:
                      doc="fans as PyTorch counts them: in = C/groups * kernel size"),
             AttrSpec("bias", "bool", True))
 
-def _sequence_type(b: Builder, x: Ref, layer: str) -> TensorType:
-    t: TensorType = b.type(x)
-    if t.rank != 3 or any(not isinstance(d, int) for d in t.shape[1:]) or not t.is_float:
-        raise ShapeError(f"{layer} needs a float sequence [N, T, F] of fixed T and F, got {t}")
-    return t
-
-
-def _rnn(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
-    """h_t = activation(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), h_0 = 0 (PyTorch's nn.RNN): the input
-    products of every step are one matrix product before the recurrence; the scan's body is the rest."""
-    from .recurrence import make_body, scan, step
-
-    t = _sequence_type(b, x, "rnn")
-    _, steps, features = t.shape
-    units = attrs["units"]
-    if units < 1:
-        raise ShapeError(f"rnn: units must be positive, got {units}")
-    bound = 1.0 / units ** 0.5  # PyTorch's U(-1/sqrt(units), 1/sqrt(units)) for every weight and bias
-    spec = {"kind": "uniform", "low": -bound, "high": bound}
-    w_ih, w_hh = new_param("weight_ih", (units, features), spec), new_param("weight_hh", (units, units), spec)
-    b_ih, b_hh = new_param("bias_ih", (units,), spec), new_param("bias_hh", (units,), spec)
-    sequence = b.transpose(x, axes=(1, 0, 2))  # [T, N, F]: the scan runs along axis 0
-    inputs = b.add(b.matmul(sequence, b.transpose(w_ih, axes=(1, 0))), b_ih)  # [T, N, units]
-    first = step(b, inputs, 0)
-    state = b.type(first)
-    h0 = b.broadcast_like(b.const(0.0, t.dtype), first)
-    activation = attrs["activation"]
-
-    def cell(cb: Builder, refs: list[Ref]) -> list[Ref]:
-        h, x_t, weight, bias = refs
-        return [cb.emit(activation, cb.add(cb.add(x_t, cb.matmul(h, cb.transpose(weight, axes=(1, 0)))), bias))]
-
-    body = make_body("rnn", [("h", state), ("x", state), ("weight_hh", b.type(w_hh)), ("bias_hh", b.type(b_hh))],
-                     cell, b.graph)
-    (states,) = scan(b, body, [h0], [inputs], [w_hh, b_hh])  # [T, N, units]
-    if attrs["return_sequences"]:
-        return b.transpose(states, axes=(1, 0, 2))
-    return step(b, states, steps - 1)
-
-
 LAYERS: dict[str, LayerDef] = {
     layer.name: layer
     for layer in (
@@ -248,20 +208,6 @@ LAYERS: dict[str, LayerDef] = {
             "weight [C, filters/groups, KH, KW] (init), bias [filters] (zeros)",
         ),
         LayerDef(
-            "rnn",
-            (
-                AttrSpec("units", "int", doc="the size of the hidden state"),
-                AttrSpec("activation", "choice", "tanh", choices=("tanh", "relu")),
-                AttrSpec("return_sequences", "bool", False, doc="every step's state [N, T, units], not only the "
-                         "last one [N, units]"),
-            ),
-            _rnn,
-            "h_t = activation(x_t weight_ih^T + bias_ih + h_(t-1) weight_hh^T + bias_hh), h_0 = 0, over a "
-            "sequence x [N, T, F] (PyTorch's nn.RNN); one scan node, its body compiled once whatever T is",
-            "weight_ih [units, F], weight_hh [units, units], bias_ih, bias_hh [units]; all U(-1/sqrt(units), "
-            "1/sqrt(units)) as in PyTorch",
-        ),
-        LayerDef(
             "layernorm",
             (AttrSpec("axis", "axes", -1, doc="the axes normalized over, each example apart"), EPS),
             _layernorm,
@@ -281,3 +227,7 @@ LAYERS: dict[str, LayerDef] = {
         ),
     )
 }
+
+from .recurrent_layers import RECURRENT_LAYERS  # noqa: E402  (they are LayerDefs too)
+
+LAYERS.update(RECURRENT_LAYERS)

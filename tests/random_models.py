@@ -277,13 +277,19 @@ class ModelWriter:
         return f"{a.name} -> {form}", shape, a.dtype
 
     def _image(self):
-        """Convolutions and pools of the image (or of the [N, 2, k] input), summed to [N, k] by a global pool."""
+        """Convolutions and pools of the image, summed to [N, k] by a global pool; or of the [N, 2, k] input read
+        as channels (conv1d) or as a sequence of 2 steps (the recurrent layers, scans with reverse scans as
+        gradients)."""
         sequences = [v for v in self.pool if v.shape == (N, 2, self.k)]
-        if sequences and self.rng.random() < 0.25:
-            x = self.rng.choice(sequences)
-            form = self.rng.choice([f"{x.name} -> conv1d({self.k}, 2, padding=same)",
-                                    f"{x.name} -> conv1d({self.k}, 3, padding=2, dilation=2, bias=false)"])
-            return f"mean({form}, axis=-1)", (N, self.k), x.dtype
+        if sequences and self.rng.random() < 0.7:
+            value, k = self.rng.choice(sequences), self.k
+            x = value.name
+            form = self.rng.choice([f"mean({x} -> conv1d({k}, 2, padding=same), axis=-1)",
+                                    f"mean({x} -> conv1d({k}, 3, padding=2, dilation=2, bias=false), axis=-1)",
+                                    f"{x} -> rnn({k}, activation=relu)",
+                                    f"mean({x} -> lstm({k}, return_sequences=true), axis=1)",
+                                    f"mean(reshape({x} -> gru({k}, bidirectional=true), shape=[N, 2, {k}]), axis=1)"])
+            return form, (N, k), value.dtype
         if self.image is None:
             return self._literal()
         k, img = self.k, self.image

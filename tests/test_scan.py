@@ -1,4 +1,4 @@
-"""scan, a recurrence as one node whose body is a graph, and the rnn layer built on it."""
+"""scan, a recurrence as one node whose body is a graph, and the recurrent layers built on it (rnn, lstm, gru)."""
 
 from __future__ import annotations
 
@@ -19,22 +19,25 @@ from gradc.dsl.diagnostics import ModelError
 from gradc.runtime.execution.gradcheck import gradcheck
 from gradc.runtime.training.checkpoints import spec_hash
 
-RNN = """model rnn_model
+RNN = """model recurrent
 input x: {dtype}[N, {steps}, 3]
 input y: {dtype}{target}
-pred = x -> rnn(4{options}) -> dense(1)
+pred = x -> {layer}(4{options}) -> dense(1)
 loss L = mse(pred, y)
 """
 OPTIONS = {
     "last-state": ("", "[N, 1]"),
-    "relu": (", activation=relu", "[N, 1]"),
     "every-state": (", return_sequences=true", "[N, 5, 1]"),
+    "bidirectional": (", bidirectional=true", "[N, 1]"),
+    "bidirectional-every-state": (", bidirectional=true, return_sequences=true", "[N, 5, 1]"),
 }
+LAYER_OPTIONS = [("rnn", o) for o in (*OPTIONS, "relu")] + [
+    (layer, o) for layer in ("lstm", "gru") for o in ("last-state", "bidirectional-every-state")]
 
 
-def rnn_spec(options: str = "last-state", dtype: str = "f32", steps: int = 5) -> gradc.ModelSpec:
-    extra, target = OPTIONS[options]
-    return gradc.loads(RNN.format(dtype=dtype, steps=steps, options=extra, target=target))
+def rnn_spec(options: str = "last-state", dtype: str = "f32", steps: int = 5, layer: str = "rnn") -> gradc.ModelSpec:
+    extra, target = OPTIONS[options] if options != "relu" else (", activation=relu", "[N, 1]")
+    return gradc.loads(RNN.format(dtype=dtype, steps=steps, options=extra, target=target, layer=layer))
 
 
 def feeds(spec, n: int = 3, dtype=np.float64) -> dict[str, np.ndarray]:
@@ -52,18 +55,20 @@ def test_rnn_makes_pytorchs_weights_and_one_scan_node():
     assert [n.op for n in graph.nodes()].count("scan") == 1
 
 
-@pytest.mark.parametrize("options", OPTIONS)
-def test_rnn_passes_gradcheck(options):
-    spec = rnn_spec(options, dtype="f64")
+@pytest.mark.parametrize(("layer", "options"), LAYER_OPTIONS)
+def test_recurrent_layers_pass_gradcheck(layer, options):
+    spec = rnn_spec(options, dtype="f64", layer=layer)
     reports = gradcheck(spec.graph, feeds(spec))
-    assert {"pred.rnn1.weight_hh", "pred.rnn1.weight_ih", "x"} <= {r.name for r in reports}
+    names = {r.name for r in reports}
+    assert {f"pred.{layer}1.weight_hh", f"pred.{layer}1.weight_ih", "x"} <= names
+    assert (f"pred.{layer}1.weight_hh_reverse" in names) == ("bidirectional" in options)
     for report in reports:
         assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
 
 
-@pytest.mark.parametrize("options", OPTIONS)
-def test_rnn_runs_alike_on_cpu_and_reference(options):
-    spec = rnn_spec(options)
+@pytest.mark.parametrize(("layer", "options"), LAYER_OPTIONS)
+def test_recurrent_layers_run_alike_on_cpu_and_reference(layer, options):
+    spec = rnn_spec(options, layer=layer)
     assert_cpu_matches_reference(spec, inputs=feeds(spec, dtype=np.float32))
 
 
@@ -129,20 +134,28 @@ def test_rnn_on_a_non_sequence_is_an_error_naming_the_type():
         gradc.loads("model m\ninput x: f32[N, 3]\noutput o = x -> rnn(4)\n")
 
 
-def test_pytorch_computes_the_same_rnn_with_the_same_weights():
+@pytest.mark.parametrize("layer", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_pytorch_computes_the_same_recurrence_with_the_same_weights(layer, bidirectional):
     torch = pytest.importorskip("torch")
-    spec = gradc.loads("model m\ninput x: f64[N, 6, 3]\noutput h = x -> rnn(5, return_sequences=true)\n"
+    options = ", bidirectional=true" if bidirectional else ""
+    spec = gradc.loads(f"model m\ninput x: f64[N, 6, 3]\noutput h = x -> {layer}(5, return_sequences=true{options})\n"
                        "loss L = sum(h * h)\n")
     program = gradc.compile(spec, target="reference", seed=4)
     x = np.random.default_rng(2).normal(size=(2, 6, 3))
     ours = program.run({"x": x}, grad=True)
-    rnn = torch.nn.RNN(3, 5, batch_first=True, dtype=torch.float64)
+    module = getattr(torch.nn, layer.upper())(3, 5, batch_first=True, bidirectional=bidirectional,
+                                              dtype=torch.float64)
+    names = [f"{w}{suffix}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+             for suffix in ("", "_reverse")[:1 + bidirectional]]
     with torch.no_grad():
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(rnn, f"{name}_l0").copy_(torch.from_numpy(program.params[f"h.rnn1.{name}"]))
-    out, _ = rnn(torch.from_numpy(x))
+        for name in names:
+            getattr(module, name.replace("_reverse", "_l0_reverse") if "reverse" in name else f"{name}_l0").copy_(
+                torch.from_numpy(program.params[f"h.{layer}1.{name}"]))
+    out, _ = module(torch.from_numpy(x))
     (out * out).sum().backward()
-    np.testing.assert_allclose(ours["h"], out.detach().numpy(), rtol=1e-10)
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        np.testing.assert_allclose(ours[f"grad/h.rnn1.{name}"], getattr(rnn, f"{name}_l0").grad.numpy(),
-                                   rtol=1e-9, err_msg=name)
+    np.testing.assert_allclose(ours["h"], out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for name in names:
+        theirs = getattr(module, name.replace("_reverse", "_l0_reverse") if "reverse" in name else f"{name}_l0")
+        np.testing.assert_allclose(ours[f"grad/h.{layer}1.{name}"], theirs.grad.numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)

@@ -1,0 +1,156 @@
+"""Recurrent layers: ``rnn``, ``lstm`` and ``gru`` over a sequence ``x [N, T, F]``, each one scan node.
+
+Their formulas, gate order, weight layouts and initialization are PyTorch's (``nn.RNN``, ``nn.LSTM``,
+``nn.GRU`` with ``batch_first=True``), so weights can be copied one to one: ``weight_ih [G*units, F]``,
+``weight_hh [G*units, units]``, ``bias_ih`` and ``bias_hh [G*units]`` with G = 1, 4 (gates i, f, g, o) or 3
+(gates r, z, n), every entry drawn from U(-1/sqrt(units), 1/sqrt(units)); a bidirectional layer adds the
+same four with ``_reverse``. The state starts at zero.
+
+The input products of every step are one matrix product before the recurrence (``[T*N, F] @ [F, G*units]``);
+the scan's body is the rest of a step: the recurrent product and the gates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gradc.dsl.diagnostics import ShapeError
+
+from .builder import Builder, Ref
+from .layers import LayerDef, NewParam
+from .ops.indexing import take
+from .ops.registry import AttrSpec
+from .recurrence import make_body, scan, step
+from .types import TensorType
+
+# cell(builder, carries, input gates x_t W_ih^T + b_ih, recurrent gates h W_hh^T + b_hh, units, attrs) ->
+# the new carries (the first is the layer's output state)
+Cell = Callable[[Builder, list[Ref], Ref, Ref, int, dict[str, Any]], list[Ref]]
+
+
+def _gate(b: Builder, gates: Ref, k: int, units: int) -> Ref:
+    return take(b, gates, 1, k * units, units)
+
+
+def _rnn_cell(b: Builder, carries: list[Ref], xg: Ref, hg: Ref, units: int, attrs: dict[str, Any]) -> list[Ref]:
+    return [b.emit(attrs["activation"], b.add(xg, hg))]
+
+
+def _lstm_cell(b: Builder, carries: list[Ref], xg: Ref, hg: Ref, units: int, attrs: dict[str, Any]) -> list[Ref]:
+    _, c = carries
+    gates = b.add(xg, hg)
+    i, f, g, o = (_gate(b, gates, k, units) for k in range(4))
+    c_new = b.add(b.mul(b.sigmoid(f), c), b.mul(b.sigmoid(i), b.tanh(g)))
+    return [b.mul(b.sigmoid(o), b.tanh(c_new)), c_new]
+
+
+def _gru_cell(b: Builder, carries: list[Ref], xg: Ref, hg: Ref, units: int, attrs: dict[str, Any]) -> list[Ref]:
+    (h,) = carries
+    r = b.sigmoid(b.add(_gate(b, xg, 0, units), _gate(b, hg, 0, units)))
+    z = b.sigmoid(b.add(_gate(b, xg, 1, units), _gate(b, hg, 1, units)))
+    n = b.tanh(b.add(_gate(b, xg, 2, units), b.mul(r, _gate(b, hg, 2, units))))
+    return [b.add(b.mul(b.sub(1.0, z), n), b.mul(z, h))]
+
+
+@dataclass(frozen=True)
+class CellDef:
+    gates: int
+    carries: int  # the state (h), and an LSTM's cell (c)
+    cell: Cell
+
+
+CELLS: dict[str, CellDef] = {
+    "rnn": CellDef(1, 1, _rnn_cell),
+    "lstm": CellDef(4, 2, _lstm_cell),
+    "gru": CellDef(3, 1, _gru_cell),
+}
+
+
+def _sequence_type(b: Builder, x: Ref, layer: str) -> TensorType:
+    t: TensorType = b.type(x)
+    if t.rank != 3 or any(not isinstance(d, int) for d in t.shape[1:]) or not t.is_float:
+        raise ShapeError(f"{layer} needs a float sequence [N, T, F] of fixed T and F, got {t}")
+    return t
+
+
+def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new_param: NewParam,
+               suffix: str, reverse: bool) -> Ref:
+    """One direction of a layer: its weights, the input products of every step, then the scan. Returns the
+    states after every step, [T, N, units], in step order."""
+    definition = CELLS[layer]
+    features, units = b.type(sequence).shape[-1], attrs["units"]
+    bound = 1.0 / units ** 0.5
+    spec = {"kind": "uniform", "low": -bound, "high": bound}
+    width = definition.gates * units
+    w_ih = new_param(f"weight_ih{suffix}", (width, features), spec)
+    w_hh = new_param(f"weight_hh{suffix}", (width, units), spec)
+    b_ih = new_param(f"bias_ih{suffix}", (width,), spec)
+    b_hh = new_param(f"bias_hh{suffix}", (width,), spec)
+    inputs = b.add(b.matmul(sequence, b.transpose(w_ih, axes=(1, 0))), b_ih)  # [T, N, width]
+    first = step(b, inputs, 0)
+    state = take(b, first, 1, 0, units)
+    zeros = [b.broadcast_like(b.const(0.0, b.type(first).dtype), state) for _ in range(definition.carries)]
+
+    def body(cb: Builder, refs: list[Ref]) -> list[Ref]:
+        carries, x_gates, weight, bias = refs[:definition.carries], *refs[definition.carries:]
+        h_gates = cb.add(cb.matmul(carries[0], cb.transpose(weight, axes=(1, 0))), bias)
+        return definition.cell(cb, carries, x_gates, h_gates, units, attrs)
+
+    types = [*((f"carry{k}", b.type(state)) for k in range(definition.carries)),
+             ("x_gates", b.type(first)), ("weight_hh", b.type(w_hh)), ("bias_hh", b.type(b_hh))]
+    states = scan(b, make_body(layer, types, body, b.graph), zeros, [inputs], [w_hh, b_hh], reverse=reverse)
+    return states[0]
+
+
+def _recurrent(layer: str):
+    def build(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
+        t = _sequence_type(b, x, layer)
+        if attrs["units"] < 1:
+            raise ShapeError(f"{layer}: units must be positive, got {attrs['units']}")
+        steps = t.shape[1]
+        sequence = b.transpose(x, axes=(1, 0, 2))  # [T, N, F]: the scan runs along axis 0
+        forward = _direction(b, layer, sequence, attrs, new_param, "", reverse=False)
+        if not attrs["bidirectional"]:
+            if attrs["return_sequences"]:
+                return b.transpose(forward, axes=(1, 0, 2))
+            return step(b, forward, steps - 1)
+        backward = _direction(b, layer, sequence, attrs, new_param, "_reverse", reverse=True)
+        if attrs["return_sequences"]:  # each step: [forward state, backward state], as PyTorch's output
+            return b.transpose(b.concat(forward, backward, axis=2), axes=(1, 0, 2))
+        return b.concat(step(b, forward, steps - 1), step(b, backward, 0), axis=1)  # each direction's last
+    return build
+
+
+COMMON = (
+    AttrSpec("units", "int", doc="the size of the state"),
+    AttrSpec("return_sequences", "bool", False, doc="every step's state [N, T, units], not only the last one "
+             "[N, units]"),
+    AttrSpec("bidirectional", "bool", False, doc="also run the sequence backwards with weights of its own "
+             "(suffix _reverse); the two states are joined along the features (2 * units)"),
+)
+FORMULAS = {
+    "rnn": "h_t = activation(x_t weight_ih^T + bias_ih + h_(t-1) weight_hh^T + bias_hh)",
+    "lstm": "gates i, f, g, o of x_t weight_ih^T + bias_ih + h_(t-1) weight_hh^T + bias_hh; c_t = sigmoid(f) c_(t-1) "
+            "+ sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t)",
+    "gru": "gates r, z, n: r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r h_n), h_t = (1 - z) n "
+           "+ z h_(t-1), with x_* = x_t weight_ih^T + bias_ih and h_* = h_(t-1) weight_hh^T + bias_hh",
+}
+def _params_text(name: str) -> str:
+    width = "units" if CELLS[name].gates == 1 else f"{CELLS[name].gates}*units"
+    return (f"weight_ih [{width}, F], weight_hh [{width}, units], bias_ih, bias_hh [{width}]; all U(-1/sqrt(units), "
+            "1/sqrt(units)) as in PyTorch")
+
+
+RECURRENT_LAYERS: dict[str, LayerDef] = {
+    name: LayerDef(
+        name,
+        COMMON + ((AttrSpec("activation", "choice", "tanh", choices=("tanh", "relu")),) if name == "rnn" else ()),
+        _recurrent(name),
+        f"{FORMULAS[name]}; h_0 = 0, over a sequence x [N, T, F] (PyTorch's nn.{name.upper()}); one scan node, "
+        "its body compiled once whatever T is",
+        _params_text(name),
+    )
+    for name in CELLS
+}
