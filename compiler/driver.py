@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .graph import Graph
+from .interpret import evaluate
 from .lower.common import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, EntryPoint, LoweredProgram, LoweringError
 from .lower.cuda_simulator import fast_thread_switching  # how the cuda target's kernels run on the simulator
 from .optimizers import OPTIMIZERS
@@ -43,6 +44,7 @@ __all__ = [
     "ProgramSchedule",
     "build",
     "dropout_rates",
+    "evaluate",
     "fast_thread_switching",
     "paused_gc",
     "plan",

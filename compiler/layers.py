@@ -6,29 +6,17 @@ A layer's parameters are named ``<statement>.<layer><k>.<role>``: the second den
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gradc.dsl.diagnostics import ShapeError
 
 from .builder import Builder, Ref
 from .initializers import INITIALIZERS
+from .layer_def import LayerDef, NewParam
 from .ops import get_op
 from .ops.registry import AttrSpec
+from .recurrent_layers import RECURRENT_LAYERS
 from .types import TensorType
-
-# new_param(role, shape, init_spec) -> a param node named <statement>.<layer><k>.<role>
-NewParam = Callable[[str, tuple[int, ...], dict[str, Any]], Ref]
-
-
-@dataclass(frozen=True)
-class LayerDef:
-    name: str
-    attrs: tuple[AttrSpec, ...]
-    build: Callable[[Builder, Ref, dict[str, Any], NewParam], Ref]
-    formula: str
-    params: str
 
 
 def _dense(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
@@ -227,7 +215,4 @@ LAYERS: dict[str, LayerDef] = {
         ),
     )
 }
-
-from .recurrent_layers import RECURRENT_LAYERS  # noqa: E402  (they are LayerDefs too)
-
 LAYERS.update(RECURRENT_LAYERS)

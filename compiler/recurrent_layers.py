@@ -19,7 +19,7 @@ from typing import Any
 from gradc.dsl.diagnostics import ShapeError
 
 from .builder import Builder, Ref
-from .layers import LayerDef, NewParam
+from .layer_def import LayerDef, NewParam
 from .ops.indexing import take
 from .ops.registry import AttrSpec
 from .recurrence import make_body, scan, step
