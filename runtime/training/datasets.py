@@ -11,8 +11,8 @@ Built in:
   that no linear model can separate), ``curve`` (1-D regression, 400 points, t = tanh(2x) + 0.05 noise).
 - sequences generated from the seed, features ``[n, T, F]``: ``adding`` (the adding problem, T = 50: a value
   and a marker channel, the target the sum of the two marked values), ``sine`` (T = 20 noisy samples of a
-  sine of random frequency and phase, the target the next sample) and ``parity`` (T = 16 bits, the class
-  whether their sum is odd).
+  sine of random frequency and phase, the target the next sample) and ``parity`` (T = 16 bits, labelled at
+  every step with whether an odd number of the bits so far is set).
 
 A dataset has features (a matrix, or sequences) and one label per example; binding it to a model's inputs is
 the job of :mod:`.data`.
@@ -36,8 +36,8 @@ from ..files import load_npz
 
 @dataclass
 class Table:
-    """Features [n, d], or [n, T, F] for sequences (float64), and labels [n] (int64 class indices or float64
-    targets)."""
+    """Features [n, d], or [n, T, F] for sequences (float64), and labels [n], or [n, T] for a label per step
+    (int64 class indices or float64 targets)."""
 
     name: str
     features: np.ndarray
@@ -164,11 +164,12 @@ def sine(seed: int, n: int = 2000, steps: int = 20, noise: float = 0.05) -> Tabl
 
 
 def parity(seed: int, n: int = 4000, steps: int = 16) -> Table:
-    """Bit sequences, class 1 when an odd number of bits is set: every bit matters to the end, so no model
-    that forgets does better than chance (accuracy 0.5)."""
+    """Bit sequences labelled at every step with the parity of the bits so far (class 1, ``odd``, when an odd
+    number of them is set): a recurrent model flips its state on every 1. The last step's label is the
+    sequence's parity, which no model that forgets can predict better than chance (accuracy 0.5)."""
     rng = np.random.default_rng([seed, 7])
     bits = rng.integers(0, 2, size=(n, steps))
-    return Table("parity", bits[:, :, None].astype(np.float64), bits.sum(axis=1) % 2, ("bit",), "parity",
+    return Table("parity", bits[:, :, None].astype(np.float64), np.cumsum(bits, axis=1) % 2, ("bit",), "parity",
                  ("even", "odd"))
 
 
