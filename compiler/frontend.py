@@ -349,7 +349,7 @@ class _FrontEnd:
                 if not expr.args:
                     raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
                                      expr.func_loc)
-                return expr.args[:1]
+                return (expr.args[0], *_tensor_keywords(expr))
             return expr.args[:operand_count(self._public_op(expr), expr)]
         if isinstance(expr, ast.Subscript):
             return (expr.value,)
@@ -385,7 +385,8 @@ class _FrontEnd:
         if expr.func == "split":
             return self._split(expr, operands[0], stmt)
         if _is_layer_call(expr):
-            return self._layer(expr, operands[0], stmt)
+            tensors = {kw.name: value for kw, value in zip(_tensor_keyword_args(expr), operands[1:], strict=True)}
+            return self._layer(expr, operands[0], stmt, tensors)
         self._check_literal_operands(expr.args, operands)
         return self._call(expr, operands, stmt)
 
@@ -541,12 +542,18 @@ class _FrontEnd:
         self._check_cross_entropy_input(op.name, result, call)
         return result
 
-    def _layer(self, call: ast.Call, x: Ref | float | int, stmt: ast.Statement) -> Ref:
+    def _layer(self, call: ast.Call, x: Ref | float | int, stmt: ast.Statement,
+               tensors: dict[str, Ref | float | int]) -> Ref:
         layer = LAYERS[call.func]
         if not isinstance(x, Ref):
             raise ModelError(f"the input of {layer.name} must be a tensor, not a number", call.args[0].loc)
-        attrs = bind_keywords(layer.attrs, list(call.args[1:]), call.kwargs, layer.name, call.func_loc,
+        constants = tuple(kw for kw in call.kwargs if kw.name not in tensors)
+        attrs = bind_keywords(layer.attrs, list(call.args[1:]), constants, layer.name, call.func_loc,
                               self.graph.batch_symbol)
+        for kw in _tensor_keyword_args(call):
+            if not isinstance(tensors[kw.name], Ref):
+                raise ModelError(f"argument '{kw.name}' of {layer.name} is a tensor, not a number", kw.value.loc)
+        attrs.update({spec.name: tensors.get(spec.name) for spec in layer.tensors})
         owner = self._owner(stmt)
         self.layer_counts[(owner, layer.name)] += 1
         prefix = f"{owner}.{layer.name}{self.layer_counts[(owner, layer.name)]}"
@@ -657,9 +664,22 @@ def _collect_names(root: ast.Expr, found: list[ast.Name], blocks: dict[str, ast.
         elif isinstance(expr, ast.Call):
             if expr.func in blocks:
                 count = len(blocks[expr.func].inputs)
+            elif _is_layer_call(expr):
+                count = 1
+                work.extend(reversed(_tensor_keywords(expr)))
             else:
                 count = operand_count(REGISTRY[expr.func], expr) if expr.func in REGISTRY else 1
             work.extend(reversed(expr.args[:count]))
+
+
+def _tensor_keyword_args(call: ast.Call) -> list[ast.Keyword]:
+    """The keyword arguments of a layer's call whose values are tensors (``initial=h0``), in call order."""
+    names = {spec.name for spec in LAYERS[call.func].tensors}
+    return [kw for kw in call.kwargs if kw.name in names]
+
+
+def _tensor_keywords(call: ast.Call) -> tuple[ast.Expr, ...]:
+    return tuple(kw.value for kw in _tensor_keyword_args(call))
 
 
 def _is_layer_call(call: ast.Call) -> bool:

@@ -21,3 +21,6 @@ class LayerDef:
     build: Callable[[Builder, Ref, dict[str, Any], NewParam], Ref]
     formula: str
     params: str
+    # keyword arguments whose values are tensors of the model (an initial state, lengths), not constants; the
+    # build function finds each in ``attrs`` (None when not given)
+    tensors: tuple[AttrSpec, ...] = ()

@@ -6,6 +6,10 @@ Their formulas, gate order, weight layouts and initialization are PyTorch's (``n
 (gates r, z, n), every entry drawn from U(-1/sqrt(units), 1/sqrt(units)); a bidirectional layer adds the
 same four with ``_reverse``. The state starts at zero.
 
+Options: ``return_sequences``, ``bidirectional``, a given initial state (``initial=h0``, and ``initial_cell=c0``
+for an LSTM) and ``lengths=n`` for padded batches (integers [N]; steps past an example's length keep its
+state and output 0, as PyTorch's packed sequences).
+
 The input products of every step are one matrix product before the recurrence (``[T*N, F] @ [F, G*units]``);
 the scan's body is the rest of a step: the recurrent product and the gates.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from gradc.dsl.diagnostics import ShapeError
 
@@ -75,10 +81,43 @@ def _sequence_type(b: Builder, x: Ref, layer: str) -> TensorType:
     return t
 
 
+def _initial_states(b: Builder, layer: str, attrs: dict[str, Any], like: Ref, direction: int,
+                    directions: int) -> list[Ref]:
+    """The carries a direction starts from: zeros, or its part of ``initial`` (and of an LSTM's
+    ``initial_cell``): ``[N, units]``, or ``[N, 2*units]`` for a bidirectional layer (forward part first)."""
+    units, state = attrs["units"], b.type(like)
+    names = ("initial", "initial_cell")[:CELLS[layer].carries]
+    starts = []
+    for name in names:
+        given = attrs.get(name)
+        if given is None:
+            starts.append(b.broadcast_like(b.const(0.0, state.dtype), like))
+            continue
+        want = TensorType((state.shape[0], units * directions), state.dtype)
+        if b.type(given) != want:
+            raise ShapeError(f"{layer}: {name} is {b.type(given)}; the layer's state is {want}")
+        starts.append(take(b, given, 1, direction * units, units))
+    return starts
+
+
+def _step_mask(b: Builder, lengths: Ref | None, steps: int, dtype: str, layer: str) -> Ref | None:
+    """[T, N, 1]: 1 where step t is inside example n's sequence (t < lengths[n]), else 0."""
+    if lengths is None:
+        return None
+    t = b.type(lengths)
+    if t.rank != 1 or t.is_float or t.is_bool:
+        raise ShapeError(f"{layer}: lengths are whole numbers, one per example [N], got {t}")
+    positions = b.const(np.arange(steps).reshape(steps, 1, 1), t.dtype)
+    inside = b.lt(positions, b.expand_dims(b.expand_dims(lengths, axis=(0,)), axis=(2,)))
+    return b.cast(inside, dtype=dtype)
+
+
 def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new_param: NewParam,
-               suffix: str, reverse: bool) -> Ref:
+               suffix: str, reverse: bool, mask: Ref | None) -> Ref:
     """One direction of a layer: its weights, the input products of every step, then the scan. Returns the
-    states after every step, [T, N, units], in step order."""
+    states after every step, [T, N, units], in step order. Under a ``mask`` (padded batches), a step outside
+    an example's sequence leaves its carries as they were, so the state after step T-1 (after step 0, going
+    backwards) is the state after the sequence's last step."""
     definition = CELLS[layer]
     features, units = b.type(sequence).shape[-1], attrs["units"]
     bound = 1.0 / units ** 0.5
@@ -91,16 +130,26 @@ def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new
     inputs = b.add(b.matmul(sequence, b.transpose(w_ih, axes=(1, 0))), b_ih)  # [T, N, width]
     first = step(b, inputs, 0)
     state = take(b, first, 1, 0, units)
-    zeros = [b.broadcast_like(b.const(0.0, b.type(first).dtype), state) for _ in range(definition.carries)]
+    starts = _initial_states(b, layer, attrs, state, int(reverse), 1 + int(attrs["bidirectional"]))
+    k = definition.carries
 
     def body(cb: Builder, refs: list[Ref]) -> list[Ref]:
-        carries, x_gates, weight, bias = refs[:definition.carries], *refs[definition.carries:]
+        carries, x_gates = refs[:k], refs[k]
+        weight, bias = refs[-2:]
         h_gates = cb.add(cb.matmul(carries[0], cb.transpose(weight, axes=(1, 0))), bias)
-        return definition.cell(cb, carries, x_gates, h_gates, units, attrs)
+        new = definition.cell(cb, carries, x_gates, h_gates, units, attrs)
+        if mask is None:
+            return new
+        m = refs[k + 1]  # [N, 1]: 1 inside the sequence
+        return [cb.add(old, cb.mul(m, cb.sub(value, old))) for value, old in zip(new, carries, strict=True)]
 
-    types = [*((f"carry{k}", b.type(state)) for k in range(definition.carries)),
-             ("x_gates", b.type(first)), ("weight_hh", b.type(w_hh)), ("bias_hh", b.type(b_hh))]
-    states = scan(b, make_body(layer, types, body, b.graph), zeros, [inputs], [w_hh, b_hh], reverse=reverse)
+    types = [*((f"carry{j}", b.type(state)) for j in range(k)), ("x_gates", b.type(first))]
+    sequences = [inputs]
+    if mask is not None:
+        types.append(("inside", TensorType(b.type(mask).shape[1:], b.type(mask).dtype)))
+        sequences.append(mask)
+    types += [("weight_hh", b.type(w_hh)), ("bias_hh", b.type(b_hh))]
+    states = scan(b, make_body(layer, types, body, b.graph), starts, sequences, [w_hh, b_hh], reverse=reverse)
     return states[0]
 
 
@@ -111,14 +160,16 @@ def _recurrent(layer: str):
             raise ShapeError(f"{layer}: units must be positive, got {attrs['units']}")
         steps = t.shape[1]
         sequence = b.transpose(x, axes=(1, 0, 2))  # [T, N, F]: the scan runs along axis 0
-        forward = _direction(b, layer, sequence, attrs, new_param, "", reverse=False)
+        mask = _step_mask(b, attrs.get("lengths"), steps, t.dtype, layer)
+        forward = _direction(b, layer, sequence, attrs, new_param, "", reverse=False, mask=mask)
+        outputs = (lambda states: states) if mask is None else (lambda states: b.mul(states, mask))  # padding: 0
         if not attrs["bidirectional"]:
             if attrs["return_sequences"]:
-                return b.transpose(forward, axes=(1, 0, 2))
+                return b.transpose(outputs(forward), axes=(1, 0, 2))
             return step(b, forward, steps - 1)
-        backward = _direction(b, layer, sequence, attrs, new_param, "_reverse", reverse=True)
+        backward = _direction(b, layer, sequence, attrs, new_param, "_reverse", reverse=True, mask=mask)
         if attrs["return_sequences"]:  # each step: [forward state, backward state], as PyTorch's output
-            return b.transpose(b.concat(forward, backward, axis=2), axes=(1, 0, 2))
+            return b.transpose(outputs(b.concat(forward, backward, axis=2)), axes=(1, 0, 2))
         return b.concat(step(b, forward, steps - 1), step(b, backward, 0), axis=1)  # each direction's last
     return build
 
@@ -151,6 +202,14 @@ RECURRENT_LAYERS: dict[str, LayerDef] = {
         f"{FORMULAS[name]}; h_0 = 0, over a sequence x [N, T, F] (PyTorch's nn.{name.upper()}); one scan node, "
         "its body compiled once whatever T is",
         _params_text(name),
+        tensors=(
+            AttrSpec("initial", "tensor", None, doc="the state before the first step [N, units] ([N, 2*units] "
+                     "bidirectional, forward part first); zeros by default"),
+            *((AttrSpec("initial_cell", "tensor", None, doc="an LSTM's cell before the first step, like "
+                        "initial"),) if name == "lstm" else ()),
+            AttrSpec("lengths", "tensor", None, doc="integers [N]: each example's number of steps; later steps "
+                     "leave the state as it is and output 0 (padded batches)"),
+        ),
     )
     for name in CELLS
 }

@@ -57,7 +57,8 @@ def render_ops() -> str:
 def render_layers() -> str:
     out = ["| layer | arguments | computes | parameters |", "|---|---|---|---|"]
     for layer in LAYERS.values():
-        out.append(f"| `{layer.name}` | {', '.join(_attr(a) for a in layer.attrs)} | {layer.formula} | "
+        arguments = [*(_attr(a) for a in layer.attrs), *(f"`{t.name}=` (tensor)" for t in layer.tensors)]
+        out.append(f"| `{layer.name}` | {', '.join(arguments)} | {layer.formula} | "
                    f"{layer.params} |")
     return "\n".join(out) + "\n"
 

@@ -159,3 +159,45 @@ def test_pytorch_computes_the_same_recurrence_with_the_same_weights(layer, bidir
         theirs = getattr(module, name.replace("_reverse", "_l0_reverse") if "reverse" in name else f"{name}_l0")
         np.testing.assert_allclose(ours[f"grad/h.{layer}1.{name}"], theirs.grad.numpy(), rtol=1e-9, atol=1e-12,
                                    err_msg=name)
+
+
+def test_pytorch_agrees_on_padded_batches_and_given_initial_states():
+    """lengths= behaves as PyTorch's packed sequences (later steps keep the state and output 0; the backward
+    direction starts at each sequence's last step), and initial= / initial_cell= are its h0 and c0."""
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    options = "bidirectional=true, initial=h0, initial_cell=c0, lengths=n"
+    spec = gradc.loads("model m\ninput x: f64[N, 6, 3]\ninput h0: f64[N, 10]\ninput c0: f64[N, 10]\n"
+                       f"input n: i64[N]\noutput seq = x -> lstm(5, return_sequences=true, {options})\n"
+                       f"output last = x -> lstm(5, {options})\nloss L = sum(seq * seq) + sum(last * last)\n")
+    program = gradc.compile(spec, target="reference", seed=3)
+    rng = np.random.default_rng(5)
+    feeds = {"x": rng.normal(size=(3, 6, 3)), "h0": rng.normal(size=(3, 10)), "c0": rng.normal(size=(3, 10)),
+             "n": np.array([6, 2, 4])}
+    ours = program.run(feeds, grad=True)
+    h0 = torch.from_numpy(np.stack([feeds["h0"][:, :5], feeds["h0"][:, 5:]]))
+    c0 = torch.from_numpy(np.stack([feeds["c0"][:, :5], feeds["c0"][:, 5:]]))
+    for output in ("seq", "last"):
+        module = torch.nn.LSTM(3, 5, batch_first=True, bidirectional=True, dtype=torch.float64)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                for suffix, theirs in (("", "_l0"), ("_reverse", "_l0_reverse")):
+                    getattr(module, f"{name}{theirs}").copy_(
+                        torch.from_numpy(program.params[f"{output}.lstm1.{name}{suffix}"]))
+        packed = pack_padded_sequence(torch.from_numpy(feeds["x"]), torch.from_numpy(feeds["n"]), batch_first=True,
+                                      enforce_sorted=False)
+        out, (h_n, _) = module(packed, (h0, c0))
+        if output == "seq":
+            padded, _ = pad_packed_sequence(out, batch_first=True, total_length=6)
+            np.testing.assert_allclose(ours["seq"], padded.detach().numpy(), rtol=1e-10, atol=1e-12)
+        else:
+            np.testing.assert_allclose(ours["last"], torch.cat([h_n[0], h_n[1]], dim=1).detach().numpy(),
+                                       rtol=1e-10, atol=1e-12)
+
+
+def test_a_tensor_option_must_be_a_tensor_of_the_states_shape():
+    with pytest.raises(ModelError, match=r"gru: initial is f32\[N,3\]; the layer's state is f32\[N,4\]"):
+        gradc.loads("model m\ninput x: f32[N, 5, 2]\ninput h: f32[N, 3]\noutput o = x -> gru(4, initial=h)\n")
+    with pytest.raises(ModelError, match="argument 'lengths' of rnn is a tensor, not a number"):
+        gradc.loads("model m\ninput x: f32[N, 5, 2]\noutput o = x -> rnn(4, lengths=3)\n")

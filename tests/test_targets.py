@@ -211,9 +211,11 @@ MIXED_MODELS = {
     "batch-broadcast": "model i\ninput x: f32[N, 2, 3]\nparam w: f32[1, 3, 2] = xavier_uniform\n"
                        "input y: f32[1, 2, 3]\noutput o = (x @ w) + transpose(y, [0, 1, 2]) @ w\n"
                        "loss L = mean(o ^ 2)\n",
-    # recurrences: two scans stacked (every step's state, then the last), each with a reverse scan as gradient
-    "recurrence": "model r\ninput x: f32[N, 4, 3]\ninput y: f32[N, 4, 2]\nh = x -> rnn(5, return_sequences=true)\n"
-                  "s = h -> rnn(2, activation=relu)\nd = h -> dense(2)\nloss L = mean((d - y)^2) + mean(s^2)\n",
+    # recurrences: scans stacked (every step's state of both directions under a length mask, then the last state
+    # from a given one), each with a reverse scan as gradient
+    "recurrence": "model r\ninput x: f32[N, 3, 2]\ninput y: f32[N, 3, 2]\ninput n: i64[N]\ninput h0: f32[N, 2]\n"
+                  "h = x -> gru(2, return_sequences=true, bidirectional=true, lengths=n)\n"
+                  "s = h -> lstm(2, initial=h0)\nd = h -> dense(2)\nloss L = mean((d - y)^2) + mean(s^2)\n",
     # comparisons of constants fold to bool constants (found by the random models, seeds 20093 and 21045)
     "folded-comparison": "model j\ninput x: f32[N, 3]\nc = 0.25\n"
                          "y = where(gt(c, c), x, x * c) + where(eq(relu(c), 0), x, c * 2)\nloss L = mean(y)\n",
