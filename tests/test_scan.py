@@ -66,6 +66,7 @@ def test_recurrent_layers_pass_gradcheck(layer, options):
         assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
 
 
+@pytest.mark.slow  # 15-30 s of compiling each; the mixed model "recurrence" runs the cpu target quickly
 @pytest.mark.parametrize(("layer", "options"), LAYER_OPTIONS)
 def test_recurrent_layers_run_alike_on_cpu_and_reference(layer, options):
     spec = rnn_spec(options, layer=layer)

@@ -59,7 +59,7 @@ loss L = cross_entropy(logits, y)
 """
 
 
-@pytest.mark.parametrize("target", ["reference", "cpu"])
+@pytest.mark.parametrize("target", ["reference", pytest.param("cpu", marks=pytest.mark.slow)])  # cpu: 3 compiles
 def test_clip_norm_scales_the_gradients_to_the_global_norm_and_leaves_small_ones_alone(target):
     rng = np.random.default_rng(2)
     batch = {"x": rng.normal(size=(5, 3)).astype(np.float32) * 4, "y": rng.integers(0, 3, 5)}
