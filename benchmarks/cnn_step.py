@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import _torch_step as torch_step  # the measuring helpers the benchmarks share
 from mlp_step import child as run_child
-from mlp_step import gpu_absent, machine, peak_resident_mib, versions
+from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, versions
 from mlp_step import interleaved as run_interleaved
 
 LR = 0.01
@@ -80,21 +80,7 @@ def setup_torch_compile(batch: int) -> Step:
 
 
 def setup_gradc_cuda(batch: int) -> Step:
-    """gradc's cuda target: the batch is copied in each step (from NumPy), the loss stays on the device."""
-    from numba import cuda
-
-    import gradc
-
-    program = gradc.compile(gradc.loads(SOURCE), target="cuda", cache=False)
-    x, y = data(batch)
-    feeds = {"x": x, "y": y}
-
-    def step() -> float:
-        program.step(feeds, lr=LR, validate=False, fetch=False)
-        cuda.synchronize()
-        return 0.0
-
-    return step
+    return gradc_cuda_step(SOURCE, *data(batch))
 
 
 def setup_torch_cuda(batch: int) -> Step:

@@ -179,13 +179,16 @@ def setup_jax(batch: int) -> Step:
 
 
 def setup_gradc_cuda(batch: int) -> Step:
+    return gradc_cuda_step(mlp_source(), *data(batch))
+
+
+def gradc_cuda_step(source: str, x: np.ndarray, y: np.ndarray) -> Step:
     """gradc's cuda target: the batch is copied in each step (from NumPy), the loss stays on the device."""
     from numba import cuda
 
     import gradc
 
-    program = gradc.compile(gradc.loads(mlp_source()), target="cuda", cache=False)
-    x, y = data(batch)
+    program = gradc.compile(gradc.loads(source), target="cuda", cache=False)
     feeds = {"x": x, "y": y}
 
     def step() -> float:

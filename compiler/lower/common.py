@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import textwrap
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -175,3 +175,27 @@ def library_imports(module: str) -> list[str]:
                    and getattr(value, "__module__", None) == library.__name__)
     listed = textwrap.wrap(", ".join(names) + ",", 110, initial_indent="    ", subsequent_indent="    ")
     return [f"from {module} import (", *listed, ")"]
+
+
+class ScanBodies:
+    """The scan bodies of a program, each rendered once as a function of its own (``scan_body<k>``): the body's
+    ``forward`` entry point, taking the body's inputs (carries, the step's sequence slices, constants) and
+    returning its outputs, written by the target's ``render(graph, names, entry)``. Every entry point that runs
+    the scan calls the same function."""
+
+    def __init__(self, render: Callable[[Graph, ArgNames, object], list[str]]):
+        self.render = render
+        self.names: dict[int, str] = {}  # id() of a body graph -> its function's name
+        self.lines: list[str] = []
+
+    def function(self, body: Graph) -> str:
+        if id(body) not in self.names:
+            from ..driver import plan
+
+            name = f"scan_body{len(self.names)}"
+            self.names[id(body)] = name
+            program = plan(body)
+            entry = program.entries["forward"]
+            entry = replace(entry, point=replace(entry.point, name=name))
+            self.lines += self.render(program.graph, ArgNames(program.graph), entry)
+        return self.names[id(body)]

@@ -20,7 +20,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 
 from ..graph import Graph, Node
 from ..ops.registry import get_op
@@ -44,6 +43,7 @@ from .common import (
     LoweredProgram,
     LoweringError,
     ScalarConstantRefs,
+    ScanBodies,
     library_imports,
     literal,
     literal_code,
@@ -79,7 +79,7 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     ]
     body = []
     functions: dict[str, str] = {}
-    bodies = _ScanBodies(cache, functions)
+    bodies = ScanBodies(lambda g, n, e: _Function(g, n, e, cache, functions, bodies).emit())
     for entry in schedule:
         body += _Function(graph, names, entry, cache, functions, bodies).emit()
     loops = [text.replace("{name}", name) + "\n\n" for text, name in functions.items()]
@@ -89,34 +89,9 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     return LoweredProgram(source, names.args, points, names.const_arrays)
 
 
-class _ScanBodies:
-    """The scan bodies of a program, each rendered once as a function of its own (``scan_body<k>``): the body's
-    ``forward`` entry point, taking the body's inputs (carries, the step's sequence slices, constants) and
-    returning its outputs. Every entry point that runs the scan calls the same function."""
-
-    def __init__(self, cache: bool, functions: dict[str, str]):
-        self.cache = cache
-        self.functions = functions
-        self.names: dict[int, str] = {}  # id() of a body graph -> its function's name
-        self.lines: list[str] = []
-
-    def function(self, body: Graph) -> str:
-        if id(body) not in self.names:
-            from ..driver import plan
-
-            name = f"scan_body{len(self.names)}"
-            self.names[id(body)] = name
-            program = plan(body)
-            entry = program.entries["forward"]
-            entry = replace(entry, point=replace(entry.point, name=name))
-            self.lines += _Function(program.graph, ArgNames(program.graph), entry, self.cache, self.functions,
-                                    self).emit()
-        return self.names[id(body)]
-
-
 class _Function(ScalarConstantRefs):
     def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, functions: dict[str, str],
-                 bodies: _ScanBodies):
+                 bodies: ScanBodies):
         self.bodies = bodies
         self.functions = functions  # loop function text -> its name, shared by every entry point
         self.loops: list[tuple[LoopKernel, _LoopWriter]] = []

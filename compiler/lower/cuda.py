@@ -25,7 +25,6 @@ only mangled names and numbers reach the source, and comments map every launch t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -39,6 +38,7 @@ from .common import (
     LoweredProgram,
     LoweringError,
     ScalarConstantRefs,
+    ScanBodies,
     library_imports,
     literal,
     literal_code,
@@ -74,7 +74,7 @@ def lower_cuda(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     ]
     kernels: dict[str, str] = {}
     body = []
-    bodies = _ScanBodies(cache, kernels)
+    bodies = ScanBodies(lambda g, n, e: _HostFunction(g, n, e, cache, kernels, bodies).emit())
     for entry in schedule:
         body += _HostFunction(graph, names, entry, cache, kernels, bodies).emit()
     definitions = [text.replace("{name}", name) + "\n\n" for text, name in kernels.items()]
@@ -254,33 +254,9 @@ class _LoopBody:
         return "\n".join(lines)
 
 
-class _ScanBodies:
-    """The scan bodies of a program, each rendered once as a host function of its own (``scan_body<k>``) that
-    launches the body's kernels: the body's ``forward`` entry point, with a workspace of its own."""
-
-    def __init__(self, cache: bool, kernels: dict[str, str]):
-        self.cache = cache
-        self.kernels = kernels
-        self.names: dict[int, str] = {}  # id() of a body graph -> its host function's name
-        self.lines: list[str] = []
-
-    def function(self, body: Graph) -> str:
-        if id(body) not in self.names:
-            from ..driver import plan
-
-            name = f"scan_body{len(self.names)}"
-            self.names[id(body)] = name
-            program = plan(body)
-            entry = program.entries["forward"]
-            entry = replace(entry, point=replace(entry.point, name=name))
-            self.lines += _HostFunction(program.graph, ArgNames(program.graph), entry, self.cache, self.kernels,
-                                        self).emit()
-        return self.names[id(body)]
-
-
 class _HostFunction(ScalarConstantRefs):
     def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, kernels: dict[str, str],
-                 bodies: _ScanBodies):
+                 bodies: ScanBodies):
         self.bodies = bodies
         self.g = graph
         self.names = names
