@@ -33,6 +33,9 @@ OPTIONS = {
 }
 LAYER_OPTIONS = [("rnn", o) for o in (*OPTIONS, "relu")] + [
     (layer, o) for layer in ("lstm", "gru") for o in ("last-state", "bidirectional-every-state")]
+QUICK = {("rnn", "last-state"), ("lstm", "bidirectional-every-state")}  # the rest in the full suite
+LAYER_CASES = [pytest.param(layer, o, marks=[] if (layer, o) in QUICK else [pytest.mark.slow], id=f"{layer}-{o}")
+               for layer, o in LAYER_OPTIONS]
 
 
 def rnn_spec(options: str = "last-state", dtype: str = "f32", steps: int = 5, layer: str = "rnn") -> gradc.ModelSpec:
@@ -55,7 +58,7 @@ def test_rnn_makes_pytorchs_weights_and_one_scan_node():
     assert [n.op for n in graph.nodes()].count("scan") == 1
 
 
-@pytest.mark.parametrize(("layer", "options"), LAYER_OPTIONS)
+@pytest.mark.parametrize(("layer", "options"), LAYER_CASES)
 def test_recurrent_layers_pass_gradcheck(layer, options):
     spec = rnn_spec(options, dtype="f64", layer=layer)
     reports = gradcheck(spec.graph, feeds(spec))
@@ -135,8 +138,9 @@ def test_rnn_on_a_non_sequence_is_an_error_naming_the_type():
         gradc.loads("model m\ninput x: f32[N, 3]\noutput o = x -> rnn(4)\n")
 
 
-@pytest.mark.parametrize("layer", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize(("layer", "bidirectional"), [
+    pytest.param(layer, both, marks=[] if (layer, both) == ("lstm", True) else [pytest.mark.slow])
+    for layer in ("rnn", "lstm", "gru") for both in (False, True)])
 def test_pytorch_computes_the_same_recurrence_with_the_same_weights(layer, bidirectional):
     torch = pytest.importorskip("torch")
     options = ", bidirectional=true" if bidirectional else ""

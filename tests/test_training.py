@@ -91,7 +91,7 @@ SEQUENCE_MODELS = {
 }
 
 
-@pytest.mark.parametrize("layout", SEQUENCE_MODELS)
+@pytest.mark.parametrize("layout", [pytest.param("flat"), pytest.param("steps", marks=pytest.mark.slow)])
 def test_a_sequence_dataset_feeds_a_sequence_or_a_flat_input(layout, tmp_path):
     spec = gradc.loads("model seq\n" + SEQUENCE_MODELS[layout])
     program = gradc.compile(spec)
