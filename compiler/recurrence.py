@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from .builder import Builder, Ref
 from .graph import Graph
+from .ops.indexing import take
 from .ops.scan import body_inputs, body_outputs, scan_results
 from .types import TensorType
 
@@ -72,8 +73,6 @@ def _shifted(b: Builder, stacked: Ref, first: Ref, reverse: bool) -> Ref:
     initial = b.expand_dims(first, axis=(0,))
     if length == 1:
         return initial
-    from .ops.indexing import take
-
     if reverse:
         return b.concat(take(b, stacked, 0, 1, length - 1), initial, axis=0)
     return b.concat(initial, take(b, stacked, 0, 0, length - 1), axis=0)

@@ -530,13 +530,14 @@ def _scan(f: _Function, node: Node) -> None:
     carries = [f"h{node.id}_{i}" for i in range(k)]
     for name, operand in zip(carries, operands[:k], strict=True):
         f.put(f"{name} = np.ascontiguousarray({operand})")
-    for j, t in enumerate(scan_results(attrs)):
+    results = scan_results(attrs)
+    for j, t in enumerate(results):
         f.put(f"s{node.id}_{j} = empty_{t.dtype}({f.shape(t.shape)})")
     steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
     args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
     f.put(f"for q{node.id} in {steps}:")
     f.put(f"r{node.id} = {body}({', '.join(args)})", 2)
-    for j in range(len(scan_results(attrs))):
+    for j in range(len(results)):
         f.put(f"s{node.id}_{j}[q{node.id}] = r{node.id}[{j}]", 2)
     for i, name in enumerate(carries):
         f.put(f"{name} = r{node.id}[{i}]", 2)
