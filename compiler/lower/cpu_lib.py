@@ -9,6 +9,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .cpu_vector_math import FAST_FLOAT32, float32_fast
 from .scalar_helpers import compile_helpers
 
 jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
@@ -16,6 +17,8 @@ jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 # ---------------------------------------------------------------- scalar helpers (written once, in scalar_helpers)
 
 globals().update(compile_helpers(jit, __name__))
+# exp, tanh and sigmoid of float32 values: vectorizable versions (cpu_vector_math); other dtypes keep the helpers
+globals().update({name: float32_fast(name, fast, globals()[name], __name__) for name, fast in FAST_FLOAT32.items()})
 
 
 @jit

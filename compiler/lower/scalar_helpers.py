@@ -15,6 +15,14 @@ from typing import Any
 from ..constants import EPS, GELU_SIGMOID_SCALE, INV_SQRT_2PI, LOG_FLOOR, SQRT_HALF
 
 
+def exp(x):
+    return math.exp(x)
+
+
+def tanh(x):
+    return math.tanh(x)
+
+
 def sigmoid(x):
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -81,7 +89,7 @@ def logit(p):
 
 
 # in dependency order: a helper comes after those it calls
-HELPERS: tuple[Callable[..., Any], ...] = (sigmoid, softplus, relu, log, sqrt, power, sign, gelu, gelu_grad,
+HELPERS: tuple[Callable[..., Any], ...] = (exp, tanh, sigmoid, softplus, relu, log, sqrt, power, sign, gelu, gelu_grad,
                                            clamped_log, bce_grad, logit)
 
 

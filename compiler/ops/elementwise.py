@@ -155,7 +155,7 @@ unary("neg", lambda a, at: -a[0], lambda b, n, g: [lambda: b.neg(g)], "negation 
 
 # ---------------------------------------------------------------- math functions
 
-unary("exp", lambda a, at: np.exp(a[0]), lambda b, n, g: [lambda: b.mul(g, n.id)], "e^x", scalar="math.exp({x})")
+unary("exp", lambda a, at: np.exp(a[0]), lambda b, n, g: [lambda: b.mul(g, n.id)], "e^x", scalar="exp({x})")
 unary("log", lambda a, at: np.log(a[0]), lambda b, n, g: [lambda: b.div(g, n.inputs[0])], "natural log",
       scalar="log({x})")
 unary(
@@ -221,7 +221,7 @@ unary(
     lambda a, at: np.tanh(a[0]),
     lambda b, n, g: [lambda: b.mul(g, b.sub(1.0, b.mul(n.id, n.id)))],
     "hyperbolic tangent",
-    scalar="math.tanh({x})",
+    scalar="tanh({x})",
 )
 unary(
     "softsign",
@@ -393,7 +393,7 @@ unary(
     lambda a, at: (a[0] * np.tanh(_softplus(a[0]))).astype(a[0].dtype),
     lambda b, n, g: [lambda: _mish_grad(b, n, g)],
     "x * tanh(softplus(x))",
-    scalar="({x} * math.tanh(softplus({x})))",
+    scalar="({x} * tanh(softplus({x})))",
 )
 
 

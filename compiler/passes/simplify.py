@@ -1,5 +1,5 @@
 """Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1, -(-x), transposes that keep every axis in place,
-and, outside training,
+transposes of transposes and of matrix products, and, outside training,
 dropout (the identity) and batchnorm's statistics (the running ones).
 
 A rule only fires when the result has exactly the type of the operand it returns, so a ``+ 0`` that
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..builder import Builder
 from ..graph import Graph, Node
+from ..ops.linalg import swap_last
 from .patterns import const_equals, producer
 from .rewrite import Rule, rewrite
 
@@ -30,9 +31,25 @@ def _double_negation(b: Builder, node: Node) -> int | None:
     return inner.inputs[0] if inner is not None else None
 
 
-def _identity_transpose(b: Builder, node: Node) -> int | None:
-    axes = node.attrs["axes"]
-    return node.inputs[0] if tuple(axes) == tuple(range(len(axes))) else None
+def _transpose(b: Builder, node: Node) -> int | None:
+    """A transpose that keeps every axis in place is its operand; two transposes in a row are one; the swap of a
+    product's last two axes is the product of the swapped operands the other way round, ``(a b)^T = b^T a^T``
+    (a weight's gradient through ``x @ w^T`` then comes out of one GEMM, not a GEMM and a strided copy)."""
+    axes = tuple(node.attrs["axes"])
+    if axes == tuple(range(len(axes))):
+        return node.inputs[0]
+    g = b.graph
+    inner = producer(g, node.inputs[0], "transpose")
+    if inner is not None:
+        return b.transpose(inner.inputs[0], axes=tuple(inner.attrs["axes"][a] for a in axes))
+    product = producer(g, node.inputs[0], "matmul")
+    rank = len(axes)
+    if (product is None or rank < 2 or axes != (*range(rank - 2), rank - 1, rank - 2)
+            or g.consumers(product.id) != [node.id] or product.id in g.roots()
+            or any(b.type(x).rank != rank for x in product.inputs)):
+        return None
+    left, right = product.inputs
+    return b.matmul(swap_last(b, right), swap_last(b, left))
 
 
 def _dropout_outside_training(b: Builder, node: Node) -> int | None:
@@ -50,7 +67,7 @@ RULES: dict[str, Rule] = {
     "div": _identity_operand(1.0, (0,)),
     "pow": _identity_operand(1.0, (0,)),
     "neg": _double_negation,
-    "transpose": _identity_transpose,
+    "transpose": _transpose,
     "dropout": _dropout_outside_training,
     "running_stat": _running_statistic_outside_training,
 }

@@ -12,6 +12,7 @@ not UTF-8, an entry that is a file, Numba files that fail to load) is evicted an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import linecache
@@ -30,6 +31,7 @@ from types import ModuleType
 import numba
 import numpy as np
 
+from gradc.compiler import lower
 from gradc.compiler.graph import Graph
 from gradc.compiler.printers.json_format import to_json
 from gradc.dsl.diagnostics import GradcWarning
@@ -62,9 +64,20 @@ class CompileReport:
 def program_key(graph: Graph, target: str) -> str:
     text = "\n".join([
         to_json(graph, "fused"), target, version("gradc"), numba.__version__, np.__version__,
-        sys.version.split()[0],
+        sys.version.split()[0], _kernel_library_digest(),
     ])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def _kernel_library_digest() -> str:
+    """A digest of the targets' kernel libraries (``compiler/lower``): Numba's cache of a generated program holds
+    the library functions it inlined, so a changed library must miss even where the program's text is the same."""
+    folder = Path(lower.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass
