@@ -78,13 +78,25 @@ def _shifted(b: Builder, stacked: Ref, first: Ref, reverse: bool) -> Ref:
     return b.concat(initial, take(b, stacked, 0, 0, length - 1), axis=0)
 
 
-def vjp_body(body: Graph, carries: int, sequences: int, cotangents: Sequence[bool]) -> Graph:
+def vjp_body(body: Graph, carries: int, sequences: int, cotangents: Sequence[bool],
+             stored: Sequence[int] = ()) -> Graph:
     """The body of a scan's gradient. Inputs: the carries' gradients from the later steps (carries), then the
-    carries before the step, the step's sequence slices and the present cotangents of the results
-    (sequences), then the constants. Outputs: the gradients of the carries before the step (the new carries),
-    then of each float sequence slice and each float constant."""
-    from .autodiff import autodiff
+    carries before the step, the step's sequence slices, the present cotangents of the results and the step's
+    ``stored`` values (residuals: body nodes the forward scan saved at every step) (sequences), then the
+    constants. Outputs: the gradients of the carries before the step (the new carries), then of each float
+    sequence slice and each float constant. What is not stored is recomputed from the carries before the
+    step."""
     from .passes.pipeline import optimize
+
+    return optimize(_vjp_graph(body, carries, sequences, cotangents, stored)[0])
+
+
+def _vjp_graph(body: Graph, carries: int, sequences: int, cotangents: Sequence[bool],
+               stored: Sequence[int]) -> tuple[Graph, dict[int, int]]:
+    """:func:`vjp_body` before its optimization, dead code dropped, and where the nodes it recomputes came from
+    (its node id -> the forward body's node id)."""
+    from .autodiff import autodiff
+    from .passes.dce import dce
 
     ins = [body.node(i) for i in body_inputs(body)]
     outs = [body.node(o) for o in body_outputs(body)]
@@ -96,6 +108,7 @@ def vjp_body(body: Graph, carries: int, sequences: int, cotangents: Sequence[boo
     slices = [add(f"x{j}", ins[carries + j].type) for j in range(sequences)]
     present = [k for k, has in enumerate(cotangents) if has]
     given = {k: add(f"g{k}", outs[k].type) for k in present}
+    saved = [add(f"r{j}", body.node(r).type) for j, r in enumerate(stored)]
     constants = [add(f"p{j}", n.type) for j, n in enumerate(ins[carries + sequences:])]
     b = Builder(vjp)
     where = inline(body, b, dict(zip([n.id for n in ins], [*before, *slices, *constants], strict=True)))
@@ -124,7 +137,50 @@ def vjp_body(body: Graph, carries: int, sequences: int, cotangents: Sequence[boo
         if n.type.is_float:
             outputs[f"p{j}"] = grads[f"p{j}"]
     derived.outputs, derived.grads, derived.losses, derived.objective = outputs, {}, {}, None
-    return optimize(derived)
+    recomputed = {where[i]: i for i in where if body.node(i).op != "input"}
+    for j, r in enumerate(stored):  # the gradient's nodes read the stored value, not the recomputed one
+        copy = where[r]
+        for consumer in derived.consumers(copy):
+            if consumer not in recomputed:
+                node = derived.node(consumer)
+                derived.update(consumer, inputs=tuple(saved[j] if i == copy else i for i in node.inputs))
+        for name, value in derived.outputs.items():
+            if value == copy:
+                derived.outputs[name] = saved[j]
+    derived = dce(derived)
+    return derived, {i: r for i, r in recomputed.items() if i in derived}
+
+
+def residuals(body: Graph, carries: int, sequences: int, cotangents: Sequence[bool]) -> list[int]:
+    """The body nodes a scan's gradient should read from the forward scan rather than recompute: every float
+    value that changes from step to step (it depends on a carry or a sequence slice) and that the gradient's
+    own nodes use (a gate's activation, the pre-activation a mask was taken from). Stored, they cost one
+    [T, ...] array each; recomputed, they would cost the step's forward work again (its matrix product and
+    its transcendental functions) in the backward pass."""
+    vjp, recomputed = _vjp_graph(body, carries, sequences, cotangents, ())
+    varying_inputs = [i for i in vjp.inputs().values() if vjp.node(i).name.startswith(("before", "x"))]
+    varying = vjp.downstream(varying_inputs)
+    chosen = set()
+    for copy, original in recomputed.items():
+        if copy not in varying or not vjp.node(copy).type.is_float:
+            continue
+        if any(c not in recomputed for c in vjp.consumers(copy)) or copy in vjp.outputs.values():
+            chosen.add(original)
+    return sorted(chosen)
+
+
+def _with_outputs(body: Graph, extra: Sequence[int]) -> tuple[Graph, list[int]]:
+    """A copy of ``body`` that also outputs the nodes ``extra`` it does not output yet (after its own outputs),
+    and the result index of each node of ``extra``."""
+    extended = body.copy()
+    outputs = body_outputs(body)
+    where = []
+    for node in extra:
+        if node not in outputs:
+            extended.outputs[f"stored{len(outputs)}"] = node
+            outputs.append(node)
+        where.append(outputs.index(node))
+    return extended, where
 
 
 def reverse_scan(b: Builder, n, grads: list) -> list:
@@ -139,14 +195,19 @@ def reverse_scan(b: Builder, n, grads: list) -> list:
 
     def backward() -> list[Ref]:
         if "results" not in built:
-            stacked = results(b, n.id)[:k]
-            before = [_shifted(b, stacked[i], initial[i], reverse) for i in range(k)]
             cotangents = [g is not None and b.type(g).is_float for g in grads]
+            stored = residuals(body, k, m, cotangents)
+            extended, positions = _with_outputs(body, stored)
+            if len(body_outputs(extended)) > len(body_outputs(body)):  # the forward scan also outputs them
+                b.graph.update(n.id, attrs={**attrs, "body": extended})
+            everything = results(b, n.id)
+            stacked, saved = everything[:k], [everything[p] for p in positions]
+            before = [_shifted(b, stacked[i], initial[i], reverse) for i in range(k)]
             given = [grads[j] for j, has in enumerate(cotangents) if has]
             zeros = [b.broadcast_like(b.const(0.0, b.type(c).dtype), c) for c in initial]
-            vjp = vjp_body(body, k, m, cotangents)
-            built["results"] = scan(b, vjp, zeros, [*before, *sequences, *given], constants, reverse=not reverse,
-                                    length=attrs["length"])
+            vjp = vjp_body(body, k, m, cotangents, stored)
+            built["results"] = scan(b, vjp, zeros, [*before, *sequences, *given, *saved], constants,
+                                    reverse=not reverse, length=attrs["length"])
         return built["results"]
 
     last = 0 if not reverse else attrs["length"] - 1  # the step the forward scan ran first, the backward last
