@@ -70,6 +70,22 @@ def test_simplify_identities():
     assert simplified.node(y).op == "input"
 
 
+def test_simplify_turns_a_transposed_product_around_and_merges_transposes():
+    """(a b)^T = b^T a^T: one product of swapped operands, not a product and a strided copy; and a transpose
+    of a transpose is one transpose (here none: the two cancel)."""
+    g = graph_of("model m\ninput a: f32[N, 3]\ninput b: f32[N, 4]\ninput c: f32[3, 4]\n"
+                 "output y = transpose(transpose(a) @ b)\noutput z = transpose(transpose(c))\n")
+    after = dce(simplify(g))
+    y = after.node(after.outputs["y"])
+    assert y.op == "matmul" and [after.node(i).op for i in y.inputs] == ["transpose", "input"]
+    assert after.node(after.outputs["z"]).op == "input"
+    rng = np.random.default_rng(0)
+    feeds = {"a": rng.normal(size=(5, 3)), "b": rng.normal(size=(5, 4)), "c": rng.normal(size=(3, 4))}
+    out = gradc.compile(gradc.loads("model m\ninput a: f32[N, 3]\ninput b: f32[N, 4]\n"
+                                    "output y = transpose(transpose(a) @ b)\n")).run({k: feeds[k] for k in "ab"})
+    np.testing.assert_allclose(out["y"], (feeds["a"].T @ feeds["b"]).T, rtol=1e-5)
+
+
 def test_simplify_keeps_broadcasting_identity():
     g = graph_of("model m\ninput x: f32\nparam z: f32[3] = zeros\noutput y = x + z\n")
     assert "add" in ops(simplify(g))

@@ -123,6 +123,20 @@ def test_compiling_a_scan_does_not_depend_on_the_number_of_steps():
     assert sources[10].count("def scan_body") == 2  # the forward body and its gradient's
 
 
+def test_the_gradient_reads_the_forward_steps_values_instead_of_recomputing_them():
+    """Backpropagation through time stores what the backward step needs (the gates' activations, tanh of the
+    cell) as per-step outputs of the forward scan: the reverse scan's body has the two products of the
+    backward step (into the state, into the weight) and no exp, tanh or sigmoid; values the forward scan
+    already outputs (its carries) are not stored twice."""
+    graph = gradc.compile(rnn_spec(layer="lstm"), cache=False).graph
+    forward, backward = sorted((n for n in graph.nodes() if n.op == "scan"), key=lambda n: n.attrs["reverse"])
+    back_ops = [n.op for n in backward.attrs["body"].nodes()]
+    assert back_ops.count("matmul") == 2
+    assert not {"exp", "tanh", "sigmoid"} & set(back_ops)
+    outputs = list(forward.attrs["body"].outputs.values())
+    assert len(outputs) == len(set(outputs)) > 2  # the carries, then the stored activations, each once
+
+
 def test_a_scans_body_is_part_of_what_the_model_computes():
     graph = rnn_spec().graph
     from gradc.compiler.printers.text import to_text
