@@ -11,8 +11,10 @@ reads result k. Compiling a scan compiles its body once, whatever T is, and grap
 The gradient is a reverse scan (backpropagation through time). Its body is the body's vector-Jacobian
 product, derived by the ordinary autodiff pass from ``sum(new_carry * (a + g_carry)) + sum(y * g_y)``: given
 the gradient ``a`` flowing into the carries from the later steps, the stored carries of the step before and
-the step's inputs, it recomputes the step's forward values and returns the gradients of the carries (the next
-``a``), of the step's sequence slices and of the constants. The constants' per-step gradients are stacked
+the step's inputs, it returns the gradients of the carries (the next ``a``), of the step's sequence slices and
+of the constants. The forward values it needs that change from step to step (a gate's activation) it reads
+from the forward scan, which outputs them at every step as extra results (residuals, as JAX's scan keeps
+them); it does not recompute the step. The constants' per-step gradients are stacked
 and summed over the steps after the scan.
 """
 
