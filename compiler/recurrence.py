@@ -34,11 +34,11 @@ def make_body(name: str, inputs: Sequence[tuple[str, TensorType]], build: BodyBu
 
 
 def scan(b: Builder, body: Graph, carries: Sequence[Ref], sequences: Sequence[Ref], constants: Sequence[Ref],
-         reverse: bool = False, length: int | None = None) -> list[Ref]:
-    """Emit a scan and one ``scan_result`` per body output: the carries after every step, then the per-step
-    outputs, each stacked along a new axis 0 of T steps."""
+         reverse: bool = False, length: int | None = None, final_carries: bool = False) -> list[Ref]:
+    """Emit a scan and one ``scan_result`` per body output: the carries after every step (after the last one
+    only, with ``final_carries``), then the per-step outputs, each stacked along a new axis 0 of T steps."""
     node = b.scan(*carries, *sequences, *constants, body=body, carries=len(carries), sequences=len(sequences),
-                  reverse=reverse, length=length)
+                  reverse=reverse, length=length, final_carries=final_carries)
     return results(b, node)
 
 
@@ -80,12 +80,12 @@ def _shifted(b: Builder, stacked: Ref, first: Ref, reverse: bool) -> Ref:
 
 def vjp_body(body: Graph, carries: int, sequences: int, cotangents: Sequence[bool],
              stored: Sequence[int] = ()) -> Graph:
-    """The body of a scan's gradient. Inputs: the carries' gradients from the later steps (carries), then the
-    carries before the step, the step's sequence slices, the present cotangents of the results and the step's
-    ``stored`` values (residuals: body nodes the forward scan saved at every step) (sequences), then the
-    constants. Outputs: the gradients of the carries before the step (the new carries), then of each float
-    sequence slice and each float constant. What is not stored is recomputed from the carries before the
-    step."""
+    """The body of a scan's gradient. Inputs: the carries' gradients from the later steps and the float
+    constants' gradients of the later steps (carries), then the carries before the step, the step's sequence
+    slices, the present cotangents of the results and the step's ``stored`` values (residuals: body nodes the
+    forward scan saved at every step) (sequences), then the constants. Outputs: the gradients of the carries
+    before the step and the constants' gradients with this step's added (the new carries), then the gradients
+    of each float sequence slice. What is not stored is recomputed from the carries before the step."""
     from .passes.pipeline import optimize
 
     return optimize(_vjp_graph(body, carries, sequences, cotangents, stored)[0])
@@ -104,6 +104,8 @@ def _vjp_graph(body: Graph, carries: int, sequences: int, cotangents: Sequence[b
     vjp.float_dtype = body.float_dtype
     add = lambda name, t: Ref(vjp.add("input", (), t, name=name))
     later = [add(f"later{i}", ins[i].type) for i in range(carries)]
+    float_constants = [(j, n) for j, n in enumerate(ins[carries + sequences:]) if n.type.is_float]
+    sums = {j: add(f"sum{j}", n.type) for j, n in float_constants}
     before = [add(f"before{i}", ins[i].type) for i in range(carries)]
     slices = [add(f"x{j}", ins[carries + j].type) for j in range(sequences)]
     present = [k for k, has in enumerate(cotangents) if has]
@@ -130,12 +132,12 @@ def _vjp_graph(body: Graph, carries: int, sequences: int, cotangents: Sequence[b
     outputs = {}
     for i in range(carries):
         outputs[f"before{i}"] = grads[f"before{i}"]
+    total = Builder(derived)
+    for j, n in float_constants:
+        outputs[f"sum{j}"] = int(total.add(sums[j], total.cast_to(Ref(grads[f"p{j}"]), n.type.dtype)))
     for j in range(sequences):
         if ins[carries + j].type.is_float:
             outputs[f"x{j}"] = grads[f"x{j}"]
-    for j, n in enumerate(ins[carries + sequences:]):
-        if n.type.is_float:
-            outputs[f"p{j}"] = grads[f"p{j}"]
     derived.outputs, derived.grads, derived.losses, derived.objective = outputs, {}, {}, None
     recomputed = {where[i]: i for i in where if body.node(i).op != "input"}
     for j, r in enumerate(stored):  # the gradient's nodes read the stored value, not the recomputed one
@@ -204,25 +206,22 @@ def reverse_scan(b: Builder, n, grads: list) -> list:
             stacked, saved = everything[:k], [everything[p] for p in positions]
             before = [_shifted(b, stacked[i], initial[i], reverse) for i in range(k)]
             given = [grads[j] for j, has in enumerate(cotangents) if has]
-            zeros = [b.broadcast_like(b.const(0.0, b.type(c).dtype), c) for c in initial]
+            zeros = [b.broadcast_like(b.const(0.0, b.type(c).dtype), c)
+                     for c in [*initial, *(constants[j] for j in float_constants)]]
             vjp = vjp_body(body, k, m, cotangents, stored)
             built["results"] = scan(b, vjp, zeros, [*before, *sequences, *given, *saved], constants,
-                                    reverse=not reverse, length=attrs["length"])
+                                    reverse=not reverse, length=attrs["length"], final_carries=True)
         return built["results"]
 
-    last = 0 if not reverse else attrs["length"] - 1  # the step the forward scan ran first, the backward last
-    thunks: list = []
-    for i in range(k):
-        thunks.append(lambda i=i: step(b, backward()[i], last))
-    float_sequences = [j for j in range(m) if ins[k + j].type.is_float]
-    for j in range(m):
-        position = k + float_sequences.index(j) if j in float_sequences else None
-        thunks.append(None if position is None else (lambda p=position: backward()[p]))
+    # results: the carries' gradients before the first step, the constants' summed over the steps, then
+    # the float sequences' at every step
     float_constants = [j for j, node in enumerate(ins[k + m:]) if node.type.is_float]
+    float_sequences = [j for j in range(m) if ins[k + j].type.is_float]
+    thunks: list = [lambda i=i: backward()[i] for i in range(k)]
+    for j in range(m):
+        position = k + len(float_constants) + float_sequences.index(j) if j in float_sequences else None
+        thunks.append(None if position is None else (lambda p=position: backward()[p]))
     for j in range(len(constants)):
-        if j not in float_constants:
-            thunks.append(None)
-            continue
-        position = k + len(float_sequences) + float_constants.index(j)
-        thunks.append(lambda p=position: b.sum(backward()[p], axis=(0,)))
+        position = k + float_constants.index(j) if j in float_constants else None
+        thunks.append(None if position is None else (lambda p=position: backward()[p]))
     return thunks

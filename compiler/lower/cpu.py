@@ -521,8 +521,9 @@ def _contract_batch(f: _Function, node: Node) -> None:
 
 def _scan(f: _Function, node: Node) -> None:
     """A native loop over the steps around one call of the body's function: the carries start as (contiguous
-    copies of) their operands, each step's results go into row t of the stacked results, and the new carries
-    are the step's first results."""
+    copies of) their operands, each step's results that something reads go into row t of the stacked results,
+    and the new carries are the step's first results (with ``final_carries``, their results are the last
+    ones)."""
     attrs = node.attrs
     k, m, length = attrs["carries"], attrs["sequences"], attrs["length"]
     body = f.bodies.function(attrs["body"])
@@ -531,16 +532,23 @@ def _scan(f: _Function, node: Node) -> None:
     for name, operand in zip(carries, operands[:k], strict=True):
         f.put(f"{name} = np.ascontiguousarray({operand})")
     results = scan_results(attrs)
-    for j, t in enumerate(results):
-        f.put(f"s{node.id}_{j} = empty_{t.dtype}({f.shape(t.shape)})")
+    final = k if attrs["final_carries"] else 0
+    read = set()  # the results something reads
+    for consumer in map(f.g.node, f.g.consumers(node.id)):
+        read |= {consumer.attrs["index"]} if consumer.op == "scan_result" else set(range(len(results)))
+    stacked = [j for j in range(final, len(results)) if j in read]
+    for j in stacked:
+        f.put(f"s{node.id}_{j} = empty_{results[j].dtype}({f.shape(results[j].shape)})")
     steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
     args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
     f.put(f"for q{node.id} in {steps}:")
     f.put(f"r{node.id} = {body}({', '.join(args)})", 2)
-    for j in range(len(results)):
+    for j in stacked:
         f.put(f"s{node.id}_{j}[q{node.id}] = r{node.id}[{j}]", 2)
     for i, name in enumerate(carries):
         f.put(f"{name} = r{node.id}[{i}]", 2)
+    for i in range(final):
+        f.put(f"s{node.id}_{i} = {carries[i]}")
 
 
 def _scan_result(f: _Function, node: Node) -> None:

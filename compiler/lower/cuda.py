@@ -523,6 +523,7 @@ def _scan(f: _HostFunction, node: Node) -> None:
     body = f.bodies.function(attrs["body"])
     operands = [f.ref(i) for i in node.inputs]
     results = scan_results(attrs)
+    final = k if attrs["final_carries"] else 0  # those carries' results hold only the latest step
     for j, t in enumerate(results):
         dtype = f"np.{np.dtype(t.numpy_dtype).name}"
         f.put(f"s{node.id}_{j} = ws.array(({node.id}, {j}), {f.shape(t.shape)}, {dtype})")
@@ -532,12 +533,13 @@ def _scan(f: _HostFunction, node: Node) -> None:
     f.put(f"w{node.id} = ws.child({body!r})")
     steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
     args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
+    row = lambda j: f"s{node.id}_{j}" if j < final else f"s{node.id}_{j}[q{node.id}]"
     f.put(f"for q{node.id} in {steps}:")
     f.put(f"r{node.id} = {body}(w{node.id}, {', '.join(args)})", 2)
     for j in range(len(results)):
-        f.put(f"s{node.id}_{j}[q{node.id}].copy_to_device(r{node.id}[{j}])", 2)
+        f.put(f"{row(j)}.copy_to_device(r{node.id}[{j}])", 2)
     for i, name in enumerate(carries):
-        f.put(f"{name} = s{node.id}_{i}[q{node.id}]", 2)
+        f.put(f"{name} = {row(i)}", 2)
 
 
 def _scan_result(f: _HostFunction, node: Node) -> None:

@@ -6,16 +6,18 @@ sequence (the sequence's slice at step t: the sequences are stacked along axis 0
 constant (read whole at every step: the weights). Its outputs are, in order, the new carries (each of its
 carry's type) and any per-step outputs. The node has one result per body output, stacked along a new
 axis 0: ``[T, ...]`` for each carry after every step and for each per-step output; ``scan_result(s, index=k)``
-reads result k. Compiling a scan compiles its body once, whatever T is, and graph size does not grow with T.
+reads result k. With ``final_carries`` the carries' results are their values after the last step only (as
+``lax.scan`` returns them), for a scan whose carries' history nothing reads: a gradient's accumulators.
+Compiling a scan compiles its body once, whatever T is, and graph size does not grow with T.
 
 The gradient is a reverse scan (backpropagation through time). Its body is the body's vector-Jacobian
 product, derived by the ordinary autodiff pass from ``sum(new_carry * (a + g_carry)) + sum(y * g_y)``: given
 the gradient ``a`` flowing into the carries from the later steps, the stored carries of the step before and
-the step's inputs, it returns the gradients of the carries (the next ``a``), of the step's sequence slices and
-of the constants. The forward values it needs that change from step to step (a gate's activation) it reads
-from the forward scan, which outputs them at every step as extra results (residuals, as JAX's scan keeps
-them); it does not recompute the step. The constants' per-step gradients are stacked
-and summed over the steps after the scan.
+the step's inputs, it returns the gradients of the carries (the next ``a``) and of the step's sequence slices,
+and adds the step's gradients of the constants to accumulators, carries of their own (no per-step copy of
+the weights). The forward values it needs that change from step to step (a gate's activation) it reads from
+the forward scan, which outputs them at every step as extra results (residuals, as JAX's scan keeps them); it
+does not recompute the step.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ BODY_ATTRS = (
     AttrSpec("sequences", "int", doc="how many operands (after the carries) are sequences [T, ...]"),
     AttrSpec("length", "int", None, doc="T, the number of steps (from the sequences when there are any)"),
     AttrSpec("reverse", "bool", False, doc="run from step T-1 down to 0 (results stay in step order)"),
+    AttrSpec("final_carries", "bool", False, doc="the carries' results are their values after the last step, not "
+             "stacked over the steps"),
 )
 
 
@@ -50,10 +54,13 @@ def body_outputs(body: Graph) -> list[int]:
 
 
 def scan_results(attrs: dict[str, Any]) -> list[TensorType]:
-    """The types of a scan's results: each body output stacked over the T steps."""
+    """The types of a scan's results: each body output stacked over the T steps (a carry's only after the last
+    step, with ``final_carries``)."""
     body = attrs["body"]
-    return [TensorType((attrs["length"], *body.node(o).type.shape), body.node(o).type.dtype)
-            for o in body_outputs(body)]
+    final = attrs.get("final_carries", False)
+    return [body.node(o).type if final and j < attrs["carries"]
+            else TensorType((attrs["length"], *body.node(o).type.shape), body.node(o).type.dtype)
+            for j, o in enumerate(body_outputs(body))]
 
 
 def _normalize(types: list[TensorType], attrs: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +106,8 @@ def _forward(args: list[np.ndarray], attrs: dict[str, Any]) -> tuple[np.ndarray,
         for j, value in enumerate(step):
             stacked[j][t] = value
         carries = step[:k]
+    if attrs.get("final_carries", False):
+        stacked[:k] = carries
     return tuple(stacked)
 
 
@@ -132,7 +141,7 @@ register(
         public=False,
         category="internal",
         formula="the body run once per step, carrying state from step to step; each body output stacked over "
-                "the steps",
+                "the steps (the carries only at the end, with final_carries)",
         shape_rule="carries, sequences [T, ...], constants -> one [T, ...] result per body output",
     )
 )
