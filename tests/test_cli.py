@@ -82,6 +82,30 @@ def test_svg_without_graphviz_has_every_node():
     assert sum(1 for t in texts if t and t.startswith("%")) == len(g)
 
 
+def test_svg_without_graphviz_draws_each_scan_body_in_a_panel_below():
+    """Every node of the graph and of each scan's body (the forward step and its gradient's) is drawn once,
+    the bodies in dashed panels below the graph, one under the other, inside the picture."""
+    import gradc
+    from gradc.compiler.printers.svg import to_svg
+
+    g = gradc.graph(ROOT / "models" / "rnn_parity.model", "optimized")
+    bodies = [n.attrs["body"] for n in g.nodes() if n.op == "scan"]
+    root = ET.fromstring(to_svg(g, "optimized", use_graphviz=False))
+    svg = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in root.iter(f"{svg}text")]
+    assert sum(1 for t in texts if t and t.startswith("%")) == len(g) + sum(len(b) for b in bodies)
+    assert sum(1 for t in texts if t and t.startswith("body of %")) == len(bodies) == 2
+    panels = [r for r in root.iter(f"{svg}rect") if r.get("class") == "body"]
+    nodes = [r for r in root.iter(f"{svg}rect") if (r.get("class") or "").startswith("node")]
+    height = float(root.get("height"))
+    top_of_panels = min(float(p.get("y")) for p in panels)
+    assert all(float(n.get("y")) + float(n.get("height")) <= height for n in nodes)
+    ranges = sorted((float(p.get("y")), float(p.get("y")) + float(p.get("height"))) for p in panels)
+    assert ranges[0][1] <= ranges[1][0] <= height  # one under the other
+    graph_nodes = [n for n in nodes if float(n.get("y")) < top_of_panels]
+    assert len(graph_nodes) == sum(1 for n in g.nodes() if g.kind(n.id) != "constant")  # constants: ellipses
+
+
 def test_run_with_npz_files(cli, tmp_path):
     inputs = tmp_path / "in.npz"
     np.savez(inputs, a=np.float32(3), b=np.float32(1), c=np.float32(5))

@@ -32,28 +32,60 @@ def to_svg(graph: Graph, stage: str = "", use_graphviz: bool | None = None) -> s
     return draw_svg(graph, stage)
 
 
+BODY_GAP = 30.0  # between a drawing and the panel of a scan's body below it
+
+
 def draw_svg(graph: Graph, stage: str = "") -> str:
+    """The graph laid out in Python; each scan's body drawn below it in a dashed panel of its own (nested
+    bodies below theirs), joined to its scan by a dashed line."""
+    main, width, height, places = _drawing(graph, 0.0, 0.0)
+    title = escape(graph.model_name + (f" ({stage})" if stage else ""))
+    panels: list[str] = []
+    pending = [(node, places[node.id]) for node in graph.nodes() if node.op == "scan"]
+    while pending:
+        scan, anchor = pending.pop(0)
+        body = scan.attrs["body"]
+        top = height + BODY_GAP
+        drawn, body_width, body_height, body_places = _drawing(body, 14.0, top - 40.0)
+        steps = f"{scan.attrs['length']} steps" + (", reversed" if scan.attrs["reverse"] else "")
+        bottom = body_height + 8
+        panels.append(f'<rect class="body" x="6" y="{top:.1f}" width="{body_width + 8:.1f}" '
+                      f'height="{bottom - top:.1f}" rx="10" fill="none" stroke="#2b8cbe" '
+                      'stroke-dasharray="6,3" stroke-width="1.2"/>')
+        panels.append(f'<text x="14" y="{top + 14:.1f}" font-size="11" fill="#2b8cbe">'
+                      f'body of %{scan.id} (scan, {escape(steps)})</text>')
+        panels.append(f'<path d="M {anchor.x:.1f} {anchor.y + anchor.height / 2:.1f} L 14 {top:.1f}" fill="none" '
+                      'stroke="#2b8cbe" stroke-dasharray="4,3"/>')
+        panels.extend(drawn)
+        width, height = max(width, body_width + 14), bottom
+        pending.extend((node, body_places[node.id]) for node in body.nodes() if node.op == "scan")
+    width = max(width, 20 + 84 * len(LEGEND))
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height + 10:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height + 10:.0f}" font-family="Helvetica, Arial, sans-serif">',
+        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" "
+        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/>"
+        "</marker></defs>",
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="20" y="22" font-size="14" font-weight="bold">{title}</text>',
+        *_legend(), *main, *panels, "</svg>",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _drawing(graph: Graph, dx: float, dy: float) -> tuple[list[str], float, float, dict]:
+    """The graph's boxes, edges and nodes, laid out and moved by (dx, dy); the right and bottom edges of the
+    drawing and where each node went."""
     labels = {node.id: node_label(graph, node) for node in graph.nodes()}
     sizes = {
         node_id: (max(len(title), len(subtitle)) * CHAR_WIDTH + 22, NODE_HEIGHT)
         for node_id, (title, subtitle) in labels.items()
     }
     layout = layered_layout(graph.dag, sizes)
-    width = max(layout.width, 20 + 84 * len(LEGEND))
-    height = layout.height + 10
-    title = escape(graph.model_name + (f" ({stage})" if stage else ""))
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="Helvetica, Arial, sans-serif">',
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" "
-        "markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/>"
-        "</marker></defs>",
-        '<rect width="100%" height="100%" fill="white"/>',
-        f'<text x="20" y="22" font-size="14" font-weight="bold">{title}</text>',
-    ]
-    out.extend(_legend())
-    out.extend(_block_boxes(graph, layout))
-    out.extend(_kernel_boxes(graph, layout))
+    for place in layout.nodes.values():
+        place.x, place.y = place.x + dx, place.y + dy
+    layout.edges = {edge: [(px + dx, py + dy) for px, py in points] for edge, points in layout.edges.items()}
+    out = [*_block_boxes(graph, layout), *_kernel_boxes(graph, layout)]
     for (u, _v), points in layout.edges.items():
         path = "M " + " L ".join(f"{px:.1f} {py:.1f}" for px, py in points)
         out.append(f'<path d="{path}" fill="none" stroke="#555" stroke-width="1.2" marker-end="url(#arrow)"/>')
@@ -79,8 +111,9 @@ def draw_svg(graph: Graph, stage: str = "") -> str:
                    f'font-weight="bold">{escape(title)}</text>')
         out.append(f'<text x="{place.x:.1f}" y="{place.y + 11:.1f}" font-size="9" text-anchor="middle" '
                    f'fill="#222">{escape(subtitle)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    right = max((p.x + p.width / 2 for p in layout.nodes.values()), default=dx) + 10
+    bottom = max((p.y + p.height / 2 for p in layout.nodes.values()), default=dy) + 10
+    return out, max(right, layout.width + dx), max(bottom, layout.height + dy), layout.nodes
 
 
 def _block_boxes(graph: Graph, layout) -> list[str]:
