@@ -14,7 +14,7 @@ from gradc.compiler.driver import build, plan, prepare
 from gradc.compiler.graph import SOURCE_OPS
 from gradc.compiler.index_maps import AffineExpr, IndexMap
 from gradc.compiler.ops.registry import get_op
-from gradc.compiler.schedule import GemmKernel, Load, LoopKernel, OpKernel
+from gradc.compiler.schedule import GemmKernel, Load, LoopKernel, OpKernel, innermost_splits
 from gradc.runtime.execution.sampling import random_inputs
 
 MLP = """model mlp
@@ -143,6 +143,33 @@ def test_a_permuted_result_is_a_copy_loop_through_its_map():
     ((load,),) = [s.operands for s in copy.statements]
     assert str(load.map) == "[i1, i2, i0]"
     assert copy.stored == (copy.nodes[0].id,)
+
+
+# a concatenation and pads along the innermost axis, read by one loop: its guards change at 1 and 3
+JOINED = """model joined
+input a: f32[N, 2]
+input b: f32[N, 3]
+h = concat(pad(a, 1, 0), b, axis=1) * 2 + pad(b, 0, 3)
+output o = h
+loss L = mean(h * h)
+"""
+
+
+def test_a_loop_is_split_where_its_guards_change_and_tests_none_per_element():
+    """The innermost loop over a concatenation of pads runs in parts, each reading memory or the fill value
+    without a test (schedule.innermost_splits), and computes what the reference does."""
+    spec = gradc.loads(JOINED)
+    graph = prepare(spec.graph)
+    schedule = plan(graph)
+    (joined,) = [k for k in schedule.entries["forward"].kernels if isinstance(k, LoopKernel)]
+    assert innermost_splits(joined) == (1, 3)  # the concatenation and the pads are index maps of this loop
+    source = build(graph, "cpu", cache=False).source
+    assert "range(min(1, " in source and "range(1, min(3, " in source and "range(3, " in source
+    forward = source[source.index("def forward("):source.index("def gradients(")]
+    assert " if 0 <= i1" not in forward
+    reference, cpu = gradc.compile(spec, target="reference"), gradc.compile(spec, target="cpu")
+    inputs = random_inputs(reference.graph, 5, np.random.default_rng(3))
+    assert_close(reference.run(inputs, grad=True), cpu.run(inputs, grad=True), TOLERANCE["f32"])
 
 
 @pytest.mark.parametrize("source", [PERMUTED, PERMUTED_RESULT, DOUBLE_SWAP],

@@ -20,6 +20,7 @@ from ..entry_points import (  # noqa: F401  (re-exported: what the targets and t
     optimizer_args,
 )
 from ..graph import Graph, Node
+from ..index_maps import Guard
 from ..ops.registry import get_op
 from ..schedule import GemmKernel, Literal, Load, LoopKernel, Operand, ScheduledKernel, Statement
 from ..types import BOOL
@@ -102,11 +103,12 @@ def literal_code(operand: Literal) -> str:
     return literal(operand.value, operand.dtype)
 
 
-def load_code(load: Load, name_of: Callable[[int], str], index: list[str]) -> str:
-    """A load's scalar expression, ``x0[i0, x1[i1]]``, with its paddings' guards; ``name_of`` names a value the
-    kernel reads (the loaded value, and a gather's indices)."""
+def load_code(load: Load, name_of: Callable[[int], str], index: list[str],
+              decided: Callable[[Guard], bool | None] | None = None) -> str:
+    """A load's scalar expression, ``x0[i0, x1[i1]]``, with its paddings' guards (less those ``decided``);
+    ``name_of`` names a value the kernel reads (the loaded value, and a gather's indices)."""
     element = f"{name_of(load.value)}[{load.map.render(index, name_of)}]"
-    return load.guarded(element, index, lambda padding: literal(padding.fill, padding.dtype), name_of)
+    return load.guarded(element, index, lambda padding: literal(padding.fill, padding.dtype), name_of, decided)
 
 
 def kernel_comment(kernel_id: int, kind: str, nodes: list[Node]) -> str:

@@ -16,6 +16,7 @@ and numbers reach the source; comments map each kernel to its node ids and .mode
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -33,6 +34,8 @@ from ..schedule import (
     Operand,
     ProgramSchedule,
     Register,
+    guard_at,
+    innermost_splits,
 )
 from ..types import TensorType
 from .common import (
@@ -242,6 +245,7 @@ class _LoopWriter:
             dtype = gemm.node.type.dtype
             self.in_place = next((n.id for n in self.stored if n.type.dtype == dtype), None)
         self.lines: list[str] = []
+        self.decided: Callable | None = None  # guards known in the part of a split loop being written
         self._write()
 
     def text(self, cache: bool) -> str:
@@ -303,9 +307,26 @@ class _LoopWriter:
                 dtype = r.type.dtype if self._exact_in_own_dtype(r) else "f64"
                 self.put(f"a{self.outputs.index(r.id)} = {fill}_{dtype}({self._reduced_shape(r)})")
         depth = 0
-        for k in range(len(self.domain)):
+        for k in range(len(self.domain) - 1):
             self.put(f"for {self.index[k]} in range({self.dims[k]}):", depth)
             depth += 1
+        if not self.domain:
+            self._write_body(depth)
+        else:  # the innermost loop, in parts where guards on its index change (schedule.innermost_splits)
+            inner, extent = self.index[-1], self.dims[-1]
+            splits = innermost_splits(self.kernel)
+            bounds = [0, *splits, None]
+            for lo, hi in itertools.pairwise(bounds):
+                end = extent if hi is None else f"min({hi}, {extent})"
+                self.put(f"for {inner} in range({f'{lo}, ' if lo else ''}{end}):", depth)
+                axis = len(self.domain) - 1
+                self.decided = (lambda guard, lo=lo: guard_at(guard, lo, axis)) if splits else None
+                self._write_body(depth + 1)
+            self.decided = None
+        for r in self.reductions:
+            self._reduction_finish(r)
+
+    def _write_body(self, depth: int) -> None:
         if self.gemm is not None:  # read first: a result may be stored in place of the product
             self.put(f"gp = g0[{', '.join(self.index)}]", depth)
         for statement in self.kernel.statements:
@@ -317,8 +338,6 @@ class _LoopWriter:
                     self.put(f"{self.result[n.id]}[{', '.join(self.index) or '()'}] = {self.local[n.id]}", depth)
             else:
                 self._reduction_update(n, self._summand(statement.operands[0]), depth)
-        for r in self.reductions:
-            self._reduction_finish(r)
 
     def _external(self, node_id: int) -> str:
         if node_id not in self.externals:
@@ -335,7 +354,7 @@ class _LoopWriter:
         name = self._external(operand.value)
         if operand.map.rank == 0:
             return f"item({name})"  # in Numba, x[()] of a 0-d array is an array, not a number
-        return load_code(operand, self._external, self.index)
+        return load_code(operand, self._external, self.index, self.decided)
 
     def _summand(self, operand: Operand) -> str:
         """What a reduction adds up. A 0/1 value this loop also stores is read back from where it was stored:
