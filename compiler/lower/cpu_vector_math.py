@@ -49,18 +49,20 @@ def _float32_from_bits(typingctx, bits):
 
 
 @jit
+def _polynomial(coefficients, x):
+    """sum(coefficients[k] * x^k), by Horner's rule (a loop LLVM unrolls: the tuple's length is its type's)."""
+    p = coefficients[-1]
+    for k in range(len(coefficients) - 2, -1, -1):
+        p = p * x + coefficients[k]
+    return p
+
+
+@jit
 def exp32(x):
     clamped = min(max(x, EXP_UNDERFLOW), EXP_OVERFLOW)
     n = np.floor(clamped * LOG2E + HALF)
     r = clamped - n * LN2_HIGH - n * LN2_LOW
-    p = EXP_TAYLOR[7]
-    p = p * r + EXP_TAYLOR[6]
-    p = p * r + EXP_TAYLOR[5]
-    p = p * r + EXP_TAYLOR[4]
-    p = p * r + EXP_TAYLOR[3]
-    p = p * r + EXP_TAYLOR[2]
-    p = p * r + EXP_TAYLOR[1]
-    p = p * r + EXP_TAYLOR[0]
+    p = _polynomial(EXP_TAYLOR, r)
     whole = np.int32(n)  # in [-150, 128]: 2^n in two normal halves, so that a subnormal result rounds once
     half = whole >> np.int32(1)
     value = p * _float32_from_bits((half + np.int32(127)) << np.int32(23))
@@ -81,13 +83,7 @@ def tanh32(x):
     magnitude = abs(x)
     large = ONE - TWO / (exp32(TWO * magnitude) + ONE)
     s = x * x
-    p = TANH_TAYLOR[5]
-    p = p * s + TANH_TAYLOR[4]
-    p = p * s + TANH_TAYLOR[3]
-    p = p * s + TANH_TAYLOR[2]
-    p = p * s + TANH_TAYLOR[1]
-    p = p * s + TANH_TAYLOR[0]
-    small = x + x * s * p
+    small = x + x * s * _polynomial(TANH_TAYLOR, s)
     return small if magnitude < TANH_SMALL else math.copysign(large, x)  # NaN: large is NaN
 
 
