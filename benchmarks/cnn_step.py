@@ -16,7 +16,6 @@ PyTorch is optional: without it the report says so.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import _torch_step as torch_step  # the measuring helpers the benchmarks share
 from mlp_step import child as run_child
-from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, versions
+from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, publish, versions
 from mlp_step import interleaved as run_interleaved
 
 LR = 0.01
@@ -185,10 +184,7 @@ def main() -> None:
     results["peak_mib"] = {name: child(["--peak-memory-child", name, str(args.batches[-1])])
                            for name in args.frameworks if name not in results["missing"]}
     results["compile_s"] = child(["--compile-child"])
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
+    publish(report(results), results, args.json)
 
 
 if __name__ == "__main__":

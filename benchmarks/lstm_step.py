@@ -16,7 +16,6 @@ PyTorch is optional: without it the report says so.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import child as run_child
 from mlp_step import interleaved as run_interleaved
-from mlp_step import machine, peak_resident_mib, versions
+from mlp_step import machine, peak_resident_mib, publish, versions
 
 LR = 0.01
 BATCH, STEPS, FEATURES, UNITS = 32, 50, 16, 128
@@ -179,10 +178,7 @@ def main() -> None:
     results["compile_s"] = {t: child(["--compile-child", str(t)]) for t in args.compile_steps}
     results["peak_mib"] = {name: {t: child(["--peak-memory-child", name, str(t)]) for t in args.memory_steps}
                            for name in args.frameworks if name not in results["missing"]}
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
+    publish(report(results), results, args.json)
 
 
 if __name__ == "__main__":

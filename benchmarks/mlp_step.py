@@ -373,6 +373,14 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def publish(text: str, results: dict, json_path: str | None) -> None:
+    """Print a benchmark's markdown report; with ``--json``, also write its raw figures there."""
+    print(text)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 1024])
@@ -414,10 +422,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache_dir:
         child(["--cache-hit-child", cache_dir])  # fills the cache
         results["cache_hit"] = child(["--cache-hit-child", cache_dir])
-    print(report(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
+    publish(report(results), results, args.json)
 
 
 if __name__ == "__main__":
