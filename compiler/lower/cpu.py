@@ -487,6 +487,10 @@ def _batched_matmul(f: _Function, node: Node, a_ref: str, b_ref: str) -> None:
     else:
         left = a_ref  # a matrix or a vector, the same for every batch entry
     f.put(f"v{node.id} = empty_{node.type.dtype}({f.shape(node.type.shape)})")
+    if len(batch) == 1 and "0" not in (a_at if ta.rank > 2 else "", b_at):  # one batch axis, nothing broadcast
+        helper, a_whole = ("dot_pairs", f"a_{node.id}") if ta.rank > 2 else ("dot_each", a_ref)
+        f.put(f"{helper}(v{node.id}, {a_whole}, b_{node.id})")  # the entries in parallel (cpu_lib)
+        return
     for depth, (q, d) in enumerate(zip(index, batch, strict=True), start=1):
         f.put(f"for {q} in range({f.dim(d)}):", depth)
     f.put(f"dot_into(v{node.id}[{', '.join(index)}], {left}, b_{node.id}[{b_at}])", len(batch) + 1)

@@ -7,12 +7,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .cpu_vector_math import FAST_FLOAT32, float32_fast
 from .scalar_helpers import compile_helpers
 
 jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
+# The batched helpers below run their entries across Numba's threads (``prange`` alone: Numba's other parallel
+# rewrites stay off). They are compiled once per argument type and cached like the rest of the library, so a
+# new program pays nothing for them; the BLAS inside them runs on one thread (runtime/execution/threads.py),
+# so there is one pool of threads, Numba's, not two fighting over the cores.
+PARALLEL = {"comprehension": False, "reduction": False, "inplace_binop": False, "setitem": False,
+            "numpy": False, "stencil": False, "fusion": False, "prange": True}
+parallel_jit = njit(cache=True, fastmath=False, nogil=True, error_model="numpy", parallel=PARALLEL)
 
 # ---------------------------------------------------------------- scalar helpers (written once, in scalar_helpers)
 
@@ -58,6 +65,20 @@ def dot_into(out, a, b):
     flat_r = r.reshape(r.size)
     for i in range(flat_r.size):
         flat_out[i] = flat_r[i]
+
+
+@parallel_jit
+def dot_each(out, a, b):
+    """out[q] = a @ b[q] for every q (a layer's weights times each example's columns), in parallel."""
+    for q in prange(b.shape[0]):
+        dot_into(out[q], a, b[q])
+
+
+@parallel_jit
+def dot_pairs(out, a, b):
+    """out[q] = a[q] @ b[q] for every q, in parallel."""
+    for q in prange(b.shape[0]):
+        dot_into(out[q], a[q], b[q])
 
 
 # ---------------------------------------------------------------- array helpers
@@ -231,36 +252,53 @@ def run_time_one(a):
     return np.int64(1) if a.size >= 0 else np.int64(0)
 
 
-@jit
+@parallel_jit
 def unwindow6(g, height, width, sh, sw, dh, dw, top, left):
     """window()'s transpose (col2im): g [N, C, KH, KW, OH, OW] added back into an image [N, C, height, width]
-    at the places window() read; reads that fell in the padding add nothing. The innermost loop runs along a
-    row of g (contiguous) and of the image (stride sw)."""
+    at the places window() read; reads that fell in the padding add nothing. The (example, channel) planes are
+    independent and run in parallel; the innermost loop runs along a row of g (contiguous) and of the image
+    (stride sw)."""
     n, c, kh, kw, oh, ow = g.shape
-    out = np.zeros((n, c, height, width), dtype=g.dtype)
-    for b in range(n):
-        for ch in range(c):
-            for p in range(kh):
-                for q in range(kw):
-                    for i in range(oh):
-                        y = sh * i + dh * p - top
-                        if 0 <= y < height:
-                            for j in range(ow):
-                                x = sw * j + dw * q - left
-                                if 0 <= x < width:
-                                    out[b, ch, y, x] += g[b, ch, p, q, i, j]
+    out = np.empty((n, c, height, width), dtype=g.dtype)
+    for plane in prange(n * c):
+        b, ch = plane // c, plane % c
+        image = out[b, ch]
+        for y in range(height):
+            for x in range(width):
+                image[y, x] = 0
+        for p in range(kh):
+            for q in range(kw):
+                for i in range(oh):
+                    y = sh * i + dh * p - top
+                    if 0 <= y < height:
+                        for j in range(ow):
+                            x = sw * j + dw * q - left
+                            if 0 <= x < width:
+                                image[y, x] += g[b, ch, p, q, i, j]
     return out
 
 
-@jit
+CONTRACT_CHUNKS = 8  # a fixed number of partial sums: the result does not depend on the number of threads
+
+
+@parallel_jit
 def contract_batch3(a, b):
-    """sum over e of a[e] @ b[e].T, for a [E, M, P] and b [E, K, P]: one BLAS product per entry, added into one
-    [M, K] result (a weight's gradient summed over the examples)."""
-    out = np.zeros((a.shape[1], b.shape[1]), dtype=a.dtype)
-    flat = out.reshape(out.size)
-    for e in range(a.shape[0]):
-        part = np.dot(a[e], b[e].T)
-        flat_part = part.reshape(part.size)
-        for i in range(flat.size):
-            flat[i] += flat_part[i]
+    """sum over e of a[e] @ b[e].T, for a [E, M, P] and b [E, K, P] (a weight's gradient summed over the
+    examples): the entries split into at most CONTRACT_CHUNKS contiguous runs, each run's products added up
+    in parallel (one BLAS product per entry), then the runs' sums added in order."""
+    entries, m, k = a.shape[0], a.shape[1], b.shape[1]
+    chunks = max(1, min(entries, CONTRACT_CHUNKS))
+    parts = np.zeros((chunks, m * k), dtype=a.dtype)
+    for chunk in prange(chunks):
+        part = parts[chunk]
+        for e in range(chunk * entries // chunks, (chunk + 1) * entries // chunks):
+            product = np.dot(a[e], b[e].T)
+            flat_product = product.reshape(m * k)
+            for i in range(m * k):
+                part[i] += flat_product[i]
+    out = np.zeros((m, k), dtype=a.dtype)
+    flat = out.reshape(m * k)
+    for chunk in range(chunks):
+        for i in range(m * k):
+            flat[i] += parts[chunk, i]
     return out

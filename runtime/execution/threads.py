@@ -1,10 +1,14 @@
-"""How many threads the BLAS behind Numba's matrix products may use.
+"""How many threads the BLAS behind Numba's matrix products may use: one, unless the user says otherwise.
 
-gradc's matrix products are small (a batch of 32 by a few hundred features): a BLAS thread pool costs more
-than it gains there, and on a busy machine (more runnable threads than cores) its spinning threads made
-training 10-20 times slower (mlp_digits: 29 s of training with OpenBLAS's 2 threads on a loaded 2-core
-machine, 1.5 s with one). The command line therefore runs the BLAS on one thread, unless the user chose a
-number through the usual variables.
+Two reasons. The cpu kernel library runs a batch's per-example products (convolutions as GEMMs, their
+gradients, col2im) across Numba's threads, each calling the BLAS: a BLAS with threads of its own inside them
+would put two pools on the same cores (measured on the CNN benchmark at batch 256 on 2 cores: 442 ms a step
+against 251 ms with a one-thread BLAS). And gradc's other products are small (a batch of 32 by a few hundred
+features): a BLAS thread pool costs more than it gains there, and on a busy machine (more runnable threads
+than cores) its spinning threads made training 10-20 times slower (mlp_digits: 29 s of training with
+OpenBLAS's 2 threads on a loaded 2-core machine, 1.5 s with one). A cpu program therefore caps the BLAS at one
+thread when it is built, unless the user chose a number through the usual variables; Numba's own thread count
+is ``NUMBA_NUM_THREADS`` (all cores by default).
 """
 
 from __future__ import annotations
