@@ -198,6 +198,7 @@ class EntrySchedule:
     point: EntryPoint
     kernels: tuple[ScheduledKernel, ...]
     results: tuple[int, ...]  # the node ids returned (the objective and the gradients, for a train step)
+    regions: tuple = ()  # batch_regions.BatchRegion: kernels a target may run chunk of the batch by chunk
 
 
 @dataclass(frozen=True)
@@ -214,16 +215,19 @@ def schedule_program(graph: Graph) -> ProgramSchedule:
     ``train_<optimizer>`` steps differ only in the update after them) share one plan of their kernels."""
     if graph.kernels is None:
         raise ValueError("the schedule needs a fused graph (run the fusion pass first)")
+    from .batch_regions import plan_regions  # it reads this module's kernel classes
+
     facts = _GraphFacts(graph)
-    plans: dict[tuple[int, ...], tuple[tuple[ScheduledKernel, ...], tuple[int, ...]]] = {}
+    plans: dict[tuple[int, ...], tuple] = {}
     entries = {}
     param_names = list(graph.params())
     for name, point in entry_points(graph).items():
         wanted = tuple(wanted_nodes(graph, point, param_names))
         if wanted not in plans:
-            plans[wanted] = _EntryPlanner(facts, list(wanted)).plan()
-        kernels, results = plans[wanted]
-        entries[name] = EntrySchedule(point, kernels, results)
+            kernels, results = _EntryPlanner(facts, list(wanted)).plan()
+            plans[wanted] = (*plan_regions(kernels, graph), results)
+        kernels, regions, results = plans[wanted]
+        entries[name] = EntrySchedule(point, kernels, results, regions)
     return ProgramSchedule(graph, entries)
 
 

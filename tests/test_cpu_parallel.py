@@ -95,6 +95,7 @@ def test_a_cpu_program_caps_the_blas_at_one_thread(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
-    gradc.compile(gradc.loads("model m\ninput x: f32[N, 3]\nparam w: f32[3, 2] = zeros\noutput y = x @ w\n"), cache=False)
+    source = "model m\ninput x: f32[N, 3]\nparam w: f32[3, 2] = zeros\noutput y = x @ w\n"
+    gradc.compile(gradc.loads(source), cache=False)
     blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     assert blas and all(n == 1 for n in blas)

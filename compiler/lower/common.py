@@ -198,6 +198,7 @@ class ScanBodies:
             self.names[id(body)] = name
             program = plan(body)
             entry = program.entries["forward"]
-            entry = replace(entry, point=replace(entry.point, name=name))
+            # a body runs once a step: its kernels stay sequential (no batch regions, see batch_regions.py)
+            entry = replace(entry, point=replace(entry.point, name=name), regions=())
             self.lines += self.render(program.graph, ArgNames(program.graph), entry)
         return self.names[id(body)]

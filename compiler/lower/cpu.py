@@ -55,6 +55,7 @@ from .common import (
     render_kernel,
     statement_code,
 )
+from .cpu_regions import RegionNames, write_region
 
 __all__ = ["DEFAULT_ENTRY_POINTS", "TRAIN_PREFIX", "EntryPoint", "LoweredProgram", "LoweringError", "lower_cpu"]
 
@@ -72,12 +73,13 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
         "import math",
         "",
         "import numpy as np",
-        "from numba import njit",
+        "from numba import njit, prange",
         "from numpy import int64 as i64  # shapes: i64(3), not the literal 3 (see cpu.shape_tuple)",
         "",
         *library_imports("gradc.compiler.lower.cpu_lib"),
+        "from gradc.compiler.lower.cpu_lib import PARALLEL",
         "",
-        "_ = math  # scalar templates may call math.exp, math.tanh",
+        "_ = math, prange, PARALLEL  # scalar templates may call math.exp; batch regions use prange",
         "",
     ]
     body = []
@@ -107,6 +109,7 @@ class _Function(ScalarConstantRefs):
         self.wanted = list(entry.results)
         self.scalar_consts: list[int] = []
         self.shape_numbers: set[int] = set()  # the numbers in shapes, each an int64 variable n<k>
+        self.regions_written: list = []
 
     # -------------------------------------------------------------- structure
     def emit(self) -> list[str]:
@@ -115,8 +118,17 @@ class _Function(ScalarConstantRefs):
         self.lines += [f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\")",
                        f"def {self.point.name}({', '.join(arg_names)}{extra}):"]
         self.put(f"nb = {self.names.batch_source or 0}")
-        for kernel in self.entry.kernels:
-            render_kernel(self, kernel, OP_LOWERING, "cpu")
+        starts = {region.start: region for region in self.entry.regions}
+        position = 0
+        while position < len(self.entry.kernels):
+            region = starts.get(position)
+            if region is not None:
+                write_region(self, self.entry.kernels[region.start:region.stop], len(self.regions_written))
+                self.regions_written.append(region)
+                position = region.stop
+                continue
+            render_kernel(self, self.entry.kernels[position], OP_LOWERING, "cpu")
+            position += 1
         self._place_loops()
         if self.point.optimizer is not None:
             self._optimizer_update()
@@ -172,6 +184,20 @@ class _Function(ScalarConstantRefs):
         self.loops.append((kernel, loop))
         self.lines.append(f"@@loop{len(self.loops) - 1}@@")
 
+    def chunk_function(self, params: list[str], body: list[str], parallel: bool = False) -> str:
+        """The name of a function running ``body`` (a batch region's work for one chunk, or the parallel loop
+        over the chunks), shared by every entry point whose region has the same code."""
+        options = ", parallel=PARALLEL" if parallel else ""
+        text = "\n".join([f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\"{options})",
+                          "def {name}(" + ", ".join(params) + "):", *body])
+        return self.functions.setdefault(text, f"region{len(self.functions)}")
+
+    def region_loop(self, kernel: LoopKernel, names: RegionNames) -> tuple[list[str], list[str], list[str]]:
+        """A loop kernel in a batch region, inline, in its three parts (see cpu_regions.py)."""
+        loop = _LoopWriter(self, kernel, region=names)
+        args = [*(self.shape_dim(d) for d in kernel.domain), *(self.ref(e) for e in loop.externals)]
+        return loop.region_parts(f"k{kernel.id}_", args, [f"v{n}" for n in loop.outputs])
+
     def gemm(self, kernel: GemmKernel) -> None:
         """BLAS writes the product to memory; an epilogue is the loop right after it, in the same unit of code
         (one shared function for a repeated layer), reading the product where it lies and, when nothing else
@@ -222,9 +248,12 @@ class _LoopWriter:
     when nothing else reads the product, writes the loop's first result of its dtype into the same buffer.
     """
 
-    def __init__(self, f: _Function, kernel: LoopKernel, gemm: GemmKernel | None = None):
+    def __init__(self, f: _Function, kernel: LoopKernel, gemm: GemmKernel | None = None,
+                 region: RegionNames | None = None):
         self.f = f
         self.kernel = kernel
+        self.region = region  # in a batch region: the first loop runs over the chunk's examples
+        self.setup_end = self.finish_start = 0  # where the lines before and after the loops are
         self.domain = kernel.domain
         self.index = [f"i{k}" for k in range(len(self.domain))]
         self.dims = [f"d{k}" for k in range(len(self.domain))]
@@ -276,6 +305,12 @@ class _LoopWriter:
 
         return ["    " + _LOCAL_NAME.sub(rename, line) for line in self.lines]
 
+    def region_parts(self, prefix: str, args: list[str], outputs: list[str]) -> tuple[list[str], ...]:
+        """The inline lines in three parts, for a batch region: before the chunks (allocations), in each chunk
+        (the loops) and after them (the reductions' results)."""
+        lines = self.inline(prefix, args, outputs)
+        return lines[:self.setup_end], lines[self.setup_end:self.finish_start], lines[self.finish_start:]
+
     def _shape(self, keep: tuple[int, ...] | None = None, ones: tuple[int, ...] = ()) -> str:
         """A shape made of the loop's dimensions: those in ``keep`` (all by default), 1 for ``ones``."""
         dims = ["1" if k in ones else d for k, d in enumerate(self.dims) if keep is None or k in keep or k in ones]
@@ -284,8 +319,16 @@ class _LoopWriter:
     def _reduced_shape(self, node: Node) -> str:
         axes = node.attrs["axis"]
         if node.attrs["keepdims"]:
-            return self._shape(ones=axes)
-        return self._shape(keep=tuple(k for k in range(len(self.dims)) if k not in axes))
+            shape = self._shape(ones=axes)
+        else:
+            shape = self._shape(keep=tuple(k for k in range(len(self.dims)) if k not in axes))
+        if self._in_partial_sums(node):  # one row of partial sums per chunk (see batch_regions.py)
+            return f"(i64({self.region.chunks}), {shape[1:]}"
+        return shape
+
+    def _in_partial_sums(self, node: Node) -> bool:
+        """A sum over the batch axis in a batch region: each chunk adds into its own row, summed after it."""
+        return self.region is not None and 0 in node.attrs["axis"]
 
     def _write(self) -> None:
         if self.gemm is not None:
@@ -306,12 +349,22 @@ class _LoopWriter:
                 fill = "lowest" if get_op(r.op).reduce == "max" else "zeros"
                 dtype = r.type.dtype if self._exact_in_own_dtype(r) else "f64"
                 self.put(f"a{self.outputs.index(r.id)} = {fill}_{dtype}({self._reduced_shape(r)})")
+        per_example = [r for r in self.reductions if self.region is not None and not self._in_partial_sums(r)]
+        for r in per_example:  # in a region, readers in the same chunk need the result before the region ends
+            j = self.outputs.index(r.id)
+            exact = self._exact_in_own_dtype(r)
+            self.put(f"o{j} = a{j}" if exact else f"o{j} = empty_{r.type.dtype}({self._reduced_shape(r)})")
+        self.setup_end = len(self.lines)
         depth = 0
         for k in range(len(self.domain) - 1):
-            self.put(f"for {self.index[k]} in range({self.dims[k]}):", depth)
+            extent = f"{self.region.lo}, {self.region.hi}" if k == 0 and self.region else self.dims[k]
+            self.put(f"for {self.index[k]} in range({extent}):", depth)
             depth += 1
         if not self.domain:
             self._write_body(depth)
+        elif self.region and len(self.domain) == 1:  # the chunk's examples, guards tested per element
+            self.put(f"for {self.index[0]} in range({self.region.lo}, {self.region.hi}):", depth)
+            self._write_body(depth + 1)
         else:  # the innermost loop, in parts where guards on its index change (schedule.innermost_splits)
             inner, extent = self.index[-1], self.dims[-1]
             splits = innermost_splits(self.kernel)
@@ -323,8 +376,14 @@ class _LoopWriter:
                 self.decided = (lambda guard, lo=lo: guard_at(guard, lo, axis)) if splits else None
                 self._write_body(depth + 1)
             self.decided = None
+        for r in per_example:  # the chunk's rows of a float64 accumulator, converted
+            if not self._exact_in_own_dtype(r):
+                j = self.outputs.index(r.id)
+                self.put(f"rows_into(o{j}, a{j}, {self.region.lo}, {self.region.hi}, {self._divisor(r)})")
+        self.finish_start = len(self.lines)
         for r in self.reductions:
-            self._reduction_finish(r)
+            if r not in per_example:
+                self._reduction_finish(r)
 
     def _write_body(self, depth: int) -> None:
         if self.gemm is not None:  # read first: a result may be stored in place of the product
@@ -392,21 +451,32 @@ class _LoopWriter:
         if not self._is_total(node):
             axes, keep = node.attrs["axis"], node.attrs["keepdims"]
             parts = [("0" if k in axes else i) for k, i in enumerate(self.index) if keep or k not in axes]
+            if self._in_partial_sums(node):
+                parts.insert(0, self.region.chunk)
             accumulator += f"[{', '.join(parts)}]"
         if get_op(node.op).reduce == "max":
             self.put(f"{accumulator} = max({accumulator}, {value})", depth)
         else:
             self.put(f"{accumulator} += {value}", depth)
 
+    def _divisor(self, node: Node) -> str:
+        """What a reduction's sum is divided by: the number of its terms for a mean, else 1."""
+        if get_op(node.op).reduce == "mean":
+            return " * ".join(self.dims[a] for a in node.attrs["axis"]) or "1"
+        return "1"
+
     def _reduction_finish(self, node: Node) -> None:
         j = self.outputs.index(node.id)
         scale = ""
         if get_op(node.op).reduce == "mean":
-            count = " * ".join(self.dims[a] for a in node.attrs["axis"]) or "1"
-            scale = f" / ({count})"
+            scale = f" / ({self._divisor(node)})"
         if self._is_total(node):
             self.put(f"o{j} = empty_{node.type.dtype}({self._reduced_shape(node)})")
             self.put(f"o{j}[{', '.join('0' for _ in node.type.shape) or '()'}] = a{j}{scale}")
+        elif self._in_partial_sums(node):
+            total = f"chunk_sum(a{j})"
+            exact = self._exact_in_own_dtype(node)
+            self.put(f"o{j} = {total}" if exact else f"o{j} = to_{node.type.dtype}({total}{scale})")
         elif self._exact_in_own_dtype(node):
             self.put(f"o{j} = a{j}")
         else:

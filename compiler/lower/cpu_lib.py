@@ -252,29 +252,43 @@ def run_time_one(a):
     return np.int64(1) if a.size >= 0 else np.int64(0)
 
 
+@jit
+def unwindow_plane(image, g, sh, sw, dh, dw, top, left):
+    """One (example, channel) plane of col2im: ``image`` [H, W] = the sum of g [KH, KW, OH, OW] at the places
+    window() read; reads that fell in the padding add nothing. The innermost loop runs along a row of g
+    (contiguous) and of the image (stride sw)."""
+    height, width = image.shape
+    kh, kw, oh, ow = g.shape
+    for y in range(height):
+        for x in range(width):
+            image[y, x] = 0
+    for p in range(kh):
+        for q in range(kw):
+            for i in range(oh):
+                y = sh * i + dh * p - top
+                if 0 <= y < height:
+                    for j in range(ow):
+                        x = sw * j + dw * q - left
+                        if 0 <= x < width:
+                            image[y, x] += g[p, q, i, j]
+
+
+@jit
+def unwindow_into(out, g, sh, sw, dh, dw, top, left):
+    """col2im of one example: out [C, H, W] from g [C, KH, KW, OH, OW] (a batch region's chunk calls it)."""
+    for ch in range(g.shape[0]):
+        unwindow_plane(out[ch], g[ch], sh, sw, dh, dw, top, left)
+
+
 @parallel_jit
 def unwindow6(g, height, width, sh, sw, dh, dw, top, left):
-    """window()'s transpose (col2im): g [N, C, KH, KW, OH, OW] added back into an image [N, C, height, width]
-    at the places window() read; reads that fell in the padding add nothing. The (example, channel) planes are
-    independent and run in parallel; the innermost loop runs along a row of g (contiguous) and of the image
-    (stride sw)."""
-    n, c, kh, kw, oh, ow = g.shape
+    """window()'s transpose (col2im): g [N, C, KH, KW, OH, OW] added back into an image [N, C, height, width];
+    the (example, channel) planes are independent and run in parallel."""
+    n, c = g.shape[0], g.shape[1]
     out = np.empty((n, c, height, width), dtype=g.dtype)
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
-        image = out[b, ch]
-        for y in range(height):
-            for x in range(width):
-                image[y, x] = 0
-        for p in range(kh):
-            for q in range(kw):
-                for i in range(oh):
-                    y = sh * i + dh * p - top
-                    if 0 <= y < height:
-                        for j in range(ow):
-                            x = sw * j + dw * q - left
-                            if 0 <= x < width:
-                                image[y, x] += g[b, ch, p, q, i, j]
+        unwindow_plane(out[b, ch], g[b, ch], sh, sw, dh, dw, top, left)
     return out
 
 
@@ -302,3 +316,49 @@ def contract_batch3(a, b):
         for i in range(m * k):
             flat[i] += parts[chunk, i]
     return out
+
+
+@jit
+def add_product_nt(out, a, b):
+    """out += a @ b.T, for a C-contiguous ``out`` (one example's share of a weight's gradient, added into its
+    chunk's partial sum in a batch region)."""
+    product = np.dot(a, b.T)
+    flat_out = out.reshape(out.size)
+    flat_product = product.reshape(product.size)
+    for i in range(flat_out.size):
+        flat_out[i] += flat_product[i]
+
+
+EXAMPLES_PER_CHUNK = 4  # a batch region's chunk: a few examples, whose values stay in the core's cache
+MAX_CHUNKS = 64  # and at most this many chunks, which bounds the partial sums' memory
+
+
+@jit
+def chunk_count(batch):
+    """How many chunks a batch region cuts a batch of ``batch`` examples into: a function of the batch alone,
+    not of the number of threads, so the partial sums, and the results, are the same on any machine."""
+    return max(1, min(MAX_CHUNKS, (batch + EXAMPLES_PER_CHUNK - 1) // EXAMPLES_PER_CHUNK))
+
+
+@jit
+def chunk_sum(partial):
+    """The sum over axis 0 of a batch region's partial sums [chunks, ...], added in chunk order."""
+    out = np.zeros(partial.shape[1:], dtype=partial.dtype)
+    flat_out = out.reshape(out.size)
+    rows = partial.reshape((partial.shape[0], out.size))
+    for chunk in range(rows.shape[0]):
+        for i in range(flat_out.size):
+            flat_out[i] += rows[chunk, i]
+    return out
+
+
+@jit
+def rows_into(out, accumulator, lo, hi, divisor):
+    """out[lo:hi] = accumulator[lo:hi] / divisor in out's dtype: a chunk's rows of a reduction accumulated in
+    float64 (in a batch region, where the chunk's next kernels read them)."""
+    width = out.size // max(out.shape[0], 1)
+    flat_out = out.reshape((out.shape[0], width))
+    flat_accumulator = accumulator.reshape((accumulator.shape[0], width))
+    for row in range(lo, hi):
+        for i in range(width):
+            flat_out[row, i] = flat_accumulator[row, i] / divisor
