@@ -115,7 +115,8 @@ class _Function(ScalarConstantRefs):
     def emit(self) -> list[str]:
         arg_names = self.names.positional
         extra = "".join(", " + a for a in optimizer_args(self.g, self.point.optimizer))
-        self.lines += [f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\")",
+        parallel = ", parallel=PARALLEL" if self.entry.regions else ""  # batch regions: prange loops
+        self.lines += [f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\"{parallel})",
                        f"def {self.point.name}({', '.join(arg_names)}{extra}):"]
         self.put(f"nb = {self.names.batch_source or 0}")
         starts = {region.start: region for region in self.entry.regions}
@@ -183,14 +184,6 @@ class _Function(ScalarConstantRefs):
         loop = _LoopWriter(self, kernel, gemm)
         self.loops.append((kernel, loop))
         self.lines.append(f"@@loop{len(self.loops) - 1}@@")
-
-    def chunk_function(self, params: list[str], body: list[str], parallel: bool = False) -> str:
-        """The name of a function running ``body`` (a batch region's work for one chunk, or the parallel loop
-        over the chunks), shared by every entry point whose region has the same code."""
-        options = ", parallel=PARALLEL" if parallel else ""
-        text = "\n".join([f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\"{options})",
-                          "def {name}(" + ", ".join(params) + "):", *body])
-        return self.functions.setdefault(text, f"region{len(self.functions)}")
 
     def region_loop(self, kernel: LoopKernel, names: RegionNames) -> tuple[list[str], list[str], list[str]]:
         """A loop kernel in a batch region, inline, in its three parts (see cpu_regions.py)."""

@@ -11,17 +11,17 @@ for the chunk's examples, in order, inside it::
             ...
     v45 = to_f32(chunk_sum(k39_a1))     # after it: the sums over the batch, chunk by chunk in order
 
-The chunk's work is a function of its own (``region<k>(ck0, lo0, hi0, v7, ...)``, shared by every entry
-point with the same region), called from the ``prange`` loop: Numba compiles a parallel loop's body a
-second time, through its parfor passes, which cost 8 s a region when the body was the kernels themselves
-(the CNN benchmark's training step) and cost little for a single call. One parallel loop per region, not
-one per kernel, for the same reason. The BLAS runs on one thread inside it (runtime/execution/threads.py):
-one pool of threads, Numba's.
+A region costs 10-15 s of compile time: Numba's parfor passes compile the loop's body again as a function
+of its own. Tried and measured on the CNN benchmark's training step (cold compile): the loop in the entry
+point, 26 s (10 s without regions); the chunk's work as a function of its own called from a small parallel
+function, 45 s (Numba links a called function into its caller and optimizes it again there); one
+``prange`` per kernel instead of per region, +1.5 s a kernel. Hence one parallel loop per region, written in
+the entry point, and ``batch_regions.MIN_WORK`` keeping regions to models whose work per example pays for
+it. The BLAS runs on one thread inside it (runtime/execution/threads.py): one pool of threads, Numba's.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,36 +48,21 @@ def write_region(f, kernels: tuple[ScheduledKernel, ...], number: int) -> None:
     finish: list[str] = []
     for kernel in kernels:
         before, inside, after = _kernel_parts(f, kernel, names)
-        heading = "# " + kernel_heading(kernel)
-        setup += ["    " + heading, *before]
+        heading = kernel_heading(kernel)
+        setup += [f"    # for batch region {number}: {heading}", *before]
         if inside:
-            body += ["        " + heading, *("    " + line for line in inside)]
+            body += [f"        # {heading}", *("    " + line for line in inside)]
         finish += after
-    f.put(f"# batch region {number}: {' '.join(f'k{k.id}' for k in kernels)}, chunk by chunk across threads")
-    f.put(f"{names.chunks} = chunk_count(nb)")
+    f.put(f"{names.chunks} = chunk_count(nb)")  # read by the partial sums' allocations
     f.lines += setup
-    params = _free_values(body)
-    chunk = f.chunk_function([names.chunk, names.lo, names.hi, *params], [line[4:] for line in body])
-    outer = [names.chunks, "nb", *(p for p in params if p != "nb")]
-    launcher = f.chunk_function(outer, [
-        f"    for {names.chunk} in prange({names.chunks}):",
-        f"        {names.lo} = {names.chunk} * nb // {names.chunks}",
-        f"        {names.hi} = ({names.chunk} + 1) * nb // {names.chunks}",
-        f"        {chunk}({', '.join([names.chunk, names.lo, names.hi, *params])})",
-    ], parallel=True)
-    f.put(f"{launcher}({', '.join(outer)})")
+    # the region's heading has the form of a kernel's (benchmarks/kernel_times.py times what follows it)
+    f.put(f"# k{kernels[0].id} batch region {number}: {' '.join(f'k{k.id}' for k in kernels)}, chunk by chunk "
+          "across threads")
+    f.put(f"for {names.chunk} in prange({names.chunks}):")
+    f.put(f"{names.lo} = {names.chunk} * nb // {names.chunks}", 2)
+    f.put(f"{names.hi} = ({names.chunk} + 1) * nb // {names.chunks}", 2)
+    f.lines += body
     f.lines += finish
-
-
-_VALUE = re.compile(r"\b(?:nb|one|in\d+|p\d+|c\d+|v\d+|n\d+|h_\w+|acc\d+|k\d+_a\d+)\b")
-_ASSIGNED = re.compile(r"^\s*(?:for\s+)?([A-Za-z_]\w*)\s*(?:=|in\b)")
-
-
-def _free_values(lines: list[str]) -> list[str]:
-    """The mangled values the chunk's code reads but does not define: the chunk function's parameters."""
-    assigned = {m.group(1) for line in lines if (m := _ASSIGNED.match(line))}
-    found = {name for line in lines for name in _VALUE.findall(line.split("#", 1)[0])}
-    return sorted(found - assigned)
 
 
 def _kernel_parts(f, kernel: ScheduledKernel, names: RegionNames) -> Parts:
