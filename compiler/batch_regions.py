@@ -12,7 +12,7 @@ region when nothing in it reads them, so a network's forward pass and its backwa
 
 Worth a region: enough work per example (:data:`MIN_WORK`). A region costs compile time, 10-15 s with
 Numba (its parallel loop's body is compiled again through Numba's parfor passes and LLVM), and saves
-about a fifth of a convolutional network's step (the CNN benchmark, 28x28 images: 272 K and 221 K elements
+about a fifth of a convolutional network's step (the CNN benchmark, 28x28 images: 207 K and 126 K elements
 per example in its two regions). A small model's regions would not pay for their compile time in a whole
 training run (models/cnn_digits.model, 8x8 images: 34 K and 47 K elements; its 25 epochs take 6 s), and a
 dense layer's few hundred features per example never qualify.
@@ -29,7 +29,7 @@ from .index_maps import AffineExpr
 from .ops.registry import get_op
 from .schedule import GemmKernel, Load, LoopKernel, OpKernel, ScheduledKernel
 
-MIN_WORK = 131_072  # elements computed per example in a region, at least
+MIN_WORK = 98_304  # elements computed per example in a region, at least (96 K)
 SUMMABLE = ("sum", "mean")  # reductions over the batch a chunk can add into partial sums
 VIEWS = ("reshape", "expand_dims")
 

@@ -210,6 +210,14 @@ CASES = [
     Case("max_pool2d", {"x": (1, 1, 5, 5)}, lambda x: conv_reference.pool2d(np.pad(
         x, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=-np.inf), 2), {"kernel": 2, "ceil_mode": True},
          id="ceil"),
+    # windows that tile the image (stride = kernel, no padding) take the reshaped-view form: cut rows and columns,
+    # a rectangular kernel, ceil mode where nothing is left over
+    Case("max_pool2d", {"x": (2, 2, 7, 5)}, lambda x: conv_reference.pool2d(x, 2), {"kernel": 2},
+         id="tiled-cut"),
+    Case("max_pool2d", {"x": (1, 2, 5, 7)}, lambda x: x[:, :, :4, :6].reshape(1, 2, 2, 2, 2, 3).max(axis=(3, 5)),
+         {"kernel": (2, 3)}, id="tiled-rectangular"),
+    Case("max_pool2d", {"x": (1, 1, 4, 6)}, lambda x: conv_reference.pool2d(x, 2), {"kernel": 2, "ceil_mode": True},
+         id="tiled-ceil"),
     Case("avg_pool2d", {"x": (1, 2, 5, 5)}, lambda x: conv_reference.pool2d(x, 3, 2, 1, kind="avg"),
          {"kernel": 3, "stride": 2, "padding": 1}),
     Case("avg_pool2d", {"x": (1, 2, 4, 4)}, lambda x: conv_reference.pool2d(

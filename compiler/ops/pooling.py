@@ -8,6 +8,13 @@ by how many image elements each window holds (``count_include_pad=false``, the d
 padded window's size (PyTorch's default), a constant the compiler computes. Gradients go back through
 ``unwindow``: the output gradient spread over each window (shared among tied maxima), added where it was read.
 
+The usual max pool (``max_pool2d(2)``: stride = kernel, no padding, no dilation) has windows that tile the
+image, so it takes a shorter way: the image viewed as ``[N, C, OH, KH, OW, KW]`` (a reshape, cut first where
+the windows leave a last row or column out) holds each window whole, the pool is a maximum over axes 3 and 5
+of that view, and the gradient is an elementwise loop over it, reshaped back into the image: no window map
+in the loops and no col2im (``unwindow``), whose short rows cost the CNN benchmark's backward pass more than
+the loops around them.
+
 ``upsample`` (nearest) repeats each pixel ``scale`` times along both axes: a broadcast and a reshape.
 """
 
@@ -18,6 +25,7 @@ import numpy as np
 from gradc.dsl.diagnostics import ShapeError
 
 from ..types import TensorType
+from .indexing import pad_axis, take
 from .registry import AttrSpec, OpDef, register
 from .windows import (
     ceil_padding,
@@ -102,8 +110,28 @@ def _dtype(x: np.ndarray) -> str:
     return "f32" if x.dtype == np.float32 else "f64"
 
 
+def _tiling(t: TensorType, attrs: dict) -> tuple[int, int] | None:
+    """(OH, OW) when the pool's windows tile the image (stride = kernel, no dilation, no padding): the
+    ``[N, C, OH, KH, OW, KW]`` view holds them; None otherwise."""
+    geometry = window_attrs(t, attrs, 0.0)
+    if geometry["stride"] != geometry["kernel"] or geometry["dilation"] != (1, 1) or any(geometry["padding"]):
+        return None
+    (kh, kw), (h, w) = geometry["kernel"], t.shape[2:]
+    return h // kh, w // kw
+
+
+def _tiles(b, x, t: TensorType, attrs: dict, tiling: tuple[int, int]):
+    """x viewed as [N, C, OH, KH, OW, KW]: the rows and columns no window reads cut off first."""
+    (oh, ow), (kh, kw) = tiling, attrs["kernel"]
+    x = take(b, take(b, x, 2, 0, oh * kh), 3, 0, ow * kw)
+    return b.reshape(x, shape=(t.shape[0], t.shape[1], oh, kh, ow, kw))
+
+
 def _max_pool_decomposition(b, n):
     t = b.type(n.inputs[0])
+    tiling = _tiling(t, n.attrs)
+    if tiling is not None:
+        return b.max(_tiles(b, n.inputs[0], t, n.attrs, tiling), axis=(3, 5))
     windows = b.window(n.inputs[0], **window_attrs(t, n.attrs, lowest(t.dtype)))
     return b.max(windows, axis=(2, 3))
 
@@ -111,6 +139,7 @@ def _max_pool_decomposition(b, n):
 def _max_pool_grad(b, n, g):
     x = n.inputs[0]
     t = b.type(x)
+    tiling = _tiling(t, n.attrs)
 
     def grad():
         attrs = window_attrs(t, n.attrs, lowest(t.dtype))
@@ -120,7 +149,15 @@ def _max_pool_grad(b, n, g):
         share = b.div(mask, b.sum(mask, axis=(2, 3), keepdims=True))  # tied maxima share the gradient
         return _unwindow(b, b.mul(b.expand_dims(g, axis=(2, 3)), share), t, attrs)
 
-    return [grad]
+    def tiled_grad():
+        (oh, ow), (kh, kw) = tiling, n.attrs["kernel"]
+        mask = b.eq_mask(_tiles(b, x, t, n.attrs, tiling), b.expand_dims(n.id, axis=(3, 5)))
+        share = b.div(mask, b.sum(mask, axis=(3, 5), keepdims=True))  # tied maxima share the gradient
+        spread = b.reshape(b.mul(b.expand_dims(g, axis=(3, 5)), share),
+                           shape=(t.shape[0], t.shape[1], oh * kh, ow * kw))
+        return pad_axis(b, pad_axis(b, spread, 2, 0, t.shape[2] - oh * kh), 3, 0, t.shape[3] - ow * kw)
+
+    return [grad if tiling is None else tiled_grad]
 
 
 def _pool_flops(ts: list[TensorType], out: TensorType, attrs: dict) -> int:
@@ -140,7 +177,8 @@ register(
         decompose=_max_pool_decomposition,
         flops=_pool_flops,
         category="nn",
-        formula="the maximum of each window (a reduction reading x through the window's map; no copy)",
+        formula="the maximum of each window (a reduction reading x through the window's map, or through an "
+                "[N, C, OH, KH, OW, KW] view when the windows tile the image)",
         shape_rule="[N, C, H, W] -> [N, C, OH, OW], OH = (H + 2*padding - dilation*(kernel-1) - 1) // stride + 1 "
                    "(ceil with ceil_mode)",
     )
