@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..graph import Graph, Node
+from ..index_maps import AffineExpr, IndexMap
+from ..loop_merge import merge_start, reads_merged
 from ..ops.registry import get_op
 from ..ops.scan import scan_results
 from ..schedule import (
@@ -30,6 +32,7 @@ from ..schedule import (
     GemmKernel,
     GemmOperand,
     Literal,
+    Load,
     LoopKernel,
     Operand,
     ProgramSchedule,
@@ -229,7 +232,7 @@ class _Function(ScalarConstantRefs):
             self.put(f"{optimizer.routine}(p{k}, {self.ref(self.g.grads[name])}{states}, {hyper}, t)")
 
 
-_LOCAL_NAME = re.compile(r"\b[dxotag][0-9]+\b")
+_LOCAL_NAME = re.compile(r"\b[dxotagm][0-9]+\b")  # m<k>: a merged view (loop_merge.py)
 
 
 class _LoopWriter:
@@ -268,6 +271,9 @@ class _LoopWriter:
             self.in_place = next((n.id for n in self.stored if n.type.dtype == dtype), None)
         self.lines: list[str] = []
         self.decided: Callable | None = None  # guards known in the part of a split loop being written
+        # the first of the trailing axes run as one loop over merged views of the arrays (loop_merge.py)
+        self.merge = None if gemm is not None else merge_start(kernel, lambda v: f.node(v).type.shape)
+        self.views: dict[str, str] = {}  # an array's name -> its merged view's
         self._write()
 
     def text(self, cache: bool) -> str:
@@ -354,9 +360,11 @@ class _LoopWriter:
             j = self.outputs.index(r.id)
             exact = self._exact_in_own_dtype(r)
             self.put(f"o{j} = a{j}" if exact else f"o{j} = empty_{r.type.dtype}({self._reduced_shape(r)})")
+        self._write_views()
         self.setup_end = len(self.lines)
         depth = 0
-        for k in range(len(self.domain) - 1):
+        outer = len(self.domain) - 1 if self.merge is None else self.merge
+        for k in range(outer):
             extent = f"{self.region.lo}, {self.region.hi}" if k == 0 and self.region else self._extent(k)
             self.put(f"for {self.index[k]} in range({extent}):", depth)
             depth += 1
@@ -364,6 +372,9 @@ class _LoopWriter:
             self._write_body(depth)
         elif self.region and len(self.domain) == 1:  # the chunk's examples, guards tested per element
             self.put(f"for {self.index[0]} in range({self.region.lo}, {self.region.hi}):", depth)
+            self._write_body(depth + 1)
+        elif self.merge is not None:  # one loop over the merged axes (no guard reads them)
+            self.put(f"for {self.index[self.merge]} in range({' * '.join(self.dims[self.merge:])}):", depth)
             self._write_body(depth + 1)
         else:  # the innermost loop, in parts where guards on its index change (schedule.innermost_splits)
             inner, extent = self.index[-1], self._extent(len(self.domain) - 1)
@@ -394,9 +405,37 @@ class _LoopWriter:
                 code = statement_code(statement, self._operand, self.index[-1] if self.index else "0")
                 self.put(f"{self.local[n.id]} = {code}", depth)
                 if n in self.stored:
-                    self.put(f"{self.result[n.id]}[{', '.join(self.index) or '()'}] = {self.local[n.id]}", depth)
+                    self.put(f"{self._element(self.result[n.id])} = {self.local[n.id]}", depth)
             else:
                 self._reduction_update(n, self._summand(statement.operands[0]), depth)
+
+    def _element(self, array: str) -> str:
+        """``array[i0, i1, i2, i3]`` of an array over the whole domain, or its merged view's ``m0[i0, i1, i2]``."""
+        if self.merge is None:
+            return f"{array}[{', '.join(self.index) or '()'}]"
+        return f"{self.views[array]}[{', '.join(self.index[:self.merge + 1])}]"
+
+    def _write_views(self) -> None:
+        """With merged axes: the merged views, made before the loops, of the arrays that read or write them
+        (their trailing axes, the merged ones, become one)."""
+        if self.merge is None:
+            return
+        rank, count = len(self.domain), len(self.domain) - self.merge
+        merged = " * ".join(self.dims[self.merge:])
+        arrays: list[tuple[str, int]] = [(self.result[n.id], rank) for n in self.stored]
+        for r in self.reductions:
+            if not set(r.attrs["axis"]) & set(range(self.merge, rank)):
+                arrays.append((f"a{self.outputs.index(r.id)}", len(r.type.shape) + self._in_partial_sums(r)))
+        for statement in self.kernel.statements:
+            for operand in statement.operands:
+                if isinstance(operand, Load) and operand.map.rank and reads_merged(operand, self.merge, rank):
+                    arrays.append((self._external(operand.value), operand.map.rank))
+        for array, array_rank in arrays:
+            if array in self.views:
+                continue
+            self.views[array] = f"m{len(self.views)}"
+            shape = [f"{array}.shape[{k}]" for k in range(array_rank - count)] + [merged]
+            self.put(f"{self.views[array]} = reshape({array}, ({', '.join(shape)},))")
 
     def _external(self, node_id: int) -> str:
         if node_id not in self.externals:
@@ -413,6 +452,10 @@ class _LoopWriter:
         name = self._external(operand.value)
         if operand.map.rank == 0:
             return f"item({name})"  # in Numba, x[()] of a 0-d array is an array, not a number
+        if self.merge is not None and reads_merged(operand, self.merge, len(self.domain)):
+            count = len(self.domain) - self.merge
+            merged = IndexMap((*operand.map.exprs[:operand.map.rank - count], AffineExpr.axis(self.merge)))
+            return f"{self.views[name]}[{merged.render(self.index)}]"
         return load_code(operand, self._external, self.index, self.decided)
 
     def _summand(self, operand: Operand) -> str:
@@ -423,7 +466,7 @@ class _LoopWriter:
         if isinstance(operand, Register) and operand.node != self.product:
             node = self.f.node(operand.node)
             if get_op(node.op).zero_one and node in self.stored:
-                return f"{self.result[node.id]}[{', '.join(self.index) or '()'}]"
+                return self._element(self.result[node.id])
         return self._operand(operand)
 
     def _exact_in_own_dtype(self, node: Node) -> bool:
@@ -453,6 +496,9 @@ class _LoopWriter:
             parts = [("0" if k in axes else i) for k, i in enumerate(self.index) if keep or k not in axes]
             if self._in_partial_sums(node):
                 parts.insert(0, self.region.chunk)
+            if self.merge is not None and not set(axes) & set(range(self.merge, len(self.domain))):
+                count = len(self.domain) - self.merge  # the merged axes, last in the accumulator: its view's
+                accumulator, parts = self.views[accumulator], [*parts[:len(parts) - count], self.index[self.merge]]
             accumulator += f"[{', '.join(parts)}]"
         if get_op(node.op).reduce == "max":
             self.put(f"{accumulator} = max({accumulator}, {value})", depth)
