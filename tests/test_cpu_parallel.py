@@ -5,6 +5,10 @@ thread."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -99,3 +103,29 @@ def test_a_cpu_program_caps_the_blas_at_one_thread(monkeypatch):
     gradc.compile(gradc.loads(source), cache=False)
     blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     assert blas and all(n == 1 for n in blas)
+
+
+CACHED_CNN = """model cached_cnn
+input x: f32[N, 1, 6, 6]
+input y: i64[N]
+logits = x -> conv2d(2, 3) -> relu -> flatten -> dense(2)
+loss L = cross_entropy(logits, y)
+"""
+
+
+def test_a_program_calling_threaded_helpers_loads_from_the_cache_in_a_fresh_process(tmp_path):
+    """The second process loads the program (whose entry points call the threaded helpers) from the on-disk
+    cache: without Numba's thread pool started first, it died with "Symbol not found: allocate_sched" or a
+    segmentation fault (runtime/execution/threads.py, start_numba_threads)."""
+    script = (
+        "import sys, numpy as np, gradc\n"
+        "program = gradc.compile(gradc.loads(sys.argv[1]))\n"
+        "x = np.random.default_rng(0).normal(size=(3, 1, 6, 6)).astype(np.float32)\n"
+        "loss = program.step({'x': x, 'y': np.array([0, 1, 0])}, lr=0.1)\n"
+        "print(float(loss))\n"
+    )
+    env = {**os.environ, "GRADC_CACHE_DIR": str(tmp_path / "cache")}
+    for run in range(2):
+        done = subprocess.run([sys.executable, "-c", script, CACHED_CNN], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, f"run {run + 1}: exit {done.returncode}\n{done.stderr[-3000:]}"

@@ -25,7 +25,7 @@ from .allocator import keep_freed_memory
 from .compile_cache import CompileReport, compiled_entry_points, evict, load_source, program_key
 from .optimizer_state import OptimizerState
 from .reference import evaluate
-from .threads import limit_blas_threads
+from .threads import limit_blas_threads, start_numba_threads
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -102,6 +102,7 @@ class CpuBackend(HostMemory):
     def __init__(self, graph: Graph, use_cache: bool = True, sibling: object = None):
         keep_freed_memory()  # a step's large values reuse the last step's memory (see allocator.py)
         limit_blas_threads()  # one pool of threads, Numba's, around a one-thread BLAS (see threads.py)
+        start_numba_threads()  # before cached code that runs across threads is loaded (see threads.py)
         self.graph = schedule(graph)
         self.lowered = build(self.graph, "cpu", cache=use_cache)
         key = program_key(self.graph, self.target)

@@ -9,6 +9,8 @@ than cores) its spinning threads made training 10-20 times slower (mlp_digits: 2
 OpenBLAS's 2 threads on a loaded 2-core machine, 1.5 s with one). A cpu program therefore caps the BLAS at one
 thread when it is built, unless the user chose a number through the usual variables; Numba's own thread count
 is ``NUMBA_NUM_THREADS`` (all cores by default).
+
+Numba's thread pool must also be running before a cached program is loaded (:func:`start_numba_threads`).
 """
 
 from __future__ import annotations
@@ -27,3 +29,14 @@ def limit_blas_threads(threads: int = 1) -> None:
     except ImportError:  # threadpoolctl comes with scikit-learn; without it the BLAS keeps its default
         return
     threadpool_limits(limits=threads, user_api="blas")
+
+
+def start_numba_threads() -> None:
+    """Start Numba's threading layer now. Code that runs loops across threads (the kernel library's batched
+    helpers, batch regions) calls the layer's scheduler through symbols that Numba registers with LLVM only when
+    it starts the layer: compiling such code starts it, but loading it from the on-disk cache does not, and a
+    program loaded from the cache in a fresh process then failed with "LLVM ERROR: Symbol not found:
+    allocate_sched" or a segmentation fault (Numba issue 4807). ``get_num_threads`` starts the layer."""
+    import numba
+
+    numba.get_num_threads()
