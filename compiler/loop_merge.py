@@ -46,6 +46,7 @@ def reads_merged(load: Load, start: int, rank: int) -> bool:
 
 
 def _touches(index_map: IndexMap, start: int) -> bool:
+    """Whether the map reads an axis from ``start`` on, or reads an index from memory (a gather)."""
     exprs = [*index_map.exprs, *(g.expr for g in index_map.guards)]
     return any(isinstance(e, Indirect) or any(axis >= start for axis, _ in e.terms) for e in exprs)
 
@@ -57,8 +58,6 @@ def _mergeable(kernel: LoopKernel, shape_of: ShapeOf, start: int) -> bool:
         for operand in statement.operands:
             if not isinstance(operand, Load):
                 continue
-            if any(isinstance(e, Indirect) for e in operand.map.exprs):
-                return False
             shape = shape_of(operand.value)
             full = (reads_merged(operand, start, rank)
                     and tuple(shape[len(shape) - (rank - start):]) == tuple(kernel.domain[start:]))

@@ -416,6 +416,11 @@ class _LoopWriter:
             return f"{array}[{', '.join(self.index) or '()'}]"
         return f"{self.views[array]}[{', '.join(self.index[:self.merge + 1])}]"
 
+    def _keeps_merged_axes(self, reduction: Node) -> bool:
+        """Whether a reduction keeps the merged axes (its accumulator is then read through a merged view);
+        otherwise it sums all of them (loop_merge.py allows no other case) and its index names none."""
+        return not set(reduction.attrs["axis"]) & set(range(self.merge, len(self.domain)))
+
     def _write_views(self) -> None:
         """With merged axes: the merged views, made before the loops, of the arrays that read or write them
         (their trailing axes, the merged ones, become one)."""
@@ -425,7 +430,7 @@ class _LoopWriter:
         merged = " * ".join(self.dims[self.merge:])
         arrays: list[tuple[str, int]] = [(self.result[n.id], rank) for n in self.stored]
         for r in self.reductions:
-            if not set(r.attrs["axis"]) & set(range(self.merge, rank)):
+            if self._keeps_merged_axes(r):
                 arrays.append((f"a{self.outputs.index(r.id)}", len(r.type.shape) + self._in_partial_sums(r)))
         for statement in self.kernel.statements:
             for operand in statement.operands:
@@ -497,7 +502,7 @@ class _LoopWriter:
             parts = [("0" if k in axes else i) for k, i in enumerate(self.index) if keep or k not in axes]
             if self._in_partial_sums(node):
                 parts.insert(0, self.region.chunk)
-            if self.merge is not None and not set(axes) & set(range(self.merge, len(self.domain))):
+            if self.merge is not None and self._keeps_merged_axes(node):
                 count = len(self.domain) - self.merge  # the merged axes, last in the accumulator: its view's
                 accumulator, parts = self.views[accumulator], [*parts[:len(parts) - count], self.index[self.merge]]
             accumulator += f"[{', '.join(parts)}]"
