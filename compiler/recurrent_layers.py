@@ -11,7 +11,8 @@ for an LSTM) and ``lengths=n`` for padded batches (integers [N]; steps past an e
 state and output 0, as PyTorch's packed sequences).
 
 The input products of every step are one matrix product before the recurrence (``[T*N, F] @ [F, G*units]``);
-the scan's body is the rest of a step: the recurrent product and the gates.
+the scan's body is the rest of a step: the recurrent product, the biases (an RNN's and an LSTM's two biases
+added once, as their sum) and the gates.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ class CellDef:
     gates: int
     carries: int  # the state (h), and an LSTM's cell (c)
     cell: Cell
+    # The cell reads only x_gates + h_gates, so the two biases only ever add up: their sum is taken once and
+    # added in the step (with the recurrent product), not to every step's input product. A GRU's n gate
+    # multiplies h_gates (with bias_hh) by r: not for it.
+    biases_add: bool
 
 
 CELLS: dict[str, CellDef] = {
-    "rnn": CellDef(1, 1, _rnn_cell),
-    "lstm": CellDef(4, 2, _lstm_cell),
-    "gru": CellDef(3, 1, _gru_cell),
+    "rnn": CellDef(1, 1, _rnn_cell, biases_add=True),
+    "lstm": CellDef(4, 2, _lstm_cell, biases_add=True),
+    "gru": CellDef(3, 1, _gru_cell, biases_add=False),
 }
 
 
@@ -127,7 +132,8 @@ def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new
     w_hh = new_param(f"weight_hh{suffix}", (width, units), spec)
     b_ih = new_param(f"bias_ih{suffix}", (width,), spec)
     b_hh = new_param(f"bias_hh{suffix}", (width,), spec)
-    inputs = b.add(b.matmul(sequence, b.transpose(w_ih, axes=(1, 0))), b_ih)  # [T, N, width]
+    projected = b.matmul(sequence, b.transpose(w_ih, axes=(1, 0)))  # [T, N, width]
+    inputs, bias = (projected, b.add(b_ih, b_hh)) if definition.biases_add else (b.add(projected, b_ih), b_hh)
     first = step(b, inputs, 0)
     state = take(b, first, 1, 0, units)
     starts = _initial_states(b, layer, attrs, state, int(reverse), 1 + int(attrs["bidirectional"]))
@@ -148,8 +154,8 @@ def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new
     if mask is not None:
         types.append(("inside", TensorType(b.type(mask).shape[1:], b.type(mask).dtype)))
         sequences.append(mask)
-    types += [("weight_hh", b.type(w_hh)), ("bias_hh", b.type(b_hh))]
-    states = scan(b, make_body(layer, types, body, b.graph), starts, sequences, [w_hh, b_hh], reverse=reverse)
+    types += [("weight_hh", b.type(w_hh)), ("bias", b.type(bias))]
+    states = scan(b, make_body(layer, types, body, b.graph), starts, sequences, [w_hh, bias], reverse=reverse)
     return states[0]
 
 

@@ -116,6 +116,8 @@ CASES = [
     Case("matmul", {"a": (3, 4), "b": (4,)}, lambda a, b: np.einsum("ik,k->i", a, b), id="matrix-vector"),
     Case("matmul", {"a": (4,), "b": (2, 4, 5)}, lambda a, b: np.einsum("k,bkj->bj", a, b), id="vector-matrix"),
     Case("matmul", {"a": (4,), "b": (4,)}, lambda a, b: np.einsum("k,k->", a, b), id="dot"),
+    Case("contract_rows", {"a": (2, 3, 4), "b": (2, 3, 5)}, lambda a, b: np.einsum("tnk,tnj->kj", a, b)),
+    Case("contract_rows", {"a": (3, 4), "b": (3, 2)}, lambda a, b: a.T @ b, id="matrix"),
     Case("slice", {"x": (4, 6)}, lambda x: x[1:4, ::-2],
          {"starts": (1, 5), "steps": (1, -2), "counts": (3, 3), "drop": ()}),
     Case("slice", {"x": (3, 5, 4)}, lambda x: x[:, 1, 0:4:3],

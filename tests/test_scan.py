@@ -125,13 +125,15 @@ def test_compiling_a_scan_does_not_depend_on_the_number_of_steps():
 
 def test_the_gradient_reads_the_forward_steps_values_instead_of_recomputing_them():
     """Backpropagation through time stores what the backward step needs (the gates' activations, tanh of the
-    cell) as per-step outputs of the forward scan: the reverse scan's body has the two products of the
-    backward step (into the state, into the weight) and no exp, tanh or sigmoid; values the forward scan
-    already outputs (its carries) are not stored twice."""
+    cell) as per-step outputs of the forward scan: the reverse scan's body has the one product of the
+    backward step that the next step needs (into the state) and no exp, tanh or sigmoid; the weights'
+    gradients are summed after it (passes/scan_hoist.py), one product over every step and example each;
+    values the forward scan already outputs (its carries) are not stored twice."""
     graph = gradc.compile(rnn_spec(layer="lstm"), cache=False).graph
     forward, backward = sorted((n for n in graph.nodes() if n.op == "scan"), key=lambda n: n.attrs["reverse"])
     back_ops = [n.op for n in backward.attrs["body"].nodes()]
-    assert back_ops.count("matmul") == 2
+    assert back_ops.count("matmul") == 1 and backward.attrs["carries"] == 2  # the state's gradients only
+    assert [n.op for n in graph.nodes()].count("contract_rows") == 2  # the input and the recurrent weight
     assert not {"exp", "tanh", "sigmoid"} & set(back_ops)
     outputs = list(forward.attrs["body"].outputs.values())
     assert len(outputs) == len(set(outputs)) > 2  # the carries, then the stored activations, each once

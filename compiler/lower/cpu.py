@@ -27,6 +27,7 @@ from ..index_maps import AffineExpr, IndexMap
 from ..loop_merge import merge_start, reads_merged
 from ..ops.registry import get_op
 from ..ops.scan import scan_results
+from ..scan_chunks import runs_in_chunks
 from ..schedule import (
     EntrySchedule,
     GemmKernel,
@@ -670,36 +671,86 @@ def _contract_batch(f: _Function, node: Node) -> None:
           f"reshape({f.ref(b)}, ({entries}, {k}, {p})))")
 
 
+def _contract_rows(f: _Function, node: Node) -> None:
+    """a^T b over every row of [..., m] and [..., n]: one product of the flattened rows (see contract_rows2)."""
+    a, b = node.inputs
+    m, n = (f.shape_dim(d) for d in node.type.shape)
+    f.put(f"v{node.id} = contract_rows2(reshape({f.ref(a)}, (-1, {m})), reshape({f.ref(b)}, (-1, {n})))")
+
+
 def _scan(f: _Function, node: Node) -> None:
     """A native loop over the steps around one call of the body's function: the carries start as (contiguous
     copies of) their operands, each step's results that something reads go into row t of the stacked results,
     and the new carries are the step's first results (with ``final_carries``, their results are the last
-    ones)."""
+    ones). A scan that works example by example (compiler/scan_chunks.py) runs the loop in a function of its
+    own, once per chunk of the batch, the chunks across threads."""
     attrs = node.attrs
-    k, m, length = attrs["carries"], attrs["sequences"], attrs["length"]
-    body = f.bodies.function(attrs["body"])
-    operands = [f.ref(i) for i in node.inputs]
-    carries = [f"h{node.id}_{i}" for i in range(k)]
-    for name, operand in zip(carries, operands[:k], strict=True):
-        f.put(f"{name} = np.ascontiguousarray({operand})")
+    k, m = attrs["carries"], attrs["sequences"]
     results = scan_results(attrs)
     final = k if attrs["final_carries"] else 0
     read = set()  # the results something reads
     for consumer in map(f.g.node, f.g.consumers(node.id)):
         read |= {consumer.attrs["index"]} if consumer.op == "scan_result" else set(range(len(results)))
     stacked = [j for j in range(final, len(results)) if j in read]
+    if runs_in_chunks(node, f.g.batch_symbol):
+        _scan_in_chunks(f, node, sorted(read | set(range(final))), results)
+        return
+    body = f.bodies.function(attrs["body"])
+    operands = [f.ref(i) for i in node.inputs]
+    carries = [f"h{node.id}_{i}" for i in range(k)]
+    for name, operand in zip(carries, operands[:k], strict=True):
+        f.put(f"{name} = np.ascontiguousarray({operand})")
     for j in stacked:
         f.put(f"s{node.id}_{j} = empty_{results[j].dtype}({f.shape(results[j].shape)})")
-    steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
     args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
-    f.put(f"for q{node.id} in {steps}:")
+    f.put(f"for q{node.id} in {_steps(attrs)}:")
     f.put(f"r{node.id} = {body}({', '.join(args)})", 2)
     for j in stacked:
-        f.put(f"s{node.id}_{j}[q{node.id}] = r{node.id}[{j}]", 2)
+        f.put(f"put_rows(s{node.id}_{j}, q{node.id}, r{node.id}[{j}])", 2)
     for i, name in enumerate(carries):
         f.put(f"{name} = r{node.id}[{i}]", 2)
     for i in range(final):
         f.put(f"s{node.id}_{i} = {carries[i]}")
+
+
+def _steps(attrs: dict) -> str:
+    return f"range({attrs['length'] - 1}, -1, -1)" if attrs["reverse"] else f"range({attrs['length']})"
+
+
+def _scan_in_chunks(f: _Function, node: Node, kept: list[int], results: list[TensorType]) -> None:
+    """The scan as a call of a parallel function (shared by every entry point) that cuts the batch into chunks
+    (``scan_chunk_count``: a function of the batch alone) and runs each chunk's loop over the steps on a thread:
+    the chunk's carries, its rows of each step's sequence slices, and its rows of the results ``kept`` (the
+    final carries, and every stacked result something reads), written in place."""
+    attrs = node.attrs
+    k, m = attrs["carries"], attrs["sequences"]
+    final = k if attrs["final_carries"] else 0
+    body = f.bodies.function(attrs["body"])
+    constants = len(node.inputs) - k - m
+    params = [*(f"c{i}" for i in range(k)), *(f"x{j}" for j in range(m)), *(f"w{j}" for j in range(constants)),
+              *(f"s{j}" for j in kept)]
+    batch = "c0.shape[0]" if k else "x0.shape[1]"
+    step_args = [*(f"h{i}" for i in range(k)), *(f"x{j}[q, lo:hi]" for j in range(m)),
+                 *(f"w{j}" for j in range(constants))]
+    lines = [f"@njit(cache={f.cache}, nogil=True, error_model=\"numpy\", parallel=PARALLEL)",
+             f"def {{name}}({', '.join(params)}):",
+             f"    nb = {batch}",
+             "    chunks = scan_chunk_count(nb)",
+             "    for chunk in prange(chunks):",
+             "        lo = chunk * nb // chunks",
+             "        hi = (chunk + 1) * nb // chunks",
+             *(f"        h{i} = np.ascontiguousarray(c{i}[lo:hi])" for i in range(k)),
+             f"        for q in {_steps(attrs)}:",
+             f"            r = {body}({', '.join(step_args)})",
+             *(f"            put_rows(s{j}[q], lo, r[{j}])" for j in kept if j >= final),
+             *(f"            h{i} = r[{i}]" for i in range(k)),
+             *(f"        put_rows(s{i}, lo, h{i})" for i in range(final) if i in kept)]
+    text = "\n".join(lines)
+    name = f.functions.setdefault(text, f"scan_loop{len(f.functions)}")
+    for j in kept:
+        f.put(f"s{node.id}_{j} = empty_{results[j].dtype}({f.shape(results[j].shape)})")
+    args = [*(f.ref(i) for i in node.inputs), *(f"s{node.id}_{j}" for j in kept)]
+    f.put(f"{name}({', '.join(args)})")
 
 
 def _scan_result(f: _Function, node: Node) -> None:
@@ -715,6 +766,7 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "cumsum": _cumsum,
     "unwindow": _unwindow,
     "contract_batch": _contract_batch,
+    "contract_rows": _contract_rows,
     "scan": _scan,
     "scan_result": _scan_result,
 }

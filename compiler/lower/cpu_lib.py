@@ -37,16 +37,46 @@ def sgd_update(p, g, lr, t):
         flat_p[i] -= lr * flat_g[i]
 
 
+# A product of a few rows by a large matrix (a recurrence's step over a chunk of the batch, h @ W^T with W
+# [4H, H]) runs as the transposed product, (W @ h^T)^T, then copied back: OpenBLAS spends most of a small
+# product repacking the large operand, much less in that orientation. Measured with one BLAS thread (2-core AMD
+# EPYC): [16, 128] @ [128, 512] 63 -> 36 us and [16, 512] @ [512, 128] 61 -> 51 us; from 32 rows on, the
+# plain product is as fast or faster (the copy's cost grows), hence the threshold.
+SMALL_PRODUCT_ROWS = 16
+SMALL_PRODUCT_OTHER = 16_384  # elements of the other operand, at least
+
+
+@jit
+def _copy_transposed(ct):
+    """ct.T as a new C-contiguous array."""
+    n, m = ct.shape
+    out = np.empty((m, n), dtype=ct.dtype)
+    for j in range(n):
+        for i in range(m):
+            out[i, j] = ct[j, i]
+    return out
+
+
+@jit
+def _few_rows(a, b):
+    return a.ndim == 2 and a.shape[0] <= SMALL_PRODUCT_ROWS and b.size >= SMALL_PRODUCT_OTHER
+
+
 @jit
 def dot(a, b):
     """BLAS through np.dot, compiled once per operand layout and kept in the cache, so a new program in a
-    new process loads it instead of typing np.dot again."""
+    new process loads it instead of typing np.dot again; a few rows by a large matrix transposed (above)."""
+    if a.ndim == 2 and b.ndim == 2 and _few_rows(a, b):
+        return _copy_transposed(np.dot(b.T, a.T))
     return np.dot(a, b)
 
 
 @jit
 def dot_nt(a, b):
-    """a @ b.T: BLAS reads b transposed (an F-ordered view), nothing is copied."""
+    """a @ b.T: BLAS reads b transposed (an F-ordered view), nothing is copied; a few rows by a large matrix
+    transposed (above)."""
+    if _few_rows(a, b):
+        return _copy_transposed(np.dot(b, a.T))
     return np.dot(a, b.T)
 
 
@@ -318,6 +348,31 @@ def contract_batch3(a, b):
     return out
 
 
+ROWS_PER_CHUNK = 128  # contract_rows2: fewer rows than this in a run are not worth a thread
+
+
+@parallel_jit
+def contract_rows2(a, b):
+    """a.T @ b for a [R, M] and b [R, K] (a weight's gradient over every step and example): the rows split into
+    at most CONTRACT_CHUNKS runs of at least ROWS_PER_CHUNK (the rows alone decide them, not the thread count),
+    each run's product one BLAS call, the runs in parallel, then their products added in order."""
+    rows, m, k = a.shape[0], a.shape[1], b.shape[1]
+    chunks = max(1, min(rows // ROWS_PER_CHUNK, CONTRACT_CHUNKS))
+    if chunks == 1:
+        return np.dot(a.T, b)
+    parts = np.empty((chunks, m, k), dtype=a.dtype)
+    for chunk in prange(chunks):
+        lo, hi = chunk * rows // chunks, (chunk + 1) * rows // chunks
+        parts[chunk] = np.dot(a[lo:hi].T, b[lo:hi])
+    out = parts[0].copy()
+    flat = out.reshape(m * k)
+    for chunk in range(1, chunks):
+        flat_part = parts[chunk].reshape(m * k)
+        for i in range(m * k):
+            flat[i] += flat_part[i]
+    return out
+
+
 @jit
 def add_product_nt(out, a, b):
     """out += a @ b.T, for a C-contiguous ``out`` (one example's share of a weight's gradient, added into its
@@ -340,6 +395,17 @@ def chunk_count(batch):
     return max(1, min(MAX_CHUNKS, (batch + EXAMPLES_PER_CHUNK - 1) // EXAMPLES_PER_CHUNK))
 
 
+SCAN_EXAMPLES_PER_CHUNK = 16  # a chunked scan's chunk: enough rows for the step's products to run well
+SCAN_MAX_CHUNKS = 8
+
+
+@jit
+def scan_chunk_count(batch):
+    """How many chunks a scan that works example by example (compiler/scan_chunks.py) cuts a batch of
+    ``batch`` examples into: a function of the batch alone, like :func:`chunk_count`."""
+    return max(1, min(SCAN_MAX_CHUNKS, batch // SCAN_EXAMPLES_PER_CHUNK))
+
+
 @jit
 def chunk_sum(partial):
     """The sum over axis 0 of a batch region's partial sums [chunks, ...], added in chunk order."""
@@ -350,6 +416,18 @@ def chunk_sum(partial):
         for i in range(flat_out.size):
             flat_out[i] += rows[chunk, i]
     return out
+
+
+@jit
+def put_rows(out, lo, rows):
+    """out[lo:lo + len(rows)] = rows for a C-contiguous ``out`` and ``rows`` of its row shape: a chunk's rows of a
+    result (a chunked scan's step). A copy loop, not a slice assignment (see :func:`dot_into`)."""
+    width = out.size // max(out.shape[0], 1)
+    flat_out = out.reshape(out.size)
+    flat_rows = rows.reshape(rows.size)
+    start = lo * width
+    for i in range(rows.size):
+        flat_out[start + i] = flat_rows[i]
 
 
 @jit

@@ -514,6 +514,15 @@ def _contract_batch(f: _HostFunction, node: Node) -> None:
           f"{f.ref(b)}.reshape(({entries}, {k}, {p})))")
 
 
+def _contract_rows(f: _HostFunction, node: Node) -> None:
+    """a^T b over every row: contract_batch3 with each row an entry of one column (p = 1)."""
+    a, b = node.inputs
+    m, n = (f.dim(d) for d in node.type.shape)
+    dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+    f.put(f"v{node.id} = ws.filled({node.id}, ({m}, {n}), {dtype}, 0.0)")
+    f.put(f"contract_batch3(v{node.id}, {f.ref(a)}.reshape((-1, {m}, 1)), {f.ref(b)}.reshape((-1, {n}, 1)))")
+
+
 def _scan(f: _HostFunction, node: Node) -> None:
     """A host loop over the steps, one call of the body's host function (its kernels' launches) per step. Each
     step's results are copied into row t of the stacked results, and the next step reads its carries from
@@ -557,4 +566,5 @@ OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "cumsum": _cumsum,
     "unwindow": _unwindow,
     "contract_batch": _contract_batch,
+    "contract_rows": _contract_rows,
 }

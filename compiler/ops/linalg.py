@@ -1,5 +1,5 @@
-"""Matrix product with batch dimensions, and the shape ops: transpose, reshape, expand_dims, broadcast_like,
-shape_size."""
+"""Matrix product with batch dimensions, the weight-gradient contractions (contract_batch, contract_rows), and
+the shape ops: transpose, reshape, expand_dims, broadcast_like, shape_size."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def _matmul_grad(b, n, g):
             lambda: b.sum(b.mul(w, b.expand_dims(g, axis=-2)), axis=-1),
             lambda: b.mul(b.expand_dims(x, axis=-1), b.expand_dims(g, axis=-2)),
         ]
+    if rw == 2 and rx > 2:  # a weight shared by every leading index of x: its gradient is one product over them
+        return [lambda: b.matmul(g, swap_last(b, w)), lambda: b.contract_rows(x, g)]
     return [lambda: b.matmul(g, swap_last(b, w)), lambda: b.matmul(swap_last(b, x), g)]
 
 
@@ -280,5 +282,43 @@ register(
         formula="sum over the leading axes of a @ b^T, [..., m, p] x [..., k, p] -> [m, k]: a weight's gradient "
                 "summed over the examples into one result, never one gradient per example",
         shape_rule="[..., m, p] and [..., k, p] -> [m, k]",
+    )
+)
+
+# ---------------------------------------------------------------- contract_rows (internal)
+
+
+def _contract_rows_type(types: list[TensorType], attrs: dict) -> TensorType:
+    a, b = types
+    if a.rank < 1 or a.rank != b.rank or a.shape[:-1] != b.shape[:-1] or a.dtype != b.dtype:
+        raise ShapeError(f"contract_rows: {a} and {b} must be [..., m] and [..., n] with the same leading "
+                         "dimensions and one dtype")
+    return TensorType((a.shape[-1], b.shape[-1]), a.dtype)
+
+
+def _contract_rows_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    a, b = args
+    return np.asarray(a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1]), dtype=a.dtype)
+
+
+def _contract_rows_flops(types: list[TensorType], out: TensorType, attrs: dict) -> int:
+    n = out.shape[1]
+    return 2 * types[0].numel() * (n if isinstance(n, int) else 1)
+
+
+register(
+    OpDef(
+        name="contract_rows",
+        operands=("a", "b"),
+        infer=_contract_rows_type,
+        forward=_contract_rows_forward,
+        grad=lambda b, n, g: [lambda: b.matmul(n.inputs[1], swap_last(b, g)), lambda: b.matmul(n.inputs[0], g)],
+        category="linalg",
+        public=False,
+        flops=_contract_rows_flops,
+        formula="a^T b over every row: [..., m] and [..., n] with the same leading dimensions -> [m, n], the sum "
+                "over all leading indices r of the outer product a[r]^T b[r]; the gradient of a weight shared by "
+                "every step and example (x @ w with x [T, N, k]; a scan's weights) as one matrix product",
+        shape_rule="[..., m] and [..., n] -> [m, n]",
     )
 )

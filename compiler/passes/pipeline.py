@@ -16,6 +16,7 @@ from .cse import cse
 from .dce import dce
 from .expand import expand
 from .fold import constant_fold
+from .scan_hoist import hoist_accumulators
 from .simplify import simplify
 from .stabilize import stabilize
 
@@ -37,6 +38,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("cse", cse, "merge equal subexpressions"),
     Stage("dce", dce, "drop values nothing depends on"),
     Stage("autodiff", autodiff, "reverse-mode gradients of the objective, added to the graph"),
+    Stage("hoist-scan", hoist_accumulators, "sums that a scan's gradient adds up over the steps (its weights' "
+          "gradients) taken after the loop, as one product over every step and example"),
     Stage("fold-grad", constant_fold, "constant folding in the backward pass"),
     Stage("simplify-grad", simplify, "algebraic identities in the backward pass"),
     Stage("cse-grad", cse, "reuse forward values in the backward pass"),

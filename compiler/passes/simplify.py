@@ -8,7 +8,7 @@ broadcasts a smaller tensor up is kept.
 
 from __future__ import annotations
 
-from ..builder import Builder
+from ..builder import Builder, Ref
 from ..graph import Graph, Node
 from ..ops.linalg import swap_last
 from .patterns import const_equals, producer
@@ -34,7 +34,8 @@ def _double_negation(b: Builder, node: Node) -> int | None:
 def _transpose(b: Builder, node: Node) -> int | None:
     """A transpose that keeps every axis in place is its operand; two transposes in a row are one; the swap of a
     product's last two axes is the product of the swapped operands the other way round, ``(a b)^T = b^T a^T``
-    (a weight's gradient through ``x @ w^T`` then comes out of one GEMM, not a GEMM and a strided copy)."""
+    (a weight's gradient through ``x @ w^T`` then comes out of one GEMM, not a GEMM and a strided copy); and
+    likewise ``contract_rows(a, b)^T = contract_rows(b, a)``."""
     axes = tuple(node.attrs["axes"])
     if axes == tuple(range(len(axes))):
         return node.inputs[0]
@@ -42,6 +43,9 @@ def _transpose(b: Builder, node: Node) -> int | None:
     inner = producer(g, node.inputs[0], "transpose")
     if inner is not None:
         return b.transpose(inner.inputs[0], axes=tuple(inner.attrs["axes"][a] for a in axes))
+    rows = producer(g, node.inputs[0], "contract_rows")
+    if rows is not None and g.consumers(rows.id) == [node.id] and rows.id not in g.roots():
+        return b.contract_rows(Ref(rows.inputs[1]), Ref(rows.inputs[0]))  # (a^T b)^T = b^T a
     product = producer(g, node.inputs[0], "matmul")
     rank = len(axes)
     if (product is None or rank < 2 or axes != (*range(rank - 2), rank - 1, rank - 2)
