@@ -16,6 +16,13 @@ def const_equals(g: Graph, node_id: int, value: float) -> bool:
     return data.size > 0 and bool(np.all(data == value))
 
 
+def fills_with(g: Graph, node_id: int, value: float) -> bool:
+    """True when the node is a constant whose every element equals ``value``, or such a constant broadcast to
+    a shape (``broadcast_like``: the zeros a gradient's sum starts from, the ones of a seed)."""
+    node = g.node(node_id)
+    return const_equals(g, node.inputs[0] if node.op == "broadcast_like" else node_id, value)
+
+
 def producer(g: Graph, node_id: int, op: str, through_casts: bool = False) -> Node | None:
     """The node that computes ``node_id`` if it is an ``op`` node, else None; ``through_casts`` also finds it
     behind the casts that the promotion rule inserted (``bce(cast(sigmoid(z)), y)``)."""

@@ -30,7 +30,7 @@ from ..builder import Builder, Ref
 from ..graph import Graph, Node
 from ..ops.scan import body_inputs, body_outputs, scan_results
 from .dce import dce
-from .patterns import const_equals, producer
+from .patterns import fills_with, producer
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _hoist(g: Graph, scan: Node) -> None:
                     part = b.sum(steps(term.values[0]), axis=(0, *(a + 1 for a in term.axis)))
                 total = part if total is None else b.add(total, part)
             initial = Ref(scan.inputs[j])
-            if not _is_zeros(g, initial):
+            if not fills_with(g, initial, 0.0):
                 total = b.add(initial, total)
             dtype = body.node(outs[j]).type.dtype
             replacements[j] = total if b.type(total).dtype == dtype else b.cast_to(total, dtype)
@@ -107,11 +107,6 @@ def _hoist(g: Graph, scan: Node) -> None:
             g.replace_uses(consumer.id, target)
             g.remove(consumer.id)
     g.remove(scan.id)
-
-
-def _is_zeros(g: Graph, value: int) -> bool:
-    fill = producer(g, value, "broadcast_like")
-    return const_equals(g, fill.inputs[0] if fill is not None else value, 0.0)
 
 
 def _accumulator_terms(body: Graph, j: int, slices: set[int]) -> list[Term] | None:

@@ -1,4 +1,5 @@
-"""Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1, -(-x), transposes that keep every axis in place,
+"""Algebraic simplification: x*1, 1*x, x/1, x+0, 0+x, x-0, x^1 (the 1 or 0 a constant, or one broadcast to a
+shape), -(-x), transposes that keep every axis in place,
 transposes of transposes and of matrix products, and, outside training,
 dropout (the identity) and batchnorm's statistics (the running ones).
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from ..builder import Builder, Ref
 from ..graph import Graph, Node
 from ..ops.linalg import swap_last
-from .patterns import const_equals, producer
+from .patterns import fills_with, producer
 from .rewrite import Rule, rewrite
 
 
@@ -19,7 +20,7 @@ def _identity_operand(identity: float, positions: tuple[int, ...]) -> Rule:
     def rule(b: Builder, node: Node) -> int | None:
         for keep in positions:
             other = node.inputs[1 - keep]
-            if const_equals(b.graph, other, identity):
+            if fills_with(b.graph, other, identity):
                 return node.inputs[keep]
         return None
 
