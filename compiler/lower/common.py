@@ -179,6 +179,11 @@ def library_imports(module: str) -> list[str]:
     return [f"from {module} import (", *listed, ")"]
 
 
+def step_range(attrs: dict) -> str:
+    """The loop over a scan's steps, in the order it runs them (``range(T)``, or backwards with ``reverse``)."""
+    return f"range({attrs['length'] - 1}, -1, -1)" if attrs["reverse"] else f"range({attrs['length']})"
+
+
 class ScanBodies:
     """The scan bodies of a program, each rendered once as a function of its own (``scan_body<k>``): the body's
     ``forward`` entry point, taking the body's inputs (carries, the step's sequence slices, constants) and

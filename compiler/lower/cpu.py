@@ -58,6 +58,7 @@ from .common import (
     optimizer_args,
     render_kernel,
     statement_code,
+    step_range,
 )
 from .cpu_regions import RegionNames, write_region
 
@@ -703,7 +704,7 @@ def _scan(f: _Function, node: Node) -> None:
     for j in stacked:
         f.put(f"s{node.id}_{j} = empty_{results[j].dtype}({f.shape(results[j].shape)})")
     args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
-    f.put(f"for q{node.id} in {_steps(attrs)}:")
+    f.put(f"for q{node.id} in {step_range(attrs)}:")
     f.put(f"r{node.id} = {body}({', '.join(args)})", 2)
     for j in stacked:
         f.put(f"put_rows(s{node.id}_{j}, q{node.id}, r{node.id}[{j}])", 2)
@@ -711,10 +712,6 @@ def _scan(f: _Function, node: Node) -> None:
         f.put(f"{name} = r{node.id}[{i}]", 2)
     for i in range(final):
         f.put(f"s{node.id}_{i} = {carries[i]}")
-
-
-def _steps(attrs: dict) -> str:
-    return f"range({attrs['length'] - 1}, -1, -1)" if attrs["reverse"] else f"range({attrs['length']})"
 
 
 def _scan_in_chunks(f: _Function, node: Node, kept: list[int], results: list[TensorType]) -> None:
@@ -740,7 +737,7 @@ def _scan_in_chunks(f: _Function, node: Node, kept: list[int], results: list[Ten
              "        lo = chunk * nb // chunks",
              "        hi = (chunk + 1) * nb // chunks",
              *(f"        h{i} = np.ascontiguousarray(c{i}[lo:hi])" for i in range(k)),
-             f"        for q in {_steps(attrs)}:",
+             f"        for q in {step_range(attrs)}:",
              f"            r = {body}({', '.join(step_args)})",
              *(f"            put_rows(s{j}[q], lo, r[{j}])" for j in kept if j >= final),
              *(f"            h{i} = r[{i}]" for i in range(k)),

@@ -47,17 +47,6 @@ SMALL_PRODUCT_OTHER = 16_384  # elements of the other operand, at least
 
 
 @jit
-def _copy_transposed(ct):
-    """ct.T as a new C-contiguous array."""
-    n, m = ct.shape
-    out = np.empty((m, n), dtype=ct.dtype)
-    for j in range(n):
-        for i in range(m):
-            out[i, j] = ct[j, i]
-    return out
-
-
-@jit
 def _few_rows(a, b):
     return a.ndim == 2 and a.shape[0] <= SMALL_PRODUCT_ROWS and b.size >= SMALL_PRODUCT_OTHER
 
@@ -66,8 +55,8 @@ def _few_rows(a, b):
 def dot(a, b):
     """BLAS through np.dot, compiled once per operand layout and kept in the cache, so a new program in a
     new process loads it instead of typing np.dot again; a few rows by a large matrix transposed (above)."""
-    if a.ndim == 2 and b.ndim == 2 and _few_rows(a, b):
-        return _copy_transposed(np.dot(b.T, a.T))
+    if b.ndim == 2 and _few_rows(a, b):
+        return np.ascontiguousarray(np.dot(b.T, a.T).T)
     return np.dot(a, b)
 
 
@@ -76,7 +65,7 @@ def dot_nt(a, b):
     """a @ b.T: BLAS reads b transposed (an F-ordered view), nothing is copied; a few rows by a large matrix
     transposed (above)."""
     if _few_rows(a, b):
-        return _copy_transposed(np.dot(b, a.T))
+        return np.ascontiguousarray(np.dot(b, a.T).T)
     return np.dot(a, b.T)
 
 
@@ -364,13 +353,7 @@ def contract_rows2(a, b):
     for chunk in prange(chunks):
         lo, hi = chunk * rows // chunks, (chunk + 1) * rows // chunks
         parts[chunk] = np.dot(a[lo:hi].T, b[lo:hi])
-    out = parts[0].copy()
-    flat = out.reshape(m * k)
-    for chunk in range(1, chunks):
-        flat_part = parts[chunk].reshape(m * k)
-        for i in range(m * k):
-            flat[i] += flat_part[i]
-    return out
+    return chunk_sum(parts)
 
 
 @jit

@@ -46,6 +46,7 @@ from .common import (
     optimizer_args,
     render_kernel,
     statement_code,
+    step_range,
 )
 
 NUMBA_TYPES = {"f32": "float32", "f64": "float64", "i32": "int32", "i64": "int64"}
@@ -528,7 +529,7 @@ def _scan(f: _HostFunction, node: Node) -> None:
     step's results are copied into row t of the stacked results, and the next step reads its carries from
     there (the body's own output buffers are rewritten at every step)."""
     attrs = node.attrs
-    k, m, length = attrs["carries"], attrs["sequences"], attrs["length"]
+    k, m = attrs["carries"], attrs["sequences"]
     body = f.bodies.function(attrs["body"])
     operands = [f.ref(i) for i in node.inputs]
     results = scan_results(attrs)
@@ -540,10 +541,9 @@ def _scan(f: _HostFunction, node: Node) -> None:
     for name, operand in zip(carries, operands[:k], strict=True):
         f.put(f"{name} = {operand}")
     f.put(f"w{node.id} = ws.child({body!r})")
-    steps = f"range({length - 1}, -1, -1)" if attrs["reverse"] else f"range({length})"
     args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
     row = lambda j: f"s{node.id}_{j}" if j < final else f"s{node.id}_{j}[q{node.id}]"
-    f.put(f"for q{node.id} in {steps}:")
+    f.put(f"for q{node.id} in {step_range(attrs)}:")
     f.put(f"r{node.id} = {body}(w{node.id}, {', '.join(args)})", 2)
     for j in range(len(results)):
         f.put(f"{row(j)}.copy_to_device(r{node.id}[{j}])", 2)

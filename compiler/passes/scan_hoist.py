@@ -74,9 +74,8 @@ def _hoist(g: Graph, scan: Node) -> None:
 
         def steps(value: int) -> Ref:
             if value not in stacked:
-                position = ins.index(value) if value in ins else None
-                if position is not None:  # a sequence slice: the sequence itself
-                    stacked[value] = Ref(scan.inputs[position])
+                if value in slices:  # a sequence slice: the sequence itself
+                    stacked[value] = Ref(scan.inputs[ins.index(value)])
                 else:
                     index = positions[value]
                     stacked[value] = b.scan_result(new_scan, index=index, type=new_types[index])
