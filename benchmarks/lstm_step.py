@@ -6,6 +6,10 @@ float32, batch B = 32 (the issue's configuration). The frameworks are timed in i
 as medians and ratios to gradc. Child processes measure gradc's cold compile of the step at T = 10, 100 and
 1000 (it must not depend on T) and each framework's peak resident memory against T.
 
+With a GPU (numba-cuda sees a device, and PyTorch has CUDA), a CUDA section times gradc's cuda target beside
+PyTorch eager's ``nn.LSTM`` on the GPU (cuDNN), each step copying its NumPy batch in and synchronizing, and
+reports ratios to gradc-cuda; elsewhere the report says why it was not measured.
+
     pip install -e ".[bench]"
     python benchmarks/lstm_step.py                  # a markdown report on stdout
     python benchmarks/lstm_step.py --json out.json  # also the raw figures
@@ -25,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import child as run_child
+from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, publish, versions
 from mlp_step import interleaved as run_interleaved
-from mlp_step import machine, peak_resident_mib, publish, versions
 
 LR = 0.01
 BATCH, STEPS, FEATURES, UNITS = 32, 50, 16, 128
@@ -75,7 +79,8 @@ class _TorchModel:
         return Model()
 
 
-def _torch_step(model, batch: int, steps: int = STEPS) -> Step:
+def _torch_step(model, batch: int, steps: int = STEPS, on_gpu: bool = False) -> Step:
+    """On the GPU, each step copies its NumPy batch in and synchronizes instead of reading the loss back."""
     import torch
 
     x, y = data(batch, steps)
@@ -83,13 +88,17 @@ def _torch_step(model, batch: int, steps: int = STEPS) -> Step:
     params = list(model.parameters())
 
     def step() -> float:
+        inputs, labels = (tx.cuda(), ty.cuda()) if on_gpu else (tx, ty)
         for p in params:
             p.grad = None
-        loss = torch.nn.functional.mse_loss(model(tx), ty)
+        loss = torch.nn.functional.mse_loss(model(inputs), labels)
         loss.backward()
         with torch.no_grad():
             for p in params:
                 p.add_(p.grad, alpha=-LR)
+        if on_gpu:
+            torch.cuda.synchronize()
+            return 0.0
         return float(loss.detach())
 
     return step
@@ -105,11 +114,25 @@ def setup_torch_compile(batch: int, steps: int = STEPS) -> Step:
     return _torch_step(torch.compile(_TorchModel.make()), batch, steps)
 
 
+def setup_gradc_cuda(batch: int, steps: int = STEPS) -> Step:
+    return gradc_cuda_step(source(steps), *data(batch, steps))
+
+
+def setup_torch_cuda(batch: int, steps: int = STEPS) -> Step:
+    """PyTorch eager on the GPU (cuDNN's LSTM), under the same terms: the NumPy batch copied in each step."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ImportError("this PyTorch has no CUDA device")
+    return _torch_step(_TorchModel.make().cuda(), batch, steps, on_gpu=True)
+
+
 FRAMEWORKS: dict[str, Callable[..., Step]] = {
     "gradc": setup_gradc,
     "pytorch-eager": setup_torch,
     "torch.compile": setup_torch_compile,
 }
+CUDA_FRAMEWORKS: dict[str, Callable[..., Step]] = {"gradc-cuda": setup_gradc_cuda, "pytorch-cuda": setup_torch_cuda}
 
 
 def child(args: list[str]) -> str:
@@ -132,13 +155,10 @@ def compile_child(steps: int) -> None:
     print(f"{time.perf_counter() - start:.2f}")
 
 
-def report(results: dict) -> str:
-    found = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
-    lines = [f"machine: {results['machine']}", f"versions: {found}", f"command: {results['command']}", "",
-             f"ms per training step, B={BATCH}, T={STEPS}, F={FEATURES}, H={UNITS} (median of interleaved rounds); "
-             "ratio = framework / gradc", "", "| framework | ms per step | ratio | first call (s) |",
-             "|---|---|---|---|"]
-    base = results["median_ms"].get("gradc", {}).get(BATCH)
+def step_table(results: dict, base_name: str) -> list[str]:
+    """Rows of ms per step, ratio to ``base_name`` and first-call seconds, from one interleaved run."""
+    lines = ["| framework | ms per step | ratio | first call (s) |", "|---|---|---|---|"]
+    base = results["median_ms"].get(base_name, {}).get(BATCH)
     for name, per_batch in results["median_ms"].items():
         ms = per_batch[BATCH]
         ratio = ms / base if base else float("nan")
@@ -146,6 +166,21 @@ def report(results: dict) -> str:
         lines.append(f"| {name} | {ms:.2f} | {ratio:.2f}x | {first:.2f} |")
     for name, why in results["missing"].items():
         lines.append(f"| {name} | not installed ({why}) | | |")
+    return lines
+
+
+def report(results: dict) -> str:
+    found = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+    lines = [f"machine: {results['machine']}", f"versions: {found}", f"command: {results['command']}", "",
+             f"ms per training step, B={BATCH}, T={STEPS}, F={FEATURES}, H={UNITS} (median of interleaved rounds); "
+             "ratio = framework / gradc", ""]
+    lines += step_table(results, "gradc")
+    cuda = results.get("cuda")
+    if isinstance(cuda, dict):
+        lines += ["", f"CUDA ({cuda['device']}): ms per step; ratio = framework / gradc-cuda", ""]
+        lines += step_table(cuda, "gradc-cuda")
+    elif cuda:
+        lines += ["", f"CUDA: not measured ({cuda})"]
     lines += ["", "gradc cold compile of the training step (fresh process, no cache), by T: "
               + ", ".join(f"T={t}: {s} s" for t, s in results["compile_s"].items())]
     if results.get("peak_mib"):
@@ -161,7 +196,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
-    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS), choices=list(FRAMEWORKS))
+    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS), choices=list(FRAMEWORKS),
+                        help="the CPU frameworks to time (none: only the CUDA section, where a GPU is present)")
     parser.add_argument("--compile-steps", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--memory-steps", type=int, nargs="*", default=[50, 200, 800])
     parser.add_argument("--json", help="also write the raw figures here")
@@ -175,6 +211,15 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "command": " ".join(["python", *sys.argv]),
                "memory_steps": args.memory_steps}
     results.update(run_interleaved([BATCH], args.rounds, args.steps, args.frameworks, FRAMEWORKS))
+    absent = gpu_absent()
+    if absent is None:
+        from numba import cuda
+
+        name = cuda.get_current_device().name
+        results["cuda"] = run_interleaved([BATCH], args.rounds, args.steps, list(CUDA_FRAMEWORKS), CUDA_FRAMEWORKS)
+        results["cuda"]["device"] = name.decode() if isinstance(name, bytes) else str(name)
+    else:
+        results["cuda"] = absent
     results["compile_s"] = {t: child(["--compile-child", str(t)]) for t in args.compile_steps}
     results["peak_mib"] = {name: {t: child(["--peak-memory-child", name, str(t)]) for t in args.memory_steps}
                            for name in args.frameworks if name not in results["missing"]}
