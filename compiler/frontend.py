@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from gradc.dsl import ast
-from gradc.dsl.diagnostics import Diagnostic, ModelError, ShapeError, SourceLocation, did_you_mean
+from gradc.dsl.diagnostics import Diagnostic, GradcError, ModelError, ShapeError, SourceLocation, did_you_mean
 from gradc.dsl.imports import collect_blocks
 from gradc.dsl.train_schema import validate_train_block
 
@@ -52,20 +53,48 @@ class ModelSpec:
     train: dict[str, Any] | None
     warnings: list[Diagnostic] = field(default_factory=list)
     train_given: tuple[str, ...] = ()  # the keys the train block sets (the others are defaults)
+    module: ast.Module | None = None  # the parsed file, from which :meth:`bind` builds the bound graph
+    dims: dict[str, int] = field(default_factory=dict)  # the sizes its length symbols were bound to
+
+    @property
+    def length_symbols(self) -> tuple[str, ...]:
+        """The symbolic dimensions besides the batch that are still unbound (a sequence's ``T``)."""
+        return self.graph.length_symbols
+
+    def bind(self, dims: Mapping[str, int]) -> ModelSpec:
+        """The model with its length symbols bound to sizes (``{"T": 50}``): its graph built again with those
+        sizes in the input declarations, as if the file had written them (a compiled program has fixed sizes
+        but for the batch; JAX's jit specializes on shapes the same way). Names that are not length symbols
+        of the model are refused."""
+        unknown = sorted(set(dims) - set(self.length_symbols))
+        if unknown:
+            known = ", ".join(self.length_symbols) or "none"
+            raise GradcError(f"{self.path}: {', '.join(unknown)} is not a symbolic length of model '{self.name}' "
+                             f"(its symbolic lengths: {known})")
+        if not dims:
+            return self
+        for name, size in dims.items():
+            if not isinstance(size, int | np.integer) or size < 1:
+                raise GradcError(f"{self.path}: the length {name} must be a whole number of at least 1, got {size}")
+        assert self.module is not None
+        bound = build_model(self.module, {name: int(size) for name, size in dims.items()})
+        bound.dims = {**self.dims, **{name: int(size) for name, size in dims.items()}}
+        return bound
 
 
 def callable_names() -> list[str]:
     return sorted([op.name for op in REGISTRY.values() if op.public] + list(LAYERS) + ["split"])
 
 
-def build_model(module: ast.Module) -> ModelSpec:
-    """Check a parsed module and lower it to a graph."""
-    return _FrontEnd(module).run()
+def build_model(module: ast.Module, dims: Mapping[str, int] | None = None) -> ModelSpec:
+    """Check a parsed module and lower it to a graph, with the symbolic lengths in ``dims`` bound to sizes."""
+    return _FrontEnd(module, dims or {}).run()
 
 
 class _FrontEnd:
-    def __init__(self, module: ast.Module):
+    def __init__(self, module: ast.Module, dims: Mapping[str, int]):
         self.module = module
+        self.dims = dict(dims)
         self.path = module.path
         self.definitions: dict[str, ast.Statement] = {}
         self.env: dict[str, Ref | float | int] = {}
@@ -79,8 +108,9 @@ class _FrontEnd:
     def run(self) -> ModelSpec:
         name = self._model_name()
         self._collect_definitions()
-        symbol = self._batch_symbol()
-        self.graph = Graph(name, symbol)
+        symbols = self._symbols()
+        lengths = tuple(d for d in symbols[1:] if d not in self.dims)
+        self.graph = Graph(name, symbols[0] if symbols else None, lengths)
         self.graph.float_dtype = self._float_dtype()
         self.builder = Builder(self.graph)
         for stmt in self._sorted_definitions():
@@ -91,7 +121,8 @@ class _FrontEnd:
         self._warn_unused()
         train = self._train_settings()
         given = tuple(item.key for s in self.module.statements if isinstance(s, ast.TrainBlock) for item in s.items)
-        return ModelSpec(name, self.path, self.module.source, self.graph, train, self.warnings, given)
+        return ModelSpec(name, self.path, self.module.source, self.graph, train, self.warnings, given,
+                         self.module)
 
     def _model_name(self) -> str:
         decls = [s for s in self.module.statements if isinstance(s, ast.ModelDecl)]
@@ -127,7 +158,9 @@ class _FrontEnd:
                     stmt.name_loc,
                 )
 
-    def _batch_symbol(self) -> str | None:
+    def _symbols(self) -> list[str]:
+        """The symbolic dimensions of the inputs in order of first appearance: the first is the batch
+        dimension (N), any later ones are lengths (a sequence's T), bound when the program meets its data."""
         symbols: dict[str, SourceLocation] = {}
         for stmt in self.definitions.values():
             if not isinstance(stmt, ast.InputDecl | ast.ParamDecl):
@@ -137,18 +170,18 @@ class _FrontEnd:
                     continue
                 if isinstance(stmt, ast.ParamDecl):
                     raise ModelError(
-                        f"parameter '{stmt.name}' must have a fixed shape; '{dim}' is the batch dimension",
+                        f"parameter '{stmt.name}' must have a fixed shape; '{dim}' is a symbolic dimension",
                         loc,
                     )
-                if symbols and dim not in symbols:
-                    first = next(iter(symbols))
+                batch = next(iter(symbols), dim)
+                if dim != batch and stmt.type.dims[0] != batch:
                     raise ModelError(
-                        f"only one symbolic (batch) dimension is supported; '{dim}' differs from '{first}' "
-                        f"(line {symbols[first].line})",
+                        f"'{dim}' would be a symbolic length, which only an input that starts with the batch "
+                        f"dimension '{batch}' (line {symbols[batch].line}) may have, as T in f32[{batch}, T, 16]",
                         loc,
                     )
                 symbols.setdefault(dim, loc)
-        return next(iter(symbols), None)
+        return list(symbols)
 
     def _float_dtype(self) -> str:
         """f64 when every float input and parameter is f64 (an all-f64 model), else f32."""
@@ -188,7 +221,8 @@ class _FrontEnd:
     # ------------------------------------------------------------ statements
     def _lower_statement(self, stmt: ast.Statement) -> None:
         if isinstance(stmt, ast.InputDecl):
-            t = TensorType(stmt.type.dims, stmt.type.dtype)
+            t = TensorType(tuple(self.dims.get(d, d) if isinstance(d, str) else d for d in stmt.type.dims),
+                           stmt.type.dtype)
             self.env[stmt.name] = Ref(self.graph.add("input", (), t, line=stmt.loc.line, col=stmt.loc.col,
                                                      name=stmt.name, origin=stmt.name))
         elif isinstance(stmt, ast.ParamDecl):

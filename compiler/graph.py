@@ -71,9 +71,12 @@ def _hashable(value: Any) -> Any:
 class Graph:
     """A typed computation DAG with a named interface (outputs, losses, objective, gradients)."""
 
-    def __init__(self, model_name: str, batch_symbol: str | None = None):
+    def __init__(self, model_name: str, batch_symbol: str | None = None, length_symbols: tuple[str, ...] = ()):
         self.model_name = model_name
         self.batch_symbol = batch_symbol
+        # symbolic dimensions besides the batch (a sequence's T): the graph is typed with them, and a program
+        # binds them to the sizes of the data it meets before it compiles (see compiler/binding.py)
+        self.length_symbols = length_symbols
         self.dag = nx.DiGraph()
         self.outputs: dict[str, int] = {}
         self.losses: dict[str, int] = {}

@@ -13,6 +13,11 @@ state and output 0, as PyTorch's packed sequences).
 The input products of every step are one matrix product before the recurrence (``[T*N, F] @ [F, G*units]``);
 the scan's body is the rest of a step: the recurrent product, the biases (an RNN's and an LSTM's two biases
 added once, as their sum) and the gates.
+
+T may be a symbolic length (``input x: f32[N, T, F]``). The graph over a symbolic T is the one ``gradc check``
+types and shows: its scan's length is ``T``, a last state is the scan's final carry instead of step T-1 of
+the stacked states, and a padded batch's step indices come from the sequence's shape. A program is compiled
+from the model bound to its data's length (``ModelSpec.bind``), which builds the fixed-T graph.
 """
 
 from __future__ import annotations
@@ -81,8 +86,8 @@ CELLS: dict[str, CellDef] = {
 
 def _sequence_type(b: Builder, x: Ref, layer: str) -> TensorType:
     t: TensorType = b.type(x)
-    if t.rank != 3 or any(not isinstance(d, int) for d in t.shape[1:]) or not t.is_float:
-        raise ShapeError(f"{layer} needs a float sequence [N, T, F] of fixed T and F, got {t}")
+    if t.rank != 3 or not isinstance(t.shape[2], int) or t.shape[1] == b.graph.batch_symbol or not t.is_float:
+        raise ShapeError(f"{layer} needs a float sequence [N, T, F] of fixed F, got {t}")
     return t
 
 
@@ -105,14 +110,19 @@ def _initial_states(b: Builder, layer: str, attrs: dict[str, Any], like: Ref, di
     return starts
 
 
-def _step_mask(b: Builder, lengths: Ref | None, steps: int, dtype: str, layer: str) -> Ref | None:
-    """[T, N, 1]: 1 where step t is inside example n's sequence (t < lengths[n]), else 0."""
+def _step_mask(b: Builder, lengths: Ref | None, sequence: Ref, dtype: str, layer: str) -> Ref | None:
+    """[T, N, 1]: 1 where step t is inside example n's sequence [T, N, F] (t < lengths[n]), else 0."""
     if lengths is None:
         return None
     t = b.type(lengths)
     if t.rank != 1 or t.is_float or t.is_bool:
         raise ShapeError(f"{layer}: lengths are whole numbers, one per example [N], got {t}")
-    positions = b.const(np.arange(steps).reshape(steps, 1, 1), t.dtype)
+    steps = b.type(sequence).shape[0]
+    if isinstance(steps, int):
+        positions = b.const(np.arange(steps).reshape(steps, 1, 1), t.dtype)
+    else:  # a symbolic T: each step's index, [T, 1, 1], from the sequence's shape (position reads no values)
+        along = b.transpose(take(b, sequence, 2, 0, 1), axes=(1, 2, 0))  # [N, 1, T]
+        positions = b.transpose(b.cast(b.position(along), dtype=t.dtype), axes=(2, 0, 1))  # [T, N, 1]
     inside = b.lt(positions, b.expand_dims(b.expand_dims(lengths, axis=(0,)), axis=(2,)))
     return b.cast(inside, dtype=dtype)
 
@@ -120,9 +130,10 @@ def _step_mask(b: Builder, lengths: Ref | None, steps: int, dtype: str, layer: s
 def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new_param: NewParam,
                suffix: str, reverse: bool, mask: Ref | None) -> Ref:
     """One direction of a layer: its weights, the input products of every step, then the scan. Returns the
-    states after every step, [T, N, units], in step order. Under a ``mask`` (padded batches), a step outside
-    an example's sequence leaves its carries as they were, so the state after step T-1 (after step 0, going
-    backwards) is the state after the sequence's last step."""
+    states after every step, [T, N, units], in step order; or, over a symbolic T without
+    ``return_sequences``, the state after the last step [N, units] (the scan's final carry). Under a ``mask``
+    (padded batches), a step outside an example's sequence leaves its carries as they were, so the state after
+    step T-1 (after step 0, going backwards) is the state after the sequence's last step."""
     definition = CELLS[layer]
     features, units = b.type(sequence).shape[-1], attrs["units"]
     bound = 1.0 / units ** 0.5
@@ -134,7 +145,8 @@ def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new
     b_hh = new_param(f"bias_hh{suffix}", (width,), spec)
     projected = b.matmul(sequence, b.transpose(w_ih, axes=(1, 0)))  # [T, N, width]
     inputs, bias = (projected, b.add(b_ih, b_hh)) if definition.biases_add else (b.add(projected, b_ih), b_hh)
-    first = step(b, inputs, 0)
+    symbolic = isinstance(b.type(sequence).shape[0], str)
+    first = b.sum(inputs, axis=(0,)) if symbolic else step(b, inputs, 0)  # [N, width], for its type and shape
     state = take(b, first, 1, 0, units)
     starts = _initial_states(b, layer, attrs, state, int(reverse), 1 + int(attrs["bidirectional"]))
     k = definition.carries
@@ -155,7 +167,9 @@ def _direction(b: Builder, layer: str, sequence: Ref, attrs: dict[str, Any], new
         types.append(("inside", TensorType(b.type(mask).shape[1:], b.type(mask).dtype)))
         sequences.append(mask)
     types += [("weight_hh", b.type(w_hh)), ("bias", b.type(bias))]
-    states = scan(b, make_body(layer, types, body, b.graph), starts, sequences, [w_hh, bias], reverse=reverse)
+    last_only = symbolic and not attrs["return_sequences"]
+    states = scan(b, make_body(layer, types, body, b.graph), starts, sequences, [w_hh, bias], reverse=reverse,
+                  final_carries=last_only)
     return states[0]
 
 
@@ -165,18 +179,21 @@ def _recurrent(layer: str):
         if attrs["units"] < 1:
             raise ShapeError(f"{layer}: units must be positive, got {attrs['units']}")
         steps = t.shape[1]
+        # a direction's state after its last step: over a symbolic T, the scan's final carry is what it returned
+        last_state = (lambda states: states) if isinstance(steps, str) else (lambda states: step(b, states, steps - 1))
+        first_state = (lambda states: states) if isinstance(steps, str) else (lambda states: step(b, states, 0))
         sequence = b.transpose(x, axes=(1, 0, 2))  # [T, N, F]: the scan runs along axis 0
-        mask = _step_mask(b, attrs.get("lengths"), steps, t.dtype, layer)
+        mask = _step_mask(b, attrs.get("lengths"), sequence, t.dtype, layer)
         forward = _direction(b, layer, sequence, attrs, new_param, "", reverse=False, mask=mask)
         outputs = (lambda states: states) if mask is None else (lambda states: b.mul(states, mask))  # padding: 0
         if not attrs["bidirectional"]:
             if attrs["return_sequences"]:
                 return b.transpose(outputs(forward), axes=(1, 0, 2))
-            return step(b, forward, steps - 1)
+            return last_state(forward)
         backward = _direction(b, layer, sequence, attrs, new_param, "_reverse", reverse=True, mask=mask)
         if attrs["return_sequences"]:  # each step: [forward state, backward state], as PyTorch's output
             return b.transpose(outputs(b.concat(forward, backward, axis=2)), axes=(1, 0, 2))
-        return b.concat(step(b, forward, steps - 1), step(b, backward, 0), axis=1)  # each direction's last
+        return b.concat(last_state(forward), first_state(backward), axis=1)  # each direction's last
     return build
 
 

@@ -23,12 +23,13 @@ from gradc.compiler.driver import paused_gc, prepare
 from gradc.compiler.frontend import ModelSpec, build_model
 from gradc.compiler.graph import Graph
 from gradc.dsl import parse_file, parse_source
+from gradc.dsl.diagnostics import GradcError
 from gradc.dsl.train_schema import default_settings
 from gradc.runtime.execution.params import init_params
 from gradc.runtime.execution.program import Program
 from gradc.runtime.training.checkpoints import Checkpoint
 from gradc.runtime.training.data import expose_prediction
-from gradc.runtime.training.fit import restore
+from gradc.runtime.training.fit import data_lengths, restore
 
 
 def load(path: str | Path) -> ModelSpec:
@@ -43,9 +44,12 @@ def loads(source: str, path: str = "<string>") -> ModelSpec:
         return build_model(parse_source(source, path))
 
 
-def graph(model: str | Path | ModelSpec, stage: str = "optimized") -> Graph:
-    """The model's graph after pipeline stage ``stage`` (see ``gradc.compiler.passes.STAGE_NAMES``)."""
+def graph(model: str | Path | ModelSpec, stage: str = "optimized", dims: Mapping[str, int] | None = None) -> Graph:
+    """The model's graph after pipeline stage ``stage`` (see ``gradc.compiler.passes.STAGE_NAMES``); the
+    parsed stage keeps a symbolic length unless ``dims`` sizes it, the passes need a size (as :func:`compile`)."""
     spec = model if isinstance(model, ModelSpec) else load(model)
+    if stage != "parsed" or dims:
+        spec = bind_lengths(spec, dims)
     return prepare(spec.graph, stage)
 
 
@@ -55,26 +59,52 @@ def compile(
     seed: int = 0,
     params: Mapping[str, np.ndarray] | None = None,
     cache: bool = True,
+    dims: Mapping[str, int] | None = None,
 ) -> Program:
     """Optimize a model and build a program for ``target`` ("cpu": Numba; "reference": NumPy, node by node),
     with parameters initialized from ``seed`` (or taken from ``params``). With ``cache``, compiled code is
-    kept on disk and reused by later processes."""
-    spec = model if isinstance(model, ModelSpec) else load(model)
+    kept on disk and reused by later processes. A model with a symbolic length besides the batch (``input x:
+    f32[N, T, F]``) is compiled for the sizes in ``dims`` (``{"T": 50}``); the parameters do not depend on
+    them, so a program for another length can take this one's (``params=program.params``). Without ``dims``,
+    the lengths of the train block's data, if it names data."""
+    unbound = model if isinstance(model, ModelSpec) else load(model)
+    spec = bind_lengths(unbound, dims)
     source = expose_prediction(spec.graph)  # a model with only a loss: what its metrics read becomes an output
     optimized = prepare(source)
     params = params if params is not None else init_params(optimized, seed)
     settings = spec.train or default_settings()
-    return Program(optimized, params, target, use_cache=cache, source=source,
-                   weight_decay=settings["weight_decay"], seed=seed, train_settings=settings)
+    program = Program(optimized, params, target, use_cache=cache, source=source,
+                      weight_decay=settings["weight_decay"], seed=seed, train_settings=settings)
+    if spec.dims:  # checkpoints name the model before its lengths were bound: they hold for every length
+        program.spec_graph, program.dims = unbound.graph, dict(spec.dims)
+    return program
+
+
+def bind_lengths(spec: ModelSpec, dims: Mapping[str, int] | None = None) -> ModelSpec:
+    """``spec`` with its symbolic lengths (a sequence's T) bound to the sizes in ``dims``, else to those of the
+    train block's data; a length left without a size is an error that says how to give one."""
+    spec = spec.bind(dict(dims or {}))
+    if spec.length_symbols and spec.train is not None and spec.train.get("data"):
+        spec = spec.bind(data_lengths(spec.graph, None, spec.train))
+    if spec.length_symbols:
+        names = ", ".join(spec.length_symbols)
+        example = ", ".join(f'"{name}": 50' for name in spec.length_symbols)
+        raise GradcError(f"model '{spec.name}' has the symbolic length {names}, and nothing gives its size: on the "
+                         f"command line --dim {spec.length_symbols[0]}=50 (or data whose shapes set it); in "
+                         f"Python gradc.compile(..., dims={{{example}}})")
+    return spec
 
 
 def load_checkpoint(model: str | Path | ModelSpec, checkpoint: str | Path, target: str = "cpu",
-                    cache: bool = True) -> Program:
+                    cache: bool = True, dims: Mapping[str, int] | None = None) -> Program:
     """A program with the parameters, optimizer state and feature scaling of a checkpoint written by
-    ``gradc train`` or ``Program.save``. A checkpoint of a different model is refused."""
+    ``gradc train`` or ``Program.save``. A checkpoint of a different model is refused. A model with a
+    symbolic length is compiled for ``dims``, else for the lengths it was trained with."""
     spec = model if isinstance(model, ModelSpec) else load(model)
     saved = Checkpoint.load(checkpoint)
-    program = compile(spec, target=target, cache=cache)
-    saved.check_spec(program.graph, checkpoint)
+    if spec.length_symbols and not dims:
+        dims = {k: int(v) for k, v in saved.meta.get("dims", {}).items() if k in spec.length_symbols}
+    program = compile(spec, target=target, cache=cache, dims=dims)
+    saved.check_spec(program.spec_graph, checkpoint)
     restore(program, saved, checkpoint)
     return program

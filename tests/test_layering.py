@@ -20,6 +20,7 @@ COMPILER_VOCABULARY = {
     "gradc.compiler", "gradc.compiler.driver", "gradc.compiler.graph", "gradc.compiler.types",
     "gradc.compiler.ops.registry", "gradc.compiler.optimizers", "gradc.compiler.initializers",
     "gradc.compiler.printers.json_format", "gradc.compiler.lower.cuda_lib", "gradc.compiler.lower",
+    "gradc.compiler.binding",  # the sizes of a model's symbolic lengths in its data, read off the input types
 }
 
 

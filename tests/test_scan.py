@@ -162,7 +162,7 @@ def test_a_scans_body_is_part_of_what_the_model_computes():
 
 
 def test_rnn_on_a_non_sequence_is_an_error_naming_the_type():
-    with pytest.raises(ModelError, match=r"rnn needs a float sequence \[N, T, F\] of fixed T and F, got f32\[N,3\]"):
+    with pytest.raises(ModelError, match=r"rnn needs a float sequence \[N, T, F\] of fixed F, got f32\[N,3\]"):
         gradc.loads("model m\ninput x: f32[N, 3]\noutput o = x -> rnn(4)\n")
 
 

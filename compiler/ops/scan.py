@@ -76,7 +76,8 @@ def _normalize(types: list[TensorType], attrs: dict[str, Any]) -> dict[str, Any]
         raise ShapeError(f"scan: the sequences {', '.join(map(str, types[k:k + m]))} must share their first "
                          "dimension, the steps")
     length = lengths.pop() if lengths else attrs["length"]
-    if not isinstance(length, int) or length < 1:
+    symbolic = isinstance(length, str) and m > 0  # a sequence's T, bound to a size before a program compiles
+    if not symbolic and (not isinstance(length, int) or length < 1):
         raise ShapeError(f"scan: the number of steps must be a fixed size of at least 1, got {length}")
     for j, (have, want) in enumerate(zip(types, inputs, strict=True)):
         slice_type = TensorType(have.shape[1:], have.dtype) if k <= j < k + m else have
@@ -117,7 +118,8 @@ def _flops(types: list[TensorType], out: TensorType, attrs: dict[str, Any]) -> i
     body = attrs["body"]
     per_step = sum(get_op(n.op).count_flops([body.node(i).type for i in n.inputs], n.type, n.attrs)
                    for n in body.nodes())
-    return attrs["length"] * per_step
+    length = attrs["length"]
+    return (length if isinstance(length, int) else 1) * per_step  # per step, while the length is symbolic
 
 
 def _grad(b, n, grads: list):

@@ -53,6 +53,7 @@ def to_dict(graph: Graph, stage: str = "") -> dict[str, Any]:
         "model": graph.model_name,
         "stage": stage,
         "batch_dimension": graph.batch_symbol,
+        "symbolic_lengths": list(graph.length_symbols),
         "nodes": nodes,
         "outputs": dict(graph.outputs),
         "losses": dict(graph.losses),

@@ -14,6 +14,8 @@ def to_text(graph: Graph, stage: str = "") -> str:
     header = f"# model {graph.model_name}" + (f", stage {stage}" if stage else "")
     if graph.batch_symbol:
         header += f", batch dimension {graph.batch_symbol}"
+    if graph.length_symbols:
+        header += f", symbolic length {', '.join(graph.length_symbols)}"
     lines = [header]
     names = interface_names(graph)
     kernel_of = graph.kernel_of()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 from gradc.compiler.frontend import ModelSpec
 from gradc.dsl.diagnostics import DataError, format_diagnostic
 
-from ..api import load
+from ..api import bind_lengths, load
 
 INT64 = np.iinfo(np.int64)
 
@@ -21,6 +22,28 @@ def load_spec(path: str, show_warnings: bool = True) -> ModelSpec:
         for w in spec.warnings:
             print(format_diagnostic(w.severity, w.message, w.location, spec.source), file=sys.stderr)
     return spec
+
+
+def add_dim_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
+                   help="the size of a symbolic length of the model (a sequence's T: --dim T=50); where data is "
+                        "given, its shapes set it")
+
+
+def bound_spec(spec: ModelSpec, args: argparse.Namespace) -> ModelSpec:
+    """The model with its symbolic lengths bound: to ``--dim``'s sizes, else to its train block data's."""
+    return bind_lengths(spec, given_dims(args)) if spec.length_symbols else spec
+
+
+def given_dims(args: argparse.Namespace) -> dict[str, int]:
+    """The ``--dim NAME=SIZE`` options as sizes."""
+    dims = {}
+    for item in getattr(args, "dim", None) or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip() or not text.strip().isdigit() or int(text) < 1:
+            raise DataError(f"--dim expects NAME=SIZE with a whole number of at least 1, got {item!r}")
+        dims[name.strip()] = int(text)
+    return dims
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, np.ndarray]:

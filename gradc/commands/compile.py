@@ -15,7 +15,7 @@ from gradc.runtime.execution.targets import COMPILED_TARGETS
 from gradc.runtime.files import atomic_write_text, file_stem
 
 from ..api import compile as compile_model
-from .common import load_spec
+from .common import add_dim_option, given_dims, load_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "their index maps, what it stores, GEMM calls with swapped operands and epilogues")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.add_argument("-v", "--verbose", action="store_true", help="say why the cache missed")
+    add_dim_option(p)
     p.set_defaults(handler=run)
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     spec = load_spec(args.file)
     emit_to = emitted_source_path(Path(args.emit), spec.name, args.target) if args.emit else None
-    program = compile_model(spec, target=args.target, cache=not args.no_cache)
+    program = compile_model(spec, target=args.target, cache=not args.no_cache, dims=given_dims(args))
     backend = program.backend
     report = backend.compile()
     total = time.perf_counter() - start

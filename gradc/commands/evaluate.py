@@ -6,6 +6,7 @@ import argparse
 import json
 
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
+from gradc.runtime.training.fit import data_lengths
 
 from ..api import load_checkpoint
 from .common import load_spec
@@ -31,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, show_warnings=not args.json)
     program = load_checkpoint(spec, args.checkpoint, target=args.target, cache=not args.no_cache)
     settings, _ = resolve(spec, args, base=program.train_settings)  # the checkpoint's data, split and seed
+    if spec.length_symbols:  # compiled for the lengths it was trained at; data of another length compiles again
+        dims = data_lengths(spec.graph, None, settings)
+        if dims != program.dims:
+            program = load_checkpoint(spec, args.checkpoint, target=args.target, cache=not args.no_cache, dims=dims)
     program.train_settings = settings
     result = program.evaluate(None, split=args.split)
     if args.json:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from gradc.compiler.binding import lengths_from_shapes
 from gradc.runtime.execution.gradcheck import DEFAULT_TOLERANCE, gradcheck
 from gradc.runtime.files import load_npz
 
-from .common import load_spec
+from .common import add_dim_option, bound_spec, load_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-elements", type=int, default=64,
                    help="entries checked per tensor, chosen at random beyond this (default 64)")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    add_dim_option(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     inputs = load_npz(args.inputs, "inputs") if args.inputs else None
+    if spec.length_symbols and inputs is not None and not args.dim:
+        spec = spec.bind(lengths_from_shapes(spec.graph, {k: v.shape for k, v in inputs.items()}, args.inputs))
+    spec = bound_spec(spec, args)
     params = load_npz(args.params, "parameters") if args.params else None
     reports = gradcheck(spec.graph, inputs, params, seed=args.seed, batch=args.batch,
                         max_elements=args.max_elements)

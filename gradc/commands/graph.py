@@ -11,7 +11,7 @@ from gradc.dsl.diagnostics import GradcError
 from gradc.dsl.train_schema import default_settings
 from gradc.runtime.files import atomic_write_text
 
-from .common import load_spec
+from .common import add_dim_option, bound_spec, load_spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,11 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "right after autodiff")
     p.add_argument("--format", choices=tuple(FORMATS), default="text")
     p.add_argument("-o", "--output", help="write here instead of standard output")
+    add_dim_option(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
+    if args.stage != "parsed" or args.dim:  # the parsed graph may keep a symbolic length; the passes need sizes
+        spec = bound_spec(spec, args)
     if args.train:
         settings = spec.train or default_settings()
         graph = prepare_training(spec.graph, settings["weight_decay"], args.stage, settings["clip_norm"])

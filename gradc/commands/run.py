@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from gradc.compiler.binding import lengths_from_shapes
 from gradc.dsl.diagnostics import DataError
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
 from gradc.runtime.files import load_npz
@@ -14,7 +15,7 @@ from gradc.runtime.training.checkpoints import Checkpoint
 from gradc.runtime.training.tables import write_results
 
 from ..api import compile as compile_model
-from .common import describe_array, load_spec, parse_assignments
+from .common import add_dim_option, describe_array, given_dims, load_spec, parse_assignments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGETS, default="cpu",
                    help=TARGET_HELP)
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
+    add_dim_option(p)
     p.add_argument("-o", "--output", help="write every result to this .npz file, or a .csv table (one row per "
                                           "example) when it ends in .csv")
     p.set_defaults(handler=run)
@@ -44,15 +46,19 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_npz(args.inputs, "inputs") if args.inputs else {}
     inputs.update(parse_assignments(args.input))
     params, checkpoint = read_params(args.params) if args.params else (None, None)
+    dims = given_dims(args)
+    if spec.length_symbols and not dims and inputs:  # compiled for the inputs' lengths
+        dims = lengths_from_shapes(spec.graph, {name: np.shape(v) for name, v in inputs.items()}, "the inputs")
     try:
-        program = compile_model(spec, target=args.target, seed=args.seed, params=params, cache=not args.no_cache)
+        program = compile_model(spec, target=args.target, seed=args.seed, params=params, cache=not args.no_cache,
+                                dims=dims)
     except DataError as error:
         if params is None:
             raise
         raise DataError(f"--params {args.params}: {error.message} (--params takes an .npz of arrays named after "
                         "the parameters, or a checkpoint written by gradc train)") from None
     if checkpoint is not None:
-        checkpoint.check_spec(program.graph, args.params)  # the same model, or a clear refusal
+        checkpoint.check_spec(program.spec_graph, args.params)  # the same model, or a clear refusal
         program.set_params(checkpoint.params)
     results = program.run(inputs, grad=args.grad)
     width = max(len(k) for k in results) if results else 0

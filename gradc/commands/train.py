@@ -15,6 +15,7 @@ from gradc.dsl.train_schema import (
     with_learning_rate,
 )
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
+from gradc.runtime.training.fit import data_lengths
 
 from ..api import compile as compile_model
 from .common import load_spec
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {key:<{width}} = {format_setting(value):<40} # {sources[key]}")
         print("}")
         return 0
-    program = compile_model(spec, target=args.target, seed=settings["seed"], cache=not args.no_cache)
+    dims = data_lengths(spec.graph, None, settings) if spec.length_symbols else None  # its data's T
+    program = compile_model(spec, target=args.target, seed=settings["seed"], cache=not args.no_cache, dims=dims)
     program.train_settings = settings
     program.fit(None, out=args.out, resume=args.resume, quiet=args.quiet, log_json=args.log_json)
     return 0

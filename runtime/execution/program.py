@@ -72,6 +72,10 @@ class Program:
         self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
         self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
         self.class_names: tuple[str, ...] | None = None  # the training data's class names, when it had them
+        # what checkpoints are checked against: the model's graph, before any symbolic length (a sequence's T)
+        # was bound to the sizes in ``dims`` (a checkpoint holds for every length)
+        self.spec_graph: Graph = graph
+        self.dims: dict[str, int] = {}
 
     @property
     def name(self) -> str:

@@ -207,6 +207,8 @@ META_FIELDS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
                        "an object with best_loss, best_epoch and bad_epochs", False),
     "classes": (lambda v: v is None or (isinstance(v, list) and all(isinstance(c, str) for c in v)),
                 "a list of class names", False),
+    "dims": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _count(x) and x > 0 for k, x in v.items()),
+             "an object of the sizes the model's symbolic lengths were trained at", False),
 }
 
 

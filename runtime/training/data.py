@@ -335,17 +335,21 @@ class Scaling:
     stats: dict[str, tuple[np.ndarray, np.ndarray]]
 
     @classmethod
-    def fit(cls, train: Arrays, names: list[str]) -> Scaling:
+    def fit(cls, train: Arrays, names: list[str], declared: Mapping[str, TensorType] | None = None) -> Scaling:
+        """Statistics of ``train``'s inputs ``names``; an axis that ``declared`` (the inputs' types) gives a
+        symbolic length (a sequence's T) is pooled, so that the statistics hold at every length."""
         stats = {}
         for name in names:
             x = train[name]
             if x.dtype.kind != "f" or x.ndim == 0:
                 continue
+            shape = declared[name].shape if declared and name in declared else x.shape
             # an image [N, C, H, W] is standardized per channel, as image pipelines do, so that a pixel means
-            # the same wherever it is; other inputs per feature
-            axes = (0, 2, 3) if x.ndim == 4 else (0,)
-            mean = x.mean(axis=axes, keepdims=True)[0].reshape(statistic_shape(x.shape))
-            std = x.std(axis=axes, keepdims=True)[0].reshape(statistic_shape(x.shape))
+            # the same wherever it is; a sequence of symbolic length per feature over its steps; other inputs
+            # per feature
+            axes = (0, 2, 3) if x.ndim == 4 else (0, *(a for a in range(1, x.ndim) if isinstance(shape[a], str)))
+            mean = x.mean(axis=axes, keepdims=True)[0].reshape(statistic_shape(shape))
+            std = x.std(axis=axes, keepdims=True)[0].reshape(statistic_shape(shape))
             stats[name] = (mean.astype(x.dtype), np.where(std > 0, std, 1.0).astype(x.dtype))
         return cls(stats)
 
@@ -367,9 +371,10 @@ class Scaling:
 
 
 def statistic_shape(shape: tuple) -> tuple:
-    """The shape of an input's standardization statistics: one per channel of an image [N, C, H, W] (as
-    [C, 1, 1], to broadcast), else one per feature (the shape of an example)."""
-    return (shape[1], 1, 1) if len(shape) == 4 else tuple(shape[1:])
+    """The shape of an input's standardization statistics, from its declared shape: one per channel of an
+    image [N, C, H, W] (as [C, 1, 1], to broadcast), else one per feature (the shape of an example, with 1 on
+    an axis of symbolic length, to broadcast over its steps)."""
+    return (shape[1], 1, 1) if len(shape) == 4 else tuple(1 if isinstance(d, str) else d for d in shape[1:])
 
 
 def feature_names(task: Task, inputs: Mapping[str, TensorType]) -> list[str]:

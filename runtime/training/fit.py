@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
+from gradc.compiler.binding import lengths_from_shapes
+from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
 from gradc.dsl.train_schema import CallValue, check_settings, default_settings, override
 
@@ -119,25 +121,37 @@ def settings_json(settings: Mapping[str, Any]) -> dict[str, Any]:
 def prepare(program: Program, data: Any, settings: Mapping[str, Any], scaling: Scaling | None = None) -> Prepared:
     """Load, bind, check, split and standardize the data (with ``scaling``, else statistics of the training
     split)."""
+    task, dataset, source, arrays = load_data(program.source, data, settings)
+    program.feed_spec.check(arrays, scan_values=True)  # label ranges and the rest, once for all the data
+    splits = split(arrays, settings["seed"], settings["validation"], settings["test"])
+    inputs = data_inputs(program.source)
+    scaling = scaling or Scaling.fit(splits.train, feature_names(task, inputs), data_inputs(program.spec_graph))
+    scaled = Splits(scaling.apply(splits.train), scaling.apply(splits.validation), scaling.apply(splits.test))
+    return Prepared(task, scaled, scaling, getattr(dataset, "class_names", None), source)
+
+
+def load_data(graph: Graph, data: Any, settings: Mapping[str, Any]) -> tuple[Task, Any, str, Arrays]:
+    """The task, the dataset, where it came from and its arrays bound to ``graph``'s inputs: ``data`` (a
+    built-in dataset name, a .npz/.csv path, a dict of arrays or a dataset), else the settings' data."""
     label = settings.get("label")
-    task = find_task(program.source, label, settings.get("features"))
+    task = find_task(graph, label, settings.get("features"))
     if data is None or isinstance(data, str | Path):
         source = str(data) if data is not None else settings.get("data")
         if source is None:
-            raise DataError(f"no data for model '{program.name}': give --data (a built-in dataset, .npz or .csv) "
-                            "or 'data = ...' in the train block")
-        dataset = _load_located(source, settings["seed"], label, label in data_inputs(program.source))
+            raise DataError(f"no data for model '{graph.model_name}': give --data (a built-in dataset, .npz or "
+                            ".csv) or 'data = ...' in the train block")
+        dataset = _load_located(source, settings["seed"], label, label in data_inputs(graph))
     elif isinstance(data, Mapping):
         source, dataset = "arrays", NamedArrays("arrays", {k: np.asarray(v) for k, v in data.items()})
     else:
         source, dataset = getattr(data, "name", "data"), data
-    arrays = bind(dataset, program.source, task)
-    program.feed_spec.check(arrays, scan_values=True)  # label ranges and the rest, once for all the data
-    splits = split(arrays, settings["seed"], settings["validation"], settings["test"])
-    inputs = data_inputs(program.source)
-    scaling = scaling or Scaling.fit(splits.train, feature_names(task, inputs))
-    scaled = Splits(scaling.apply(splits.train), scaling.apply(splits.validation), scaling.apply(splits.test))
-    return Prepared(task, scaled, scaling, getattr(dataset, "class_names", None), source)
+    return task, dataset, source, bind(dataset, graph, task)
+
+
+def data_lengths(graph: Graph, data: Any, settings: Mapping[str, Any]) -> dict[str, int]:
+    """The sizes of ``graph``'s symbolic lengths (a sequence's T) in its data (as :func:`load_data` finds it)."""
+    _, _, source, arrays = load_data(graph, data, settings)
+    return lengths_from_shapes(graph, {name: array.shape for name, array in arrays.items()}, source)
 
 
 def _load_located(source: str, seed: int, label: str | None, label_is_input: bool):
@@ -267,7 +281,7 @@ def predicted_class(program: Program, outputs: Mapping[str, np.ndarray]) -> np.n
 
 
 def make_checkpoint(program: Program, state: dict[str, Any]) -> Checkpoint:
-    meta = {"model": program.name, "spec_hash": spec_hash(program.graph),
+    meta = {"model": program.name, "spec_hash": spec_hash(program.spec_graph), "dims": dict(program.dims),
             "optimizer": program.optimizer.definition.name, "hyperparameters": program.optimizer.hyper,
             "step": program.optimizer.t, "classes": list(program.class_names) if program.class_names else None,
             **state}
@@ -304,7 +318,7 @@ def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
 
 def _check_scaling(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
     """The checkpoint's feature statistics must belong to float inputs of the model, one per feature."""
-    inputs = data_inputs(program.source)
+    inputs = data_inputs(program.spec_graph)  # as declared: a symbolic length's statistics are pooled over it
     for name, (mean, _) in Scaling.from_arrays(checkpoint.scaling).stats.items():
         want = inputs.get(name)
         if want is None or not want.is_float:
@@ -382,7 +396,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     start_epoch = 1
     if resume is not None:
         checkpoint = Checkpoint.load(resume)
-        checkpoint.check_spec(program.graph, resume)  # the model first: its settings only matter if it is the same
+        checkpoint.check_spec(program.spec_graph, resume)  # the model first: its settings only matter if it is the same
         differences = _resume_mismatch(checkpoint, settings)
         if differences:
             raise GradcError(f"cannot resume from {resume}: the run's settings differ ({'; '.join(differences)})")
