@@ -55,6 +55,7 @@ class ModelSpec:
     train_given: tuple[str, ...] = ()  # the keys the train block sets (the others are defaults)
     module: ast.Module | None = None  # the parsed file, from which :meth:`bind` builds the bound graph
     dims: dict[str, int] = field(default_factory=dict)  # the sizes its length symbols were bound to
+    unbound_graph: Graph | None = None  # when bound: the graph before binding, with its symbolic lengths
 
     @property
     def length_symbols(self) -> tuple[str, ...]:
@@ -79,6 +80,7 @@ class ModelSpec:
         assert self.module is not None
         bound = build_model(self.module, {name: int(size) for name, size in dims.items()})
         bound.dims = {**self.dims, **{name: int(size) for name, size in dims.items()}}
+        bound.unbound_graph = self.unbound_graph or self.graph
         return bound
 
 

@@ -67,16 +67,15 @@ def compile(
     f32[N, T, F]``) is compiled for the sizes in ``dims`` (``{"T": 50}``); the parameters do not depend on
     them, so a program for another length can take this one's (``params=program.params``). Without ``dims``,
     the lengths of the train block's data, if it names data."""
-    unbound = model if isinstance(model, ModelSpec) else load(model)
-    spec = bind_lengths(unbound, dims)
+    spec = bind_lengths(model if isinstance(model, ModelSpec) else load(model), dims)
     source = expose_prediction(spec.graph)  # a model with only a loss: what its metrics read becomes an output
     optimized = prepare(source)
     params = params if params is not None else init_params(optimized, seed)
     settings = spec.train or default_settings()
     program = Program(optimized, params, target, use_cache=cache, source=source,
                       weight_decay=settings["weight_decay"], seed=seed, train_settings=settings)
-    if spec.dims:  # checkpoints name the model before its lengths were bound: they hold for every length
-        program.spec_graph, program.dims = unbound.graph, dict(spec.dims)
+    if spec.unbound_graph is not None:  # checkpoints name the model before its lengths were bound: they hold
+        program.spec_graph, program.dims = spec.unbound_graph, dict(spec.dims)  # for every length
     return program
 
 

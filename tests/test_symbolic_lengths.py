@@ -77,6 +77,8 @@ def test_programs_for_two_lengths_share_parameters_and_match_the_fixed_models():
         for key in mine:
             np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
         assert spec_hash(program.spec_graph) == spec_hash(short.spec_graph)  # one checkpoint for every length
+    prebound = gradc.compile(spec.bind({"T": 5}), target="reference", params=short.params)
+    assert spec_hash(prebound.spec_graph) == spec_hash(spec.graph) and prebound.dims == {"T": 5}
 
 
 def test_without_a_size_compiling_says_how_to_give_one():
