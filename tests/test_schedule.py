@@ -10,6 +10,7 @@ from random_models import random_model
 from test_targets import MIXED_MODELS, TOLERANCE, assert_close
 
 import gradc
+from gradc.api import bind_lengths
 from gradc.compiler.driver import build, plan, prepare
 from gradc.compiler.graph import SOURCE_OPS
 from gradc.compiler.index_maps import AffineExpr, IndexMap
@@ -49,7 +50,7 @@ loss L = mean(o)
 
 
 def _schedule(source: str):
-    graph = prepare(gradc.loads(source).graph)
+    graph = prepare(bind_lengths(gradc.loads(source)).graph)  # a symbolic length: sized by the train data
     return plan(graph)
 
 

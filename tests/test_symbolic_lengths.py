@@ -10,6 +10,7 @@ import pytest
 
 import gradc
 from gradc.compiler.binding import lengths_from_shapes
+from gradc.compiler.driver import prepare
 from gradc.compiler.printers.text import to_text
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
 from gradc.runtime.training.checkpoints import spec_hash
@@ -89,6 +90,8 @@ def test_without_a_size_compiling_says_how_to_give_one():
         spec.bind({"Q": 3})
     with pytest.raises(GradcError, match="at least 1"):
         spec.bind({"T": 0})
+    with pytest.raises(GradcError, match="has the symbolic length T: the passes need its size"):
+        prepare(spec.graph)
 
 
 def test_the_length_comes_from_the_data_and_must_agree_across_inputs():

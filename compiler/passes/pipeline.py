@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gradc.dsl.diagnostics import GradcError
+
 from ..autodiff import autodiff
 from ..fusion import fuse
 from ..graph import Graph
@@ -75,6 +77,10 @@ def run_pipeline(graph: Graph, until: str = "optimized") -> Graph:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGE_NAMES)}")
     if until == "parsed":
         return graph
+    if graph.length_symbols:
+        names = ", ".join(graph.length_symbols)
+        raise GradcError(f"model '{graph.model_name}' has the symbolic length {names}: the passes need its size "
+                         f"(ModelSpec.bind, or gradc.compile(..., dims={{...}}); on the command line --dim)")
     return run_stages(graph, PIPELINE, until)
 
 
