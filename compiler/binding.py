@@ -39,5 +39,8 @@ def lengths_from_shapes(graph: Graph, shapes: Mapping[str, tuple[int, ...]], sou
                 raise DataError(f"{source}: '{node.name}' has {dim} = 0; a sequence needs at least one step")
     missing = [d for d in graph.length_symbols if d not in found]
     if missing:
-        raise DataError(f"{source}: no input gives the length {', '.join(missing)} of model '{graph.model_name}'")
+        carriers = [graph.node(i) for i in graph.inputs().values() if set(missing) & set(graph.node(i).type.shape)]
+        wanted = ", ".join(f"{n.name}: {n.type}" for n in carriers)
+        raise DataError(f"{source}: no input gives the length {', '.join(missing)} of model '{graph.model_name}' "
+                        f"(an array of the declared rank for {wanted})")
     return {dim: size for dim, (size, _) in found.items()}
