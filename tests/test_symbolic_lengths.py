@@ -133,18 +133,16 @@ def test_check_shows_the_length_and_dim_binds_it(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_at_one_length_then_predict_and_evaluate_at_another(cli, tmp_path):
+def test_train_at_one_length_then_predict_and_evaluate_at_another(cli, tmp_path, monkeypatch):
     model = tmp_path / "seq.model"
-    model.write_text(source("rnn-last", "T").replace("input y", "input y") + "train {\n  data = train.npz\n"
+    model.write_text(source("rnn-last", "T") + "train {\n  data = train.npz\n"
                      "  epochs = 2\n  batch = 16\n}\n")
     rng = np.random.default_rng(0)
     for name, steps in (("train.npz", 6), ("long.npz", 11)):
         x = rng.normal(size=(64, steps, 3)).astype(np.float32)
         np.savez(tmp_path / name, x=x, y=x.sum(axis=(1, 2))[:, None].astype(np.float32))
     np.savez(tmp_path / "long_x.npz", x=np.load(tmp_path / "long.npz")["x"])
-    import os
-
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     trained = cli("train", str(model), "--out", "run", "-q")
     assert trained.code == 0, trained
     predicted = cli("predict", str(model), "--checkpoint", "run/best.npz", "--inputs", "long_x.npz", "-o", "p.npz")
