@@ -11,21 +11,26 @@ about to meet.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
 
 from gradc.dsl.diagnostics import DataError
 
 from .graph import Graph
 
 
-def lengths_from_shapes(graph: Graph, shapes: Mapping[str, tuple[int, ...]], source: str) -> dict[str, int]:
-    """The size of each of ``graph``'s length symbols in the arrays ``shapes`` (input name -> shape) from
-    ``source``; an input of another rank is left to the feed checks. Two inputs that disagree on a length are
-    refused, naming both."""
+def lengths_in(graph: Graph, arrays: Mapping[str, Any], source: str) -> dict[str, int]:
+    """The size of each of ``graph``'s length symbols in ``arrays`` (input name -> array) from ``source``; an
+    input of another rank is left to the feed checks. Two inputs that disagree on a length are refused, naming
+    both."""
     found: dict[str, tuple[int, str]] = {}
     for node_id in graph.inputs().values():
         node = graph.node(node_id)
-        shape = shapes.get(node.name)
-        if shape is None or len(shape) != node.type.rank:
+        if node.name not in arrays:
+            continue
+        shape = np.shape(arrays[node.name])
+        if len(shape) != node.type.rank:
             continue
         for axis, dim in enumerate(node.type.shape):
             if dim not in graph.length_symbols:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gradc
-from gradc.compiler.binding import lengths_from_shapes
+from gradc.compiler.binding import lengths_in
 from gradc.compiler.driver import prepare
 from gradc.compiler.printers.text import to_text
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
@@ -96,12 +96,13 @@ def test_without_a_size_compiling_says_how_to_give_one():
 
 def test_the_length_comes_from_the_data_and_must_agree_across_inputs():
     graph = gradc.loads("model m\ninput a: f32[N, T, 2]\ninput b: f32[N, T]\noutput o = sum(a, axis=2) + b\n").graph
-    assert lengths_from_shapes(graph, {"a": (5, 7, 2), "b": (5, 7)}, "data.npz") == {"T": 7}
+    zeros = lambda *shape: np.zeros(shape, np.float32)
+    assert lengths_in(graph, {"a": zeros(5, 7, 2), "b": zeros(5, 7)}, "data.npz") == {"T": 7}
     with pytest.raises(DataError, match=r"data.npz: 'a' has T = 7 but 'b' has T = 8"):
-        lengths_from_shapes(graph, {"a": (5, 7, 2), "b": (5, 8)}, "data.npz")
+        lengths_in(graph, {"a": zeros(5, 7, 2), "b": zeros(5, 8)}, "data.npz")
     with pytest.raises(DataError, match=re.escape("no input gives the length T of model 'm' (an array of the declared "
                                                   "rank for a: f32[N,T,2], b: f32[N,T])")):
-        lengths_from_shapes(graph, {"a": ()}, "data.npz")
+        lengths_in(graph, {"a": np.float32(1.0)}, "data.npz")
 
 
 def test_a_parameter_cannot_have_a_symbolic_length():

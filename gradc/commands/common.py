@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from gradc.compiler.binding import lengths_in
 from gradc.compiler.frontend import ModelSpec
 from gradc.dsl.diagnostics import DataError, format_diagnostic
 
@@ -30,9 +33,16 @@ def add_dim_option(p: argparse.ArgumentParser) -> None:
                         "given, its shapes set it")
 
 
-def bound_spec(spec: ModelSpec, args: argparse.Namespace) -> ModelSpec:
-    """The model with its symbolic lengths bound: to ``--dim``'s sizes, else to its train block data's."""
-    return bind_lengths(spec, given_dims(args)) if spec.length_symbols else spec
+def bound_spec(spec: ModelSpec, args: argparse.Namespace, arrays: Mapping[str, Any] | None = None,
+               source: str = "the inputs") -> ModelSpec:
+    """The model with its symbolic lengths bound: to ``--dim``'s sizes, else to those of ``arrays`` (the inputs
+    given, from ``source``), else to its train block data's."""
+    if not spec.length_symbols:
+        return spec
+    dims = given_dims(args)
+    if not dims and arrays:
+        dims = lengths_in(spec.graph, arrays, source)
+    return bind_lengths(spec, dims)
 
 
 def given_dims(args: argparse.Namespace) -> dict[str, int]:

@@ -6,7 +6,8 @@ import argparse
 import json
 
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
-from gradc.runtime.training.fit import data_lengths
+from gradc.runtime.training.checkpoints import Checkpoint
+from gradc.runtime.training.fit import data_lengths, trained_settings
 
 from ..api import load_checkpoint
 from .common import load_spec
@@ -30,12 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file, show_warnings=not args.json)
-    program = load_checkpoint(spec, args.checkpoint, target=args.target, cache=not args.no_cache)
-    settings, _ = resolve(spec, args, base=program.train_settings)  # the checkpoint's data, split and seed
-    if spec.length_symbols:  # compiled for the lengths it was trained at; data of another length compiles again
+    dims = None
+    if spec.length_symbols:  # compiled for the length of the data it is evaluated on
+        settings, _ = resolve(spec, args, base=trained_settings(Checkpoint.load(args.checkpoint)))
         dims = data_lengths(spec.graph, None, settings)
-        if dims != program.dims:
-            program = load_checkpoint(spec, args.checkpoint, target=args.target, cache=not args.no_cache, dims=dims)
+    program = load_checkpoint(spec, args.checkpoint, target=args.target, cache=not args.no_cache, dims=dims)
+    settings, _ = resolve(spec, args, base=program.train_settings)  # the checkpoint's data, split and seed
     program.train_settings = settings
     result = program.evaluate(None, split=args.split)
     if args.json:

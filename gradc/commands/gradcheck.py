@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from gradc.compiler.binding import lengths_from_shapes
 from gradc.runtime.execution.gradcheck import DEFAULT_TOLERANCE, gradcheck
 from gradc.runtime.files import load_npz
 
@@ -30,9 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     inputs = load_npz(args.inputs, "inputs") if args.inputs else None
-    if spec.length_symbols and inputs is not None and not args.dim:
-        spec = spec.bind(lengths_from_shapes(spec.graph, {k: v.shape for k, v in inputs.items()}, args.inputs))
-    spec = bound_spec(spec, args)
+    spec = bound_spec(spec, args, inputs, args.inputs)
     params = load_npz(args.params, "parameters") if args.params else None
     reports = gradcheck(spec.graph, inputs, params, seed=args.seed, batch=args.batch,
                         max_elements=args.max_elements)

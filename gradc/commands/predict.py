@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradc.compiler.binding import lengths_from_shapes
+from gradc.compiler.binding import lengths_in
 from gradc.dsl.diagnostics import DataError
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS, Program
 from gradc.runtime.files import load_npz
@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     dims = None
     if spec.length_symbols and Path(args.inputs).suffix == ".npz":  # compiled for the inputs' lengths
-        shapes = {name: array.shape for name, array in load_npz(args.inputs, "inputs").items()}
-        dims = lengths_from_shapes(spec.graph, shapes, args.inputs)
+        dims = lengths_in(spec.graph, load_npz(args.inputs, "inputs"), args.inputs)
     program = load_checkpoint(spec, args.checkpoint, target=args.target, cache=not args.no_cache, dims=dims)
     inputs = read_inputs(args.inputs, program)
     outputs = program.predict(inputs)

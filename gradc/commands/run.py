@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 
-from gradc.compiler.binding import lengths_from_shapes
 from gradc.dsl.diagnostics import DataError
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
 from gradc.runtime.files import load_npz
@@ -15,7 +14,7 @@ from gradc.runtime.training.checkpoints import Checkpoint
 from gradc.runtime.training.tables import write_results
 
 from ..api import compile as compile_model
-from .common import add_dim_option, describe_array, given_dims, load_spec, parse_assignments
+from .common import add_dim_option, bound_spec, describe_array, load_spec, parse_assignments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,12 +45,9 @@ def run(args: argparse.Namespace) -> int:
     inputs = load_npz(args.inputs, "inputs") if args.inputs else {}
     inputs.update(parse_assignments(args.input))
     params, checkpoint = read_params(args.params) if args.params else (None, None)
-    dims = given_dims(args)
-    if spec.length_symbols and not dims and inputs:  # compiled for the inputs' lengths
-        dims = lengths_from_shapes(spec.graph, {name: np.shape(v) for name, v in inputs.items()}, "the inputs")
+    spec = bound_spec(spec, args, inputs)  # compiled for the inputs' lengths
     try:
-        program = compile_model(spec, target=args.target, seed=args.seed, params=params, cache=not args.no_cache,
-                                dims=dims)
+        program = compile_model(spec, target=args.target, seed=args.seed, params=params, cache=not args.no_cache)
     except DataError as error:
         if params is None:
             raise

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from gradc.compiler.binding import lengths_from_shapes
+from gradc.compiler.binding import lengths_in
 from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
 from gradc.dsl.train_schema import CallValue, check_settings, default_settings, override
@@ -151,7 +151,7 @@ def load_data(graph: Graph, data: Any, settings: Mapping[str, Any]) -> tuple[Tas
 def data_lengths(graph: Graph, data: Any, settings: Mapping[str, Any]) -> dict[str, int]:
     """The sizes of ``graph``'s symbolic lengths (a sequence's T) in its data (as :func:`load_data` finds it)."""
     _, _, source, arrays = load_data(graph, data, settings)
-    return lengths_from_shapes(graph, {name: array.shape for name, array in arrays.items()}, source)
+    return lengths_in(graph, arrays, source)
 
 
 def _load_located(source: str, seed: int, label: str | None, label_is_input: bool):
@@ -312,8 +312,7 @@ def restore(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
     program.scaling = Scaling.from_arrays(checkpoint.scaling) if checkpoint.scaling else None
     program.epoch = int(meta.get("epoch", 0))
     program.class_names = tuple(meta["classes"]) if meta.get("classes") else None
-    if meta.get("settings"):  # the data, split and seed the parameters were trained with
-        program.train_settings = {**default_settings(), **settings_from_json(meta["settings"])}
+    program.train_settings = trained_settings(checkpoint) or program.train_settings
 
 
 def _check_scaling(program: Program, checkpoint: Checkpoint, path: str | Path) -> None:
@@ -329,6 +328,12 @@ def _check_scaling(program: Program, checkpoint: Checkpoint, path: str | Path) -
             what = "channel" if want.rank == 4 else "feature"
             raise DataError(f"checkpoint {path}: feature statistics for '{name}' have shape {mean.shape}; input "
                             f"'{name}' is {want} (one statistic per {what}: shape {expected})")
+
+
+def trained_settings(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """The settings a checkpoint's parameters were trained with (its data, split and seed), if it says."""
+    saved = checkpoint.meta.get("settings")
+    return {**default_settings(), **settings_from_json(saved)} if saved else None
 
 
 def settings_from_json(saved: Mapping[str, Any]) -> dict[str, Any]:
