@@ -14,6 +14,7 @@ from test_targets import assert_close
 import gradc
 from gradc.compiler import scan_chunks
 from gradc.compiler.lower import cpu_lib
+from gradc.compiler.ops.scan import body_inputs
 from gradc.compiler.scan_chunks import runs_in_chunks
 
 LSTM = """model wide
@@ -78,4 +79,37 @@ def test_a_scan_in_chunks_computes_what_the_reference_does(monkeypatch):
     reference = gradc.compile(spec, target="reference", params=program.params)
     inputs = feeds(spec, n=37, dtype=np.float32)
     assert cpu_lib.scan_chunk_count(37) == 2
+    assert_close(reference.run(inputs, grad=True), program.run(inputs, grad=True), 1e-4)
+
+
+def test_a_gradient_scan_reads_its_weight_transposed_once_outside():
+    """passes/scan_weights.py: the reverse scan's ``dgates @ W_hh`` takes W_hh transposed outside the loop and
+    reads it as ``transpose(Wt)`` (the few-row product's fast form); the forward scan, which already reads
+    ``h @ transpose(W_hh)``, is left as it is."""
+    graph = gradc.compile(gradc.loads(LSTM.format(steps=4, units=8)), cache=False).graph
+    forward, backward = scans(graph)
+    weights = [graph.node(i) for i in backward.inputs[-2:] if graph.node(i).type.rank == 2]
+    assert [w.op for w in weights] == ["transpose"]
+    body = backward.attrs["body"]
+    constants = [body.node(i) for i in body_inputs(body)[backward.attrs["carries"] + backward.attrs["sequences"]:]]
+    (weight_input,) = [n for n in constants if n.type.rank == 2]
+    assert weight_input.type.shape == (8, 32)  # [H, 4H]: W_hh [4H, H] transposed
+    readers = [body.node(c) for c in body.consumers(weight_input.id)]
+    assert [r.op for r in readers] == ["transpose"]
+    assert all(body.node(c).op == "matmul" for c in body.consumers(readers[0].id))
+    forward_inputs = [n for n in forward.attrs["body"].nodes() if n.op == "input"]
+    assert (32, 8) in [n.type.shape for n in forward_inputs]
+
+
+def test_a_scan_step_computes_its_stacked_results_in_place():
+    """The cpu target passes each step's rows of the stacked results to the body's function, which computes
+    the values there (no new array and no copy a step); the numbers are the reference's."""
+    spec = gradc.loads(LSTM.format(steps=3, units=128))
+    program = gradc.compile(spec, cache=False)
+    source = program.backend.lowered.source
+    loop = source[source.index("def scan_loop0"):source.index("def scan_loop1")]
+    assert "put_rows(s0[q]" not in loop and "s0[q, lo:hi]" in loop
+    assert "# the caller's buffer" in source
+    reference = gradc.compile(spec, target="reference", params=program.params)
+    inputs = feeds(spec, n=5, dtype=np.float32)
     assert_close(reference.run(inputs, grad=True), program.run(inputs, grad=True), 1e-4)

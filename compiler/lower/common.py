@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -187,23 +187,34 @@ def step_range(attrs: dict) -> str:
 class ScanBodies:
     """The scan bodies of a program, each rendered once as a function of its own (``scan_body<k>``): the body's
     ``forward`` entry point, taking the body's inputs (carries, the step's sequence slices, constants) and
-    returning its outputs, written by the target's ``render(graph, names, entry)``. Every entry point that runs
-    the scan calls the same function."""
+    returning its outputs, written by the target's ``render(graph, names, entry, into)``. Every entry point that
+    runs the scan calls the same function.
 
-    def __init__(self, render: Callable[[Graph, ArgNames, object], list[str]]):
+    ``into`` (result indices) asks for a variant that takes, before the inputs, one buffer per such result
+    (``out<j>``) and computes the result in it, as the step's row of the stacked result, instead of in a new
+    array copied there after the call; ``render`` returns, with the lines, the results it did write so (a
+    result that is an input, a view or a product's own buffer is returned as before)."""
+
+    def __init__(self, render: Callable[[Graph, ArgNames, object, tuple[int, ...]], tuple[list[str], frozenset]]):
         self.render = render
-        self.names: dict[int, str] = {}  # id() of a body graph -> its function's name
+        self.names: dict[tuple[int, tuple[int, ...]], tuple[str, frozenset[int]]] = {}  # (id(body), into) -> ...
         self.lines: list[str] = []
 
     def function(self, body: Graph) -> str:
-        if id(body) not in self.names:
+        return self.function_into(body, ())[0]
+
+    def function_into(self, body: Graph, into: Sequence[int]) -> tuple[str, frozenset[int]]:
+        """The function's name, and the results it writes into the buffers it is given."""
+        key = (id(body), tuple(into))
+        if key not in self.names:
             from ..driver import plan
 
             name = f"scan_body{len(self.names)}"
-            self.names[id(body)] = name
             program = plan(body)
             entry = program.entries["forward"]
             # a body runs once a step: its kernels stay sequential (no batch regions, see batch_regions.py)
             entry = replace(entry, point=replace(entry.point, name=name), regions=())
-            self.lines += self.render(program.graph, ArgNames(program.graph), entry)
-        return self.names[id(body)]
+            lines, written = self.render(program.graph, ArgNames(program.graph), entry, key[1])
+            self.names[key] = (name, written)
+            self.lines += lines
+        return self.names[key]

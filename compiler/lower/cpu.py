@@ -89,7 +89,12 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     ]
     body = []
     functions: dict[str, str] = {}
-    bodies = ScanBodies(lambda g, n, e: _Function(g, n, e, cache, functions, bodies).emit())
+
+    def render_body(g: Graph, n: ArgNames, e: EntrySchedule, into: tuple[int, ...]) -> tuple[list[str], frozenset]:
+        function = _Function(g, n, e, cache, functions, bodies, into)
+        return function.emit(), frozenset(function.written_into)
+
+    bodies = ScanBodies(render_body)
     for entry in schedule:
         body += _Function(graph, names, entry, cache, functions, bodies).emit()
     loops = [text.replace("{name}", name) + "\n\n" for text, name in functions.items()]
@@ -101,8 +106,16 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
 
 class _Function(ScalarConstantRefs):
     def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, functions: dict[str, str],
-                 bodies: ScanBodies):
+                 bodies: ScanBodies, into: tuple[int, ...] = ()):
         self.bodies = bodies
+        # a scan body's results computed in buffers its caller gives (out<j>: ScanBodies), by their values
+        self.destinations: dict[int, int] = {}
+        for j in into:
+            value = entry.results[j]
+            if entry.results.count(value) == 1 and graph.node(value).op not in ("input", "param"):
+                self.destinations[value] = j
+        self.into = into
+        self.written_into: set[int] = set()  # the results that were
         self.functions = functions  # loop function text -> its name, shared by every entry point
         self.loops: list[tuple[LoopKernel, _LoopWriter]] = []
         self.g = graph
@@ -121,8 +134,9 @@ class _Function(ScalarConstantRefs):
         arg_names = self.names.positional
         extra = "".join(", " + a for a in optimizer_args(self.g, self.point.optimizer))
         parallel = ", parallel=PARALLEL" if self.entry.regions else ""  # batch regions: prange loops
+        buffers = [f"out{j}" for j in self.into]
         self.lines += [f"@njit(cache={self.cache}, nogil=True, error_model=\"numpy\"{parallel})",
-                       f"def {self.point.name}({', '.join(arg_names)}{extra}):"]
+                       f"def {self.point.name}({', '.join([*buffers, *arg_names])}{extra}):"]
         self.put(f"nb = {self.names.batch_source or 0}")
         starts = {region.start: region for region in self.entry.regions}
         position = 0
@@ -182,6 +196,19 @@ class _Function(ScalarConstantRefs):
 
     def node(self, node_id: int) -> Node:
         return self.g.node(node_id)
+
+    def ref(self, node_id: int | tuple[str, int]) -> str:
+        """A value's name; ``("into", v)``: the buffer the caller gave for the result ``v``."""
+        if isinstance(node_id, tuple):
+            return f"out{self.destinations[node_id[1]]}"
+        return super().ref(node_id)
+
+    def destination(self, node_id: int) -> bool:
+        """Whether the value is a result to compute in the buffer the caller gives (noted as written)."""
+        if node_id not in self.destinations:
+            return False
+        self.written_into.add(self.destinations[node_id])
+        return True
 
     # -------------------------------------------------------------- kernels
     def loop(self, kernel: LoopKernel, gemm: GemmKernel | None = None) -> None:
@@ -348,6 +375,8 @@ class _LoopWriter:
         for n in self.stored:
             if n.id == self.in_place:
                 self.put(f"{self.result[n.id]} = g0  # in place of the product")
+            elif self.region is None and self.f.destination(n.id):
+                self.put(f"{self.result[n.id]} = {self._external(('into', n.id))}  # the caller's buffer")
             else:
                 self.put(f"{self.result[n.id]} = empty_{n.type.dtype}({self._shape()})")
         for r in self.reductions:
@@ -696,18 +725,20 @@ def _scan(f: _Function, node: Node) -> None:
     if runs_in_chunks(node, f.g.batch_symbol):
         _scan_in_chunks(f, node, sorted(read | set(range(final))), results)
         return
-    body = f.bodies.function(attrs["body"])
+    body, written = f.bodies.function_into(attrs["body"], stacked)
     operands = [f.ref(i) for i in node.inputs]
     carries = [f"h{node.id}_{i}" for i in range(k)]
     for name, operand in zip(carries, operands[:k], strict=True):
         f.put(f"{name} = np.ascontiguousarray({operand})")
     for j in stacked:
         f.put(f"s{node.id}_{j} = empty_{results[j].dtype}({f.shape(results[j].shape)})")
-    args = [*carries, *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
+    args = [*(f"s{node.id}_{j}[q{node.id}]" for j in stacked), *carries,
+            *(f"{s}[q{node.id}]" for s in operands[k:k + m]), *operands[k + m:]]
     f.put(f"for q{node.id} in {step_range(attrs)}:")
     f.put(f"r{node.id} = {body}({', '.join(args)})", 2)
     for j in stacked:
-        f.put(f"put_rows(s{node.id}_{j}, q{node.id}, r{node.id}[{j}])", 2)
+        if j not in written:
+            f.put(f"put_rows(s{node.id}_{j}, q{node.id}, r{node.id}[{j}])", 2)
     for i, name in enumerate(carries):
         f.put(f"{name} = r{node.id}[{i}]", 2)
     for i in range(final):
@@ -722,13 +753,14 @@ def _scan_in_chunks(f: _Function, node: Node, kept: list[int], results: list[Ten
     attrs = node.attrs
     k, m = attrs["carries"], attrs["sequences"]
     final = k if attrs["final_carries"] else 0
-    body = f.bodies.function(attrs["body"])
+    stacked = [j for j in kept if j >= final]
+    body, written = f.bodies.function_into(attrs["body"], stacked)
     constants = len(node.inputs) - k - m
     params = [*(f"c{i}" for i in range(k)), *(f"x{j}" for j in range(m)), *(f"w{j}" for j in range(constants)),
               *(f"s{j}" for j in kept)]
     batch = "c0.shape[0]" if k else "x0.shape[1]"
-    step_args = [*(f"h{i}" for i in range(k)), *(f"x{j}[q, lo:hi]" for j in range(m)),
-                 *(f"w{j}" for j in range(constants))]
+    step_args = [*(f"s{j}[q, lo:hi]" for j in stacked), *(f"h{i}" for i in range(k)),
+                 *(f"x{j}[q, lo:hi]" for j in range(m)), *(f"w{j}" for j in range(constants))]
     lines = [f"@njit(cache={f.cache}, nogil=True, error_model=\"numpy\", parallel=PARALLEL)",
              f"def {{name}}({', '.join(params)}):",
              f"    nb = {batch}",
@@ -739,7 +771,7 @@ def _scan_in_chunks(f: _Function, node: Node, kept: list[int], results: list[Ten
              *(f"        h{i} = np.ascontiguousarray(c{i}[lo:hi])" for i in range(k)),
              f"        for q in {step_range(attrs)}:",
              f"            r = {body}({', '.join(step_args)})",
-             *(f"            put_rows(s{j}[q], lo, r[{j}])" for j in kept if j >= final),
+             *(f"            put_rows(s{j}[q], lo, r[{j}])" for j in stacked if j not in written),
              *(f"            h{i} = r[{i}]" for i in range(k)),
              *(f"        put_rows(s{i}, lo, h{i})" for i in range(final) if i in kept)]
     text = "\n".join(lines)

@@ -75,7 +75,7 @@ def lower_cuda(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
     ]
     kernels: dict[str, str] = {}
     body = []
-    bodies = ScanBodies(lambda g, n, e: _HostFunction(g, n, e, cache, kernels, bodies).emit())
+    bodies = ScanBodies(lambda g, n, e, into: (_HostFunction(g, n, e, cache, kernels, bodies).emit(), frozenset()))
     for entry in schedule:
         body += _HostFunction(graph, names, entry, cache, kernels, bodies).emit()
     definitions = [text.replace("{name}", name) + "\n\n" for text, name in kernels.items()]

@@ -19,6 +19,7 @@ from .dce import dce
 from .expand import expand
 from .fold import constant_fold
 from .scan_hoist import hoist_accumulators
+from .scan_weights import transpose_scan_weights
 from .simplify import simplify
 from .stabilize import stabilize
 
@@ -42,6 +43,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("autodiff", autodiff, "reverse-mode gradients of the objective, added to the graph"),
     Stage("hoist-scan", hoist_accumulators, "sums that a scan's gradient adds up over the steps (its weights' "
           "gradients) taken after the loop, as one product over every step and example"),
+    Stage("scan-weights", transpose_scan_weights, "a scan's weights that its step multiplies by on the right "
+          "enter it transposed, in the layout the step's few-row products read fastest"),
     Stage("fold-grad", constant_fold, "constant folding in the backward pass"),
     Stage("simplify-grad", simplify, "algebraic identities in the backward pass"),
     Stage("cse-grad", cse, "reuse forward values in the backward pass"),
