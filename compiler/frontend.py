@@ -446,10 +446,10 @@ class _FrontEnd:
         if op.variadic and not call.args:
             raise ModelError(f"{op.name} takes one or more tensors, as in {op.name}(a, b, axis=1); got none",
                              call.func_loc)
-        count = len(op.operands)
+        count = len(op.operands) - op.optional
         if len(call.args) < count:
             raise ModelError(
-                f"{op.name} takes {count} operand(s) ({', '.join(op.operands)}), got {len(call.args)}",
+                f"{op.name} takes {count} operand(s) ({', '.join(op.operands[:count])}), got {len(call.args)}",
                 call.func_loc,
             )
         return op
@@ -668,7 +668,9 @@ def _defined_names(stmt: ast.Statement) -> list[tuple[str, SourceLocation]]:
 
 def operand_count(op, call: ast.Call) -> int:
     """How many of a call's positional arguments are operands: all of them for a variadic op (concat)."""
-    return len(call.args) if op.variadic else len(op.operands)
+    if op.variadic:
+        return len(call.args)
+    return min(len(call.args), len(op.operands)) if op.optional else len(op.operands)
 
 
 def _references(stmt: ast.Statement, blocks: dict[str, ast.BlockDef] | None = None) -> list[ast.Name]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from gradc.dsl.diagnostics import ShapeError
 
+from .attention_layers import ATTENTION_LAYERS
 from .builder import Builder, Ref
 from .initializers import INITIALIZERS
 from .layer_def import LayerDef, NewParam
@@ -216,3 +217,4 @@ LAYERS: dict[str, LayerDef] = {
     )
 }
 LAYERS.update(RECURRENT_LAYERS)
+LAYERS.update(ATTENTION_LAYERS)

@@ -48,7 +48,7 @@ def render_ops() -> str:
         out += [f"#### {title}", "", "| op | attributes | shape | formula |", "|---|---|---|---|"]
         for op in members:
             attrs = ", ".join(_attr(a) for a in op.attrs) or "-"
-            operands = f"{op.operands[0]}..." if op.variadic else ", ".join(op.operands)
+            operands = ", ".join(op.operand_signature)
             out.append(f"| `{op.name}({operands})` | {attrs} | {op.shape_rule} | {op.formula} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -278,8 +278,8 @@ class ModelWriter:
 
     def _image(self):
         """Convolutions and pools of the image, summed to [N, k] by a global pool; or of the [N, 2, k] input read
-        as channels (conv1d) or as a sequence of 2 steps (the recurrent layers, scans with reverse scans as
-        gradients)."""
+        as channels (conv1d), as a sequence of 2 steps (the recurrent layers, scans with reverse scans as
+        gradients) or as queries, keys and values (attention)."""
         sequences = [v for v in self.pool if v.shape == (N, 2, self.k)]
         if sequences and self.rng.random() < 0.7:
             value, k = self.rng.choice(sequences), self.k
@@ -288,7 +288,9 @@ class ModelWriter:
                                     f"mean({x} -> conv1d({k}, 3, padding=2, dilation=2, bias=false), axis=-1)",
                                     f"{x} -> rnn({k}, activation=relu)",
                                     f"mean({x} -> lstm({k}, return_sequences=true), axis=1)",
-                                    f"mean(reshape({x} -> gru({k}, bidirectional=true), shape=[N, 2, {k}]), axis=1)"])
+                                    f"mean(reshape({x} -> gru({k}, bidirectional=true), shape=[N, 2, {k}]), axis=1)",
+                                    f"mean(attention({x}, tanh({x}), {x}), axis=1)",
+                                    f"mean(attention({x}, {x}, sigmoid({x}), causal=true, scale=0.5), axis=1)"])
             return form, (N, k), value.dtype
         if self.image is None:
             return self._literal()

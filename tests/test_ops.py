@@ -35,6 +35,18 @@ class Case:
     id: str = ""
 
 
+def attention(q, k, v, mask=None, causal=False, scale=None):
+    """Scaled dot-product attention written out: the [T, S] scores, a softmax over the keys."""
+    scores = q @ np.swapaxes(k, -1, -2) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if mask is not None:
+        scores = scores + mask
+    if causal:
+        rows, keys = scores.shape[-2:]
+        scores = scores + np.triu(np.full((rows, keys), -np.inf), k=1)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return (weights / weights.sum(axis=-1, keepdims=True)) @ v
+
+
 def onehot(labels, classes):
     return np.eye(classes)[labels]
 
@@ -228,6 +240,13 @@ CASES = [
     Case("global_avg_pool", {"x": (2, 3, 3, 4)}, lambda x: x.mean(axis=(2, 3))),
     Case("global_max_pool", {"x": (2, 3, 3, 4)}, lambda x: x.max(axis=(2, 3))),
     Case("upsample", {"x": (1, 2, 2, 3)}, lambda x: x.repeat(2, axis=2).repeat(2, axis=3)),
+    Case("attention", {"q": (2, 3, 4), "k": (2, 5, 4), "v": (2, 5, 3)}, lambda q, k, v: attention(q, k, v)),
+    Case("attention", {"q": (2, 2, 4, 3), "k": (2, 2, 4, 3), "v": (2, 2, 4, 2)},
+         lambda q, k, v: attention(q, k, v, causal=True), {"causal": True}, id="causal"),
+    Case("attention", {"q": (2, 4, 3), "k": (2, 5, 3), "v": (2, 5, 2), "mask": (4, 5)},
+         lambda q, k, v, m: attention(q, k, v, m, scale=0.7), {"scale": 0.7}, id="additive-mask"),
+    Case("attention", {"q": (2, 2, 3, 3), "k": (2, 2, 4, 3), "v": (2, 2, 4, 3), "mask": (2, 1, 1, 4)},
+         lambda q, k, v, m: attention(q, k, v, m, causal=True), {"causal": True}, id="padding-mask-causal"),
 ]
 
 

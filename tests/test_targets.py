@@ -216,6 +216,11 @@ MIXED_MODELS = {
     "recurrence": "model r\ninput x: f32[N, 3, 2]\ninput y: f32[N, 3, 2]\ninput n: i64[N]\ninput h0: f32[N, 2]\n"
                   "h = x -> gru(2, return_sequences=true, bidirectional=true, lengths=n)\n"
                   "s = h -> lstm(2, initial=h0)\nd = h -> dense(2)\nloss L = mean((d - y)^2) + mean(s^2)\n",
+    # attention: multi-head self-attention (causal) then cross-attention over padded keys, an additive mask
+    "attention": "model t\ninput x: f32[N, 3, 4]\ninput c: f32[N, 4, 2]\ninput n: i64[N]\ninput b: f32[3, 4]\n"
+                 "h = x -> multi_head_attention(heads=2, dim=4, causal=true)\n"
+                 "a = h -> multi_head_attention(heads=2, dim=4, context=c, lengths=n, mask=b)\n"
+                 "loss L = mean(a * a) + mean(attention(x, x, h, causal=true, scale=0.3) ^ 2)\n",
     # comparisons of constants fold to bool constants (found by the random models, seeds 20093 and 21045)
     "folded-comparison": "model j\ninput x: f32[N, 3]\nc = 0.25\n"
                          "y = where(gt(c, c), x, x * c) + where(eq(relu(c), 0), x, c * 2)\nloss L = mean(y)\n",

@@ -42,6 +42,7 @@ from ..schedule import (
     innermost_splits,
 )
 from ..types import TensorType
+from .attention_layout import KERNELS, attention_call
 from .common import (
     DEFAULT_ENTRY_POINTS,
     TRAIN_PREFIX,
@@ -701,6 +702,26 @@ def _contract_batch(f: _Function, node: Node) -> None:
           f"reshape({f.ref(b)}, ({entries}, {k}, {p})))")
 
 
+def _attention(f: _Function, node: Node) -> None:
+    """attention and its gradient's ops: one call of the library's kernel on views with the leading dimensions
+    flattened (see attention_layout.py), the result viewed back."""
+    call = attention_call(f.g, node)
+    product = lambda dims: " * ".join(f.shape_dim(d) for d in dims) or "i64(1)"
+    sizes = {"E": product(call.lead), "M": product(call.mask_lead)}
+    views = []
+    for value, shape in call.operands:
+        dims = ", ".join(sizes[d] if d in sizes else f.shape_dim(d) for d in shape)
+        if value is None:
+            views.append(f"zeros_{node.type.dtype}(({dims},))")
+        else:
+            views.append(f"reshape(np.ascontiguousarray({f.ref(value)}), ({dims},))")
+    int_array = lambda dims: (f"np.array(({', '.join(f.shape_dim(d) for d in dims)},), dtype=np.int64)" if dims
+                              else "np.zeros(0, dtype=np.int64)")
+    entries = f"attention_entries({int_array(call.lead)}, {int_array(call.mask_lead)})"
+    f.put(f"v{node.id} = reshape({call.kernel}({', '.join(views)}, {entries}, {call.causal}, "
+          f"{call.scale!r}), {f.shape(node.type.shape)})")
+
+
 def _contract_rows(f: _Function, node: Node) -> None:
     """a^T b over every row of [..., m] and [..., n]: one product of the flattened rows (see contract_rows2)."""
     a, b = node.inputs
@@ -796,6 +817,7 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "unwindow": _unwindow,
     "contract_batch": _contract_batch,
     "contract_rows": _contract_rows,
+    **dict.fromkeys(KERNELS, _attention),
     "scan": _scan,
     "scan_result": _scan_result,
 }

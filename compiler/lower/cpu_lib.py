@@ -423,3 +423,172 @@ def rows_into(out, accumulator, lo, hi, divisor):
     for row in range(lo, hi):
         for i in range(width):
             flat_out[row, i] = flat_accumulator[row, i] / divisor
+
+
+# ---------------------------------------------------------------- attention (compiler/ops/attention.py)
+# q [E, T, D], k [E, S, D], v [E, S, Dv] (E: the leading dimensions flattened), the mask viewed as
+# [Em, Tm, Sm] (Tm in {1, T}, Sm in {1, S}) and ``entries[e]``, the mask's entry for entry e. One query row (or
+# key row, for dk and dv) per parallel iteration; the [T, S] scores are never stored: each row runs the online
+# softmax (a running maximum m and sum l, the accumulator rescaled by exp(m_old - m_new) when m grows).
+
+
+@jit
+def attention_entries(lead, mask_lead):
+    """For each entry of the leading dimensions ``lead`` (an int64 array), the flat index of the mask's entry
+    that broadcasts to it (``mask_lead``: the mask's leading dimensions, right-aligned, 1 where it broadcasts)."""
+    count = 1
+    for d in lead:
+        count *= d
+    entries = np.zeros(count, dtype=np.int64)
+    offset = lead.size - mask_lead.size
+    for e in range(count):
+        rest, index, stride = e, 0, 1
+        for a in range(lead.size - 1, -1, -1):
+            position = rest % lead[a]
+            rest //= lead[a]
+            if a >= offset:
+                size = mask_lead[a - offset]
+                if size != 1:
+                    index += position * stride
+                stride *= size
+        entries[e] = index
+    return entries
+
+
+@jit
+def _attention_score(q, k, mask, e, i, j, me, scale):
+    s = 0.0
+    for c in range(q.shape[2]):
+        s += q[e, i, c] * k[e, j, c]
+    return s * scale + mask[me, i if mask.shape[1] > 1 else 0, j if mask.shape[2] > 1 else 0]
+
+
+@parallel_jit
+def attention_forward3(q, k, v, mask, entries, causal, scale):
+    """softmax(scale q k^T + mask) v, row by row (see above); a row that sees no key is zeros."""
+    count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    out = np.zeros((count, rows, width), dtype=q.dtype)
+    for r in prange(count * rows):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        top, total = -np.inf, 0.0
+        acc = np.zeros(width)
+        for j in range(min(keys, i + 1) if causal else keys):
+            s = _attention_score(q, k, mask, e, i, j, me, scale)
+            if s == -np.inf:
+                continue
+            if s > top:
+                factor = math.exp(top - s)
+                total = total * factor + 1.0
+                for c in range(width):
+                    acc[c] = acc[c] * factor + v[e, j, c]
+                top = s
+            else:
+                w = math.exp(s - top)
+                total += w
+                for c in range(width):
+                    acc[c] += w * v[e, j, c]
+        if total > 0.0:
+            for c in range(width):
+                out[e, i, c] = acc[c] / total
+    return out
+
+
+@parallel_jit
+def attention_lse3(q, k, mask, entries, causal, scale):
+    """Each query row's log-sum-exp of its scores, -inf where it sees no key."""
+    count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    out = np.empty((count, rows), dtype=q.dtype)
+    for r in prange(count * rows):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        top, total = -np.inf, 0.0
+        for j in range(min(keys, i + 1) if causal else keys):
+            s = _attention_score(q, k, mask, e, i, j, me, scale)
+            if s == -np.inf:
+                continue
+            if s > top:
+                total = total * math.exp(top - s) + 1.0
+                top = s
+            else:
+                total += math.exp(s - top)
+        out[e, i] = top + math.log(total) if total > 0.0 else -np.inf
+    return out
+
+
+@jit
+def _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale):
+    """p_ij and ds_ij = p_ij (g_i . v_j - delta_i), the scores recomputed."""
+    if lse[e, i] == -np.inf:
+        return 0.0, 0.0
+    p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
+    dp = 0.0
+    for c in range(v.shape[2]):
+        dp += g[e, i, c] * v[e, j, c]
+    return p, p * (dp - delta[e, i])
+
+
+@parallel_jit
+def attention_dq3(q, k, v, g, lse, delta, mask, entries, causal, scale):
+    count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
+    out = np.zeros(q.shape, dtype=q.dtype)
+    for r in prange(count * rows):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        acc = np.zeros(depth)
+        for j in range(min(keys, i + 1) if causal else keys):
+            _, ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale)
+            for c in range(depth):
+                acc[c] += ds * k[e, j, c]
+        for c in range(depth):
+            out[e, i, c] = scale * acc[c]
+    return out
+
+
+@parallel_jit
+def attention_dk3(q, k, v, g, lse, delta, mask, entries, causal, scale):
+    count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
+    out = np.zeros(k.shape, dtype=k.dtype)
+    for r in prange(count * keys):
+        e, j = r // keys, r % keys
+        me = entries[e]
+        acc = np.zeros(depth)
+        for i in range(j if causal else 0, rows):
+            _, ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale)
+            for c in range(depth):
+                acc[c] += ds * q[e, i, c]
+        for c in range(depth):
+            out[e, j, c] = scale * acc[c]
+    return out
+
+
+@parallel_jit
+def attention_dv3(q, k, g, lse, mask, entries, causal, scale):
+    count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], g.shape[2]
+    out = np.zeros((count, keys, width), dtype=q.dtype)
+    for r in prange(count * keys):
+        e, j = r // keys, r % keys
+        me = entries[e]
+        acc = np.zeros(width)
+        for i in range(j if causal else 0, rows):
+            if lse[e, i] == -np.inf:
+                continue
+            p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
+            for c in range(width):
+                acc[c] += p * g[e, i, c]
+        for c in range(width):
+            out[e, j, c] = acc[c]
+    return out
+
+
+@parallel_jit
+def attention_ds3(q, k, v, g, lse, delta, mask, entries, causal, scale):
+    """The scores' gradient [E, T, S] (a mask's gradient); 0 for the keys a causal row leaves out."""
+    count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    out = np.zeros((count, rows, keys), dtype=q.dtype)
+    for r in prange(count * rows):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        for j in range(min(keys, i + 1) if causal else keys):
+            out[e, i, j] = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale)[1]
+    return out

@@ -32,6 +32,7 @@ from ..graph import Graph, Node
 from ..ops.registry import get_op
 from ..ops.scan import scan_results
 from ..schedule import EntrySchedule, GemmKernel, Literal, LoopKernel, Operand, ProgramSchedule, Register
+from .attention_layout import KERNELS, attention_call
 from .common import (
     ArgNames,
     EntryPoint,
@@ -515,6 +516,26 @@ def _contract_batch(f: _HostFunction, node: Node) -> None:
           f"{f.ref(b)}.reshape(({entries}, {k}, {p})))")
 
 
+def _attention(f: _HostFunction, node: Node) -> None:
+    """attention and its gradient's ops: one library kernel on views with the leading dimensions flattened (see
+    attention_layout.py), into the value's buffer; the mask's entry per entry from Workspace.batch_map."""
+    call = attention_call(f.g, node)
+    sizes = {"E": f.size(call.lead), "M": f.size(call.mask_lead)}
+    view = lambda shape: "(" + ", ".join(sizes[d] if d in sizes else f.dim(d) for d in shape) + ",)"
+    dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
+    f.put(f"v{node.id} = ws.array({node.id}, {f.shape(node.type.shape)}, {dtype})")
+    args = []
+    for value, shape in call.operands:
+        if value is None:
+            args.append(f"ws.filled(({node.id}, 'mask'), (1, 1, 1), {dtype}, 0.0)")
+        else:
+            args.append(f"{f.ref(value)}.reshape({view(shape)})")
+    out_shape = ("E", *node.type.shape[len(call.lead):])
+    entries = f"ws.batch_map({node.id}, {f.shape(call.mask_lead)}, {f.shape(call.lead)})"
+    f.put(f"{call.kernel}(v{node.id}.reshape({view(out_shape)}), {', '.join(args)}, {entries}, {call.causal}, "
+          f"{call.scale!r})")
+
+
 def _contract_rows(f: _HostFunction, node: Node) -> None:
     """a^T b over every row: contract_batch3 with each row an entry of one column (p = 1)."""
     a, b = node.inputs
@@ -567,4 +588,5 @@ OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "unwindow": _unwindow,
     "contract_batch": _contract_batch,
     "contract_rows": _contract_rows,
+    **dict.fromkeys(KERNELS, _attention),
 }

@@ -347,3 +347,153 @@ def contract_batch3(out, a, b) -> None:
     chunk = CONTRACT_CHUNK if not ON_SIMULATOR else max(a.shape[0], 1)
     chunks = -(-a.shape[0] // chunk)
     launch_flat(_contract_batch, out.size * chunks, out, a, b, chunk)
+
+
+# ---------------------------------------------------------------- attention (compiler/ops/attention.py)
+# The layout of cpu_lib's attention kernels (q [E, T, D], k [E, S, D], v [E, S, Dv], mask [Em, Tm, Sm] and
+# ``entries``, the mask's entry per entry e: Workspace.batch_map), one thread per query row (per key row for
+# dk and dv) running the online softmax; the row's accumulator is its output row.
+
+
+@cuda.jit(device=True)
+def _attention_score(q, k, mask, e, i, j, me, scale):
+    s = 0.0
+    for c in range(q.shape[2]):
+        s += q[e, i, c] * k[e, j, c]
+    return s * scale + mask[me, i if mask.shape[1] > 1 else 0, j if mask.shape[2] > 1 else 0]
+
+
+@cuda.jit(device=True)
+def _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale):
+    if lse[e, i] == -math.inf:
+        return 0.0
+    p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
+    dp = 0.0
+    for c in range(v.shape[2]):
+        dp += g[e, i, c] * v[e, j, c]
+    return p * (dp - delta[e, i])
+
+
+@cuda.jit(cache=True)
+def _attention_forward(out, q, k, v, mask, entries, causal, scale):
+    count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    for r in range(cuda.grid(1), count * rows, cuda.gridsize(1)):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        top, total = -math.inf, 0.0
+        for c in range(width):
+            out[e, i, c] = 0.0
+        for j in range(min(keys, i + 1) if causal else keys):
+            s = _attention_score(q, k, mask, e, i, j, me, scale)
+            if s == -math.inf:
+                continue
+            if s > top:
+                factor = math.exp(top - s)
+                total = total * factor + 1.0
+                for c in range(width):
+                    out[e, i, c] = out[e, i, c] * factor + v[e, j, c]
+                top = s
+            else:
+                w = math.exp(s - top)
+                total += w
+                for c in range(width):
+                    out[e, i, c] += w * v[e, j, c]
+        if total > 0.0:
+            for c in range(width):
+                out[e, i, c] /= total
+
+
+@cuda.jit(cache=True)
+def _attention_lse(out, q, k, mask, entries, causal, scale):
+    count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    for r in range(cuda.grid(1), count * rows, cuda.gridsize(1)):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        top, total = -math.inf, 0.0
+        for j in range(min(keys, i + 1) if causal else keys):
+            s = _attention_score(q, k, mask, e, i, j, me, scale)
+            if s == -math.inf:
+                continue
+            if s > top:
+                total = total * math.exp(top - s) + 1.0
+                top = s
+            else:
+                total += math.exp(s - top)
+        out[e, i] = top + math.log(total) if total > 0.0 else -math.inf
+
+
+@cuda.jit(cache=True)
+def _attention_dq(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
+    count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
+    for r in range(cuda.grid(1), count * rows, cuda.gridsize(1)):
+        e, i = r // rows, r % rows
+        me = entries[e]
+        for c in range(depth):
+            out[e, i, c] = 0.0
+        for j in range(min(keys, i + 1) if causal else keys):
+            ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale) * scale
+            for c in range(depth):
+                out[e, i, c] += ds * k[e, j, c]
+
+
+@cuda.jit(cache=True)
+def _attention_dk(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
+    count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
+    for r in range(cuda.grid(1), count * keys, cuda.gridsize(1)):
+        e, j = r // keys, r % keys
+        me = entries[e]
+        for c in range(depth):
+            out[e, j, c] = 0.0
+        for i in range(j if causal else 0, rows):
+            ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale) * scale
+            for c in range(depth):
+                out[e, j, c] += ds * q[e, i, c]
+
+
+@cuda.jit(cache=True)
+def _attention_dv(out, q, k, g, lse, mask, entries, causal, scale):
+    count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], g.shape[2]
+    for r in range(cuda.grid(1), count * keys, cuda.gridsize(1)):
+        e, j = r // keys, r % keys
+        me = entries[e]
+        for c in range(width):
+            out[e, j, c] = 0.0
+        for i in range(j if causal else 0, rows):
+            if lse[e, i] == -math.inf:
+                continue
+            p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
+            for c in range(width):
+                out[e, j, c] += p * g[e, i, c]
+
+
+@cuda.jit(cache=True)
+def _attention_ds_all(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
+    count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    for r in range(cuda.grid(1), count * rows * keys, cuda.gridsize(1)):
+        e, i, j = r // (rows * keys), (r // keys) % rows, r % keys
+        allowed = j <= i or not causal
+        out[e, i, j] = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, entries[e], scale) if allowed else 0.0
+
+
+def attention_forward3(out, q, k, v, mask, entries, causal, scale) -> None:
+    launch_flat(_attention_forward, q.shape[0] * q.shape[1], out, q, k, v, mask, entries, causal, scale)
+
+
+def attention_lse3(out, q, k, mask, entries, causal, scale) -> None:
+    launch_flat(_attention_lse, q.shape[0] * q.shape[1], out, q, k, mask, entries, causal, scale)
+
+
+def attention_dq3(out, q, k, v, g, lse, delta, mask, entries, causal, scale) -> None:
+    launch_flat(_attention_dq, q.shape[0] * q.shape[1], out, q, k, v, g, lse, delta, mask, entries, causal, scale)
+
+
+def attention_dk3(out, q, k, v, g, lse, delta, mask, entries, causal, scale) -> None:
+    launch_flat(_attention_dk, k.shape[0] * k.shape[1], out, q, k, v, g, lse, delta, mask, entries, causal, scale)
+
+
+def attention_dv3(out, q, k, g, lse, mask, entries, causal, scale) -> None:
+    launch_flat(_attention_dv, k.shape[0] * k.shape[1], out, q, k, g, lse, mask, entries, causal, scale)
+
+
+def attention_ds3(out, q, k, v, g, lse, delta, mask, entries, causal, scale) -> None:
+    launch_flat(_attention_ds_all, out.size, out, q, k, v, g, lse, delta, mask, entries, causal, scale)

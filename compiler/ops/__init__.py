@@ -1,6 +1,7 @@
 """Every op, declared once. Importing this package fills :data:`REGISTRY`."""
 
 from . import (  # noqa: F401  (each module registers its ops)
+    attention,
     convolution,
     elementwise,
     indexing,

@@ -70,6 +70,7 @@ class OpDef:
     grad: GradRule | None = None
     attrs: tuple[AttrSpec, ...] = ()
     variadic: bool = False  # takes one or more operands (its single operand name stands for all; attrs by keyword)
+    optional: int = 0  # how many trailing operands a call may leave out (attention's mask)
     category: str = "elementwise"  # elementwise, reduction, linalg, shape, nn, loss, source, internal
     public: bool = True  # callable from .model files
     pure: bool = True  # same operands and attributes give the same value (CSE may merge it)
@@ -125,8 +126,16 @@ class OpDef:
         return self.decompose is not None and (self.decompose_when is None or self.decompose_when(node))
 
     @property
+    def operand_signature(self) -> list[str]:
+        """The operands as a call writes them: ``xs...`` for a variadic op, ``[mask]`` for an optional one."""
+        if self.variadic:
+            return [f"{self.operands[0]}..."]
+        required = len(self.operands) - self.optional
+        return [name if k < required else f"[{name}]" for k, name in enumerate(self.operands)]
+
+    @property
     def signature(self) -> str:
-        parts = [f"{self.operands[0]}..."] if self.variadic else list(self.operands)
+        parts = self.operand_signature
         for a in self.attrs:
             parts.append(a.name if a.required else f"{a.name}={_show_default(a.default)}")
         return f"{self.name}({', '.join(parts)})"

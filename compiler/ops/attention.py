@@ -1,0 +1,242 @@
+"""Scaled dot-product attention, ``attention(q, k, v[, mask], causal=, scale=)``, and the internal ops of its
+gradient.
+
+    s[..., i, j] = scale * q[..., i, :] . k[..., j, :] + mask[..., i, j]     (j > i left out when causal)
+    out[..., i, :] = sum_j softmax_j(s[..., i, :]) v[..., j, :]
+
+q is [..., T, D], k [..., S, D] and v [..., S, Dv] with the same leading dimensions (batch, heads); the result
+is [..., T, Dv]. ``scale`` 0 (the default) means 1 / sqrt(D). The optional ``mask`` is added to the scores
+(a large negative number leaves a key out); it broadcasts to [..., T, S], and its gradient is the scores'
+(summed where it broadcasts), the one [T, S] array the gradient makes, only where a mask takes one.
+``causal`` leaves out the keys after each query (PyTorch's ``is_causal``: the query i sees keys 0..i). A
+query that sees no key at all gets zeros, and passes no gradient.
+
+The NumPy forwards here are the reference: they build the [T, S] scores. The targets never do: their kernels
+run the online softmax (FlashAttention's recurrence), one query row at a time against the keys in turn, with
+a running maximum and sum. The gradient recomputes rather than stores: ``attention_lse`` recomputes each
+query's log-sum-exp, and the three gradient ops recompute the probabilities from it:
+
+    p = exp(s - lse),  delta_i = sum_c g[i, c] out[i, c],  ds = p * (g . v_j - delta_i)
+    dq_i = scale * sum_j ds_ij k_j,   dk_j = scale * sum_i ds_ij q_i,   dv_j = sum_i p_ij g_i
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradc.dsl.diagnostics import ShapeError
+
+from ..types import TensorType, promote
+from .registry import AttrSpec, OpDef, register
+
+ATTRS = (
+    AttrSpec("causal", "bool", False, doc="leave out the keys after each query (query i sees keys 0..i)"),
+    AttrSpec("scale", "float", 0.0, doc="the scores' factor; 0: 1 / sqrt(D)"),
+)
+
+
+def effective_scale(attrs: dict, depth: int) -> float:
+    """The scores' factor: the ``scale`` attribute, or 1 / sqrt(D) where it is 0."""
+    return float(attrs["scale"]) if attrs["scale"] else 1.0 / math.sqrt(depth)
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def _check_mask(mask: TensorType, q: TensorType, s: int | str, what: str) -> None:
+    target = (*q.shape[:-1], s)
+    if not mask.is_float or mask.rank > len(target) or any(
+            m != 1 and m != t for m, t in zip(reversed(mask.shape), reversed(target), strict=False)):
+        shape = "[" + ", ".join(str(d) for d in target) + "]"
+        raise ShapeError(f"{what}: the mask {mask} must be a float tensor that broadcasts to the scores' shape "
+                         f"{shape} (queries {q})")
+
+
+def _qkv(types: list[TensorType], what: str) -> tuple[TensorType, TensorType, TensorType]:
+    q, k, v = types[:3]
+    if any(t.rank < 2 or not t.is_float for t in (q, k, v)):
+        raise ShapeError(f"{what}: q, k and v must be float tensors [..., T, D], [..., S, D], [..., S, Dv]; "
+                         f"got {q}, {k}, {v}")
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ShapeError(f"{what}: q, k and v must have the same leading dimensions; got {q}, {k}, {v}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ShapeError(f"{what}: the queries {q} and the keys {k} must have the same last dimension D")
+    if k.shape[-2] != v.shape[-2]:
+        raise ShapeError(f"{what}: the keys {k} and the values {v} must have the same number of rows S")
+    return q, k, v
+
+
+def _attention_type(types: list[TensorType], attrs: dict) -> TensorType:
+    q, k, v = _qkv(types, "attention")
+    if len(types) == 4:
+        _check_mask(types[3], q, k.shape[-2], "attention")
+    return TensorType((*q.shape[:-1], v.shape[-1]), promote(promote(q.dtype, k.dtype), v.dtype))
+
+
+def _lse_type(types: list[TensorType], attrs: dict) -> TensorType:
+    q, k, mask = types
+    _check_mask(mask, q, k.shape[-2], "attention_lse")
+    return TensorType(q.shape[:-1], q.dtype)
+
+
+def _dq_type(types: list[TensorType], attrs: dict) -> TensorType:
+    return types[0]
+
+
+def _dk_type(types: list[TensorType], attrs: dict) -> TensorType:
+    return types[1]
+
+
+def _dv_type(types: list[TensorType], attrs: dict) -> TensorType:
+    k, g = types[1], types[2]
+    return TensorType(k.shape[:-1] + g.shape[-1:], k.dtype)
+
+
+# ---------------------------------------------------------------- NumPy reference
+
+
+def scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, attrs: dict) -> np.ndarray:
+    """The [..., T, S] scores, causal keys set to -inf."""
+    s = effective_scale(attrs, q.shape[-1]) * (q @ np.swapaxes(k, -1, -2))
+    if mask is not None:
+        s = s + mask
+    if attrs["causal"]:
+        t, n = s.shape[-2:]
+        s = np.where(np.arange(n)[None, :] > np.arange(t)[:, None], -np.inf, s)
+    return s.astype(q.dtype)
+
+
+def log_sum_exp(s: np.ndarray) -> np.ndarray:
+    """Each row's log-sum-exp over its last axis; -inf for a row with no finite score."""
+    top = np.max(s, axis=-1, keepdims=True)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return (np.log(np.sum(np.exp(s - safe), axis=-1, keepdims=True)) + safe)[..., 0].astype(s.dtype)
+
+
+def probabilities(s: np.ndarray, lse: np.ndarray) -> np.ndarray:
+    """exp(s - lse), 0 in a row that sees no key."""
+    finite = np.isfinite(lse)[..., None]
+    return np.where(finite, np.exp(s - np.where(finite, lse[..., None], 0.0)), 0.0).astype(s.dtype)
+
+
+def _attention_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    q, k, v = args[:3]
+    s = scores(q, k, args[3] if len(args) == 4 else None, attrs)
+    return (probabilities(s, log_sum_exp(s)) @ v).astype(q.dtype)
+
+
+def _lse_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    q, k, mask = args
+    return log_sum_exp(scores(q, k, mask, attrs))
+
+
+def _score_gradient(q, k, v, g, lse, delta, mask, attrs) -> tuple[np.ndarray, np.ndarray]:
+    """p and ds = p * (dp - delta), each [..., T, S]."""
+    p = probabilities(scores(q, k, mask, attrs), lse)
+    return p, p * (g @ np.swapaxes(v, -1, -2) - delta[..., None])
+
+
+def _dq_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    q, k, v, g, lse, delta, mask = args
+    _, ds = _score_gradient(q, k, v, g, lse, delta, mask, attrs)
+    return (effective_scale(attrs, q.shape[-1]) * (ds @ k)).astype(q.dtype)
+
+
+def _dk_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    q, k, v, g, lse, delta, mask = args
+    _, ds = _score_gradient(q, k, v, g, lse, delta, mask, attrs)
+    return (effective_scale(attrs, q.shape[-1]) * (np.swapaxes(ds, -1, -2) @ q)).astype(q.dtype)
+
+
+def _ds_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    q, k, v, g, lse, delta, mask = args
+    return _score_gradient(q, k, v, g, lse, delta, mask, attrs)[1].astype(q.dtype)
+
+
+def _ds_type(types: list[TensorType], attrs: dict) -> TensorType:
+    q, k = types[:2]
+    return TensorType((*q.shape[:-1], k.shape[-2]), q.dtype)
+
+
+def _dv_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    q, k, g, lse, mask = args
+    p = probabilities(scores(q, k, mask, attrs), lse)
+    return (np.swapaxes(p, -1, -2) @ g).astype(q.dtype)
+
+
+# ---------------------------------------------------------------- gradient
+
+
+def _attention_grad(b, n, g):
+    q, k, v = n.inputs[:3]
+    attrs = {"causal": n.attrs["causal"], "scale": n.attrs["scale"]}
+    mask = n.inputs[3] if len(n.inputs) == 4 else b.const(0.0, b.type(q).dtype)
+    built = {}
+
+    def parts():
+        if not built:
+            built["lse"] = b.attention_lse(q, k, mask, **attrs)
+            built["delta"] = b.sum(b.mul(g, n.id), axis=-1)
+        return built["lse"], built["delta"]
+
+    thunks = [
+        lambda: b.attention_dq(q, k, v, g, *parts(), mask, **attrs),
+        lambda: b.attention_dk(q, k, v, g, *parts(), mask, **attrs),
+        lambda: b.attention_dv(q, k, g, parts()[0], mask, **attrs),
+    ]
+    if len(n.inputs) == 4:  # the mask's gradient is ds itself, summed where the mask broadcasts: [T, S] values
+        thunks.append(lambda: b.attention_ds(q, k, v, g, *parts(), mask, **attrs))
+    return thunks
+
+
+# ---------------------------------------------------------------- FLOPs
+
+
+def _attention_flops(types: list[TensorType], out: TensorType, attrs: dict) -> int:
+    """2 T S D for the scores, 2 T S Dv for the weighted sum, about 5 T S for the softmax (per entry)."""
+    q, k = types[0], types[1]
+    entries = math.prod(d for d in q.shape[:-2] if isinstance(d, int))
+    t, d = (x if isinstance(x, int) else 1 for x in q.shape[-2:])
+    s = k.shape[-2] if isinstance(k.shape[-2], int) else 1
+    dv = out.shape[-1] if isinstance(out.shape[-1], int) else 1
+    return entries * t * s * (2 * d + 2 * dv + 5)
+
+
+register(
+    OpDef(
+        name="attention",
+        operands=("q", "k", "v", "mask"),
+        optional=1,
+        infer=_attention_type,
+        forward=_attention_forward,
+        grad=_attention_grad,
+        attrs=ATTRS,
+        category="nn",
+        casts=(0, 1, 2, 3),
+        flops=_attention_flops,
+        formula="softmax(scale * q k^T + mask) v over the keys, row by row (online softmax on every target: the "
+                "[T, S] scores are never stored); causal: query i sees keys 0..i; scale 0: 1/sqrt(D)",
+        shape_rule="[..., T, D], [..., S, D], [..., S, Dv] (, mask broadcasting to [..., T, S]) -> [..., T, Dv]",
+    )
+)
+
+INTERNAL = dict(attrs=ATTRS, category="nn", public=False)
+register(OpDef(name="attention_lse", operands=("q", "k", "mask"), infer=_lse_type, forward=_lse_forward,
+               formula="each query's log-sum-exp of its scores (attention's gradient recomputes it)",
+               shape_rule="[..., T, D], [..., S, D], mask -> [..., T]", **INTERNAL))
+register(OpDef(name="attention_dq", operands=("q", "k", "v", "g", "lse", "delta", "mask"), infer=_dq_type,
+               forward=_dq_forward, formula="attention's gradient with respect to q, the scores recomputed",
+               shape_rule="-> [..., T, D]", **INTERNAL))
+register(OpDef(name="attention_dk", operands=("q", "k", "v", "g", "lse", "delta", "mask"), infer=_dk_type,
+               forward=_dk_forward, formula="attention's gradient with respect to k, the scores recomputed",
+               shape_rule="-> [..., S, D]", **INTERNAL))
+register(OpDef(name="attention_ds", operands=("q", "k", "v", "g", "lse", "delta", "mask"), infer=_ds_type,
+               forward=_ds_forward, formula="attention's gradient with respect to its scores (a mask's gradient: "
+               "the one [T, S] array attention's gradient makes, only where a mask takes a gradient)",
+               shape_rule="-> [..., T, S]", **INTERNAL))
+register(OpDef(name="attention_dv", operands=("q", "k", "g", "lse", "mask"), infer=_dv_type,
+               forward=_dv_forward, formula="attention's gradient with respect to v, the scores recomputed",
+               shape_rule="-> [..., S, Dv]", **INTERNAL))

@@ -1,0 +1,164 @@
+"""attention(q, k, v[, mask], causal=, scale=) beyond the op cases of test_ops (forward, float32, gradient
+against finite differences, cpu against the reference, cuda against cpu): PyTorch's scaled_dot_product_attention
+with the same tensors, large scores, a mask's gradient only where it takes one, the [T, S] scores never stored,
+and the errors a .model file gets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradc
+from gradc.runtime.execution.gradcheck import gradcheck
+from gradc.runtime.execution.sampling import random_inputs
+
+MODEL = """model att
+input q: f64[N, 2, 6, 4]
+input k: f64[N, 2, 7, 4]
+input v: f64[N, 2, 7, 3]
+input bias: f64[6, 7]
+output plain = attention(q, k, v)
+output causal = attention(q, k, v, causal=true)
+output masked = attention(q, k, v, bias, scale=0.4)
+loss L = sum(plain * plain) + sum(causal * causal) + sum(masked * masked)
+"""
+
+
+def feeds(rng: np.random.Generator, n: int = 3) -> dict[str, np.ndarray]:
+    return {"q": rng.normal(size=(n, 2, 6, 4)), "k": rng.normal(size=(n, 2, 7, 4)),
+            "v": rng.normal(size=(n, 2, 7, 3)), "bias": rng.normal(size=(6, 7))}
+
+
+@pytest.mark.slow  # a cold compile of three attentions and their gradients (about 9 s)
+def test_pytorch_computes_the_same_attention_and_gradients():
+    torch = pytest.importorskip("torch")
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    inputs = feeds(np.random.default_rng(0))
+    program = gradc.compile(gradc.loads(MODEL), cache=False)
+    ours = program.run(inputs, grad=True)
+    t = {name: torch.tensor(value, requires_grad=True) for name, value in inputs.items()}
+    outputs = {
+        "plain": sdpa(t["q"], t["k"], t["v"]),
+        "causal": sdpa(t["q"], t["k"], t["v"], is_causal=True),
+        "masked": sdpa(t["q"], t["k"], t["v"], attn_mask=t["bias"], scale=0.4),
+    }
+    loss = sum((o * o).sum() for o in outputs.values())
+    loss.backward()
+    for name, value in outputs.items():
+        np.testing.assert_allclose(ours[name], value.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for name, value in t.items():
+        np.testing.assert_allclose(ours[f"grad/{name}"], value.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_large_scores_stay_finite_and_long_rows_match_the_reference():
+    """The online softmax rescales as its running maximum grows: scores of a few hundred (exp would overflow
+    float32 at 88) over 300 keys, causal, match the reference's softmax of the stored scores."""
+    source = ("model long\ninput q: f32[N, 300, 8]\ninput k: f32[N, 300, 8]\ninput v: f32[N, 300, 2]\n"
+              "output y = attention(q, k, v, causal=true, scale=30)\nloss L = mean(y * y)\n")
+    spec = gradc.loads(source)
+    rng = np.random.default_rng(1)
+    inputs = {name: rng.normal(size=(2, 300, 8 if name != "v" else 2)).astype(np.float32) for name in "qkv"}
+    cpu = gradc.compile(spec, cache=False).run(inputs, grad=True)
+    reference = gradc.compile(spec, target="reference", cache=False).run(inputs, grad=True)
+    for key, value in reference.items():
+        assert np.all(np.isfinite(cpu[key])), key
+        np.testing.assert_allclose(cpu[key], value, rtol=1e-4, atol=1e-4)
+
+
+def test_the_scores_are_never_stored_and_a_mask_gradient_only_where_asked():
+    """A training step over parameters keeps no [T, S] value; only the gradients entry point, which gives the
+    mask input its gradient, makes the scores' gradient (attention_ds)."""
+    source = ("model p\ninput x: f32[N, 16, 4]\ninput bias: f32[16, 16]\nparam w: f32[4, 4] = xavier_uniform\n"
+              "output y = attention(x @ w, x, x, bias)\nloss L = mean(y * y)\n")
+    program = gradc.compile(gradc.loads(source), cache=False)
+    step = program.backend.lowered.source.split("def train_sgd(")[1].split("\ndef ")[0]
+    assert "attention_ds3" not in step and "attention_forward3" in step and "attention_dq3" in step
+    gradients = program.backend.lowered.source.split("def gradients(")[1].split("\ndef ")[0]
+    assert "attention_ds3" in gradients
+    graph = program.graph
+    scores_gradient = graph.downstream([n.id for n in graph.nodes() if n.op == "attention_ds"])
+    square = [n for n in graph.nodes() if n.type.shape[-2:] == (16, 16) and n.op != "input"]
+    assert square and all(n.id in scores_gradient for n in square), [n.op for n in square]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("output y = attention(q, k2, v)", "the queries f32[N,5,4] and the keys f32[N,7,3] must have the same last"),
+    ("output y = attention(q, k, v2)", "the keys f32[N,7,4] and the values f32[N,6,2] must have the same number"),
+    ("output y = attention(q, k, v, m2)", "the mask f32[6,7] must be a float tensor that broadcasts"),
+    ("output y = attention(q, k)", "attention takes 3 operand(s) (q, k, v), got 2"),
+])
+def test_attention_errors_name_the_shapes_and_the_place(cli, tmp_path, line, message):
+    source = ("model bad\ninput q: f32[N, 5, 4]\ninput k: f32[N, 7, 4]\ninput k2: f32[N, 7, 3]\n"
+              "input v: f32[N, 7, 2]\ninput v2: f32[N, 6, 2]\ninput m2: f32[6, 7]\n" + line + "\n")
+    path = tmp_path / "bad.model"
+    path.write_text(source)
+    result = cli("check", str(path))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"{path}:8:" in result.err and message in result.err, result.err
+
+
+MHA = """model mha
+input x: f64[N, 5, 8]
+input c: f64[N, 6, 3]
+input n: i64[N]
+output self = x -> multi_head_attention(heads=2, dim=8, causal=true)
+output cross = x -> multi_head_attention(heads=4, dim=8, context=c, lengths=n)
+loss L = sum(self * self) + sum(cross * cross)
+"""
+
+
+@pytest.mark.slow  # about 12 s
+def test_multi_head_attention_is_pytorchs_with_the_same_weights():
+    """Self-attention (causal) against nn.MultiheadAttention with in_proj_weight = [q; k; v]; cross-attention
+    over padded keys against one with kdim and vdim and a key_padding_mask; outputs and every gradient."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    inputs = {"x": rng.normal(size=(3, 5, 8)), "c": rng.normal(size=(3, 6, 3)), "n": np.array([6, 2, 4])}
+    program = gradc.compile(gradc.loads(MHA), cache=False)
+    ours = program.run(inputs, grad=True)
+    params = {name: torch.tensor(value) for name, value in program.params.items()}
+    torch.set_default_dtype(torch.float64)
+    try:
+        own = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        cross = torch.nn.MultiheadAttention(8, 4, batch_first=True, kdim=3, vdim=3)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    layer = lambda stmt, role: params[f"{stmt}.multi_head_attention1.{role}"]
+    with torch.no_grad():
+        own.in_proj_weight.copy_(torch.cat([layer("self", f"{r}_weight") for r in "qkv"]))
+        own.in_proj_bias.copy_(torch.cat([layer("self", f"{r}_bias") for r in "qkv"]))
+        cross.q_proj_weight.copy_(layer("cross", "q_weight"))
+        cross.k_proj_weight.copy_(layer("cross", "k_weight"))
+        cross.v_proj_weight.copy_(layer("cross", "v_weight"))
+        cross.in_proj_bias.copy_(torch.cat([layer("cross", f"{r}_bias") for r in "qkv"]))
+        for module, stmt in ((own, "self"), (cross, "cross")):
+            module.out_proj.weight.copy_(layer(stmt, "out_weight"))
+            module.out_proj.bias.copy_(layer(stmt, "out_bias"))
+    x = torch.tensor(inputs["x"], requires_grad=True)
+    c = torch.tensor(inputs["c"], requires_grad=True)
+    causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+    padding = torch.arange(6)[None, :] >= torch.tensor(inputs["n"])[:, None]
+    outputs = {"self": own(x, x, x, attn_mask=causal, need_weights=False)[0],
+               "cross": cross(x, c, c, key_padding_mask=padding, need_weights=False)[0]}
+    sum((o * o).sum() for o in outputs.values()).backward()
+    for name, value in outputs.items():
+        np.testing.assert_allclose(ours[name], value.detach().numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ours["grad/x"], x.grad.numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ours["grad/c"], c.grad.numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ours["grad/self.multi_head_attention1.q_weight"],
+                               own.in_proj_weight.grad[:8].numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ours["grad/cross.multi_head_attention1.k_weight"],
+                               cross.k_proj_weight.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("options", ["", ", causal=true", ", context=c", ", lengths=n", ", mask=m, bias=false"])
+def test_multi_head_attention_passes_gradcheck(options):
+    source = ("model g\ninput x: f64[N, 4, 3]\ninput c: f64[N, 5, 2]\ninput n: i64[N]\ninput m: f64[4, 1]\n"
+              f"output y = x -> multi_head_attention(heads=2, dim=4{options})\nloss L = sum(y * y)\n")
+    program = gradc.compile(gradc.loads(source), target="reference", cache=False)
+    inputs = random_inputs(program.graph, 3, np.random.default_rng(0))
+    inputs["n"] = np.array([5, 0, 3])  # an example with no keys: zeros, and no gradient through it
+    reports = gradcheck(program.graph, inputs, program.params, max_elements=200)
+    assert reports
+    for report in reports:
+        assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
