@@ -86,7 +86,46 @@ def _multi_head_attention(b: Builder, x: Ref, attrs: dict[str, Any], new_param: 
     return out
 
 
+def _positions(b: Builder, x: Ref, layer: str) -> tuple[int, int]:
+    t = b.type(x)
+    if t.rank != 3 or not all(isinstance(d, int) for d in t.shape[1:]) or not t.is_float:
+        raise ShapeError(f"{layer}: expects a float sequence [N, T, d] of a fixed length, got {t}")
+    return t.shape[1], t.shape[2]
+
+
+def sinusoidal_table(steps: int, width: int) -> np.ndarray:
+    """Vaswani et al.'s encoding [T, d]: sin(t / 10000^(2i/d)) at 2i, cos at 2i + 1."""
+    position = np.arange(steps, dtype=np.float64)[:, None]
+    rates = np.exp(-np.log(10000.0) * np.arange(0, width, 2, dtype=np.float64) / width)
+    table = np.zeros((steps, width))
+    table[:, 0::2] = np.sin(position * rates)
+    table[:, 1::2] = np.cos(position * rates[: width // 2])
+    return table
+
+
+def _sinusoidal_positions(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
+    steps, width = _positions(b, x, "sinusoidal_positions")
+    return b.add(x, b.const(sinusoidal_table(steps, width), b.type(x).dtype))
+
+
+def _learned_positions(b: Builder, x: Ref, attrs: dict[str, Any], new_param: NewParam) -> Ref:
+    steps, width = _positions(b, x, "learned_positions")
+    return b.add(x, new_param("table", (steps, width), {"kind": "normal", "mean": 0.0, "std": attrs["std"]}))
+
+
 ATTENTION_LAYERS = {
+    "sinusoidal_positions": LayerDef(
+        "sinusoidal_positions", (), _sinusoidal_positions,
+        "x + P for a sequence x [N, T, d], P[t, 2i] = sin(t / 10000^(2i/d)), P[t, 2i+1] = cos(t / 10000^(2i/d)) "
+        "(Vaswani et al.'s positional encoding, a constant)",
+        "none",
+    ),
+    "learned_positions": LayerDef(
+        "learned_positions", (AttrSpec("std", "float", 0.02, doc="the table's initial standard deviation"),),
+        _learned_positions,
+        "x + P for a sequence x [N, T, d], P a trained table [T, d] (one vector per position)",
+        "table [T, d] (normal, std 0.02)",
+    ),
     "multi_head_attention": LayerDef(
         "multi_head_attention",
         (AttrSpec("heads", "int", doc="the number of heads"),

@@ -162,3 +162,76 @@ def test_multi_head_attention_passes_gradcheck(options):
     assert reports
     for report in reports:
         assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
+
+
+TRANSFORMER = """import std
+
+model tf
+input x: f64[N, 6, 16]
+input y: f64[N, 5, 16]
+output enc = x -> sinusoidal_positions -> transformer_encoder(dim=16, heads=2, hidden=32, p=0.0)
+output enc_pre = x -> transformer_encoder_pre(dim=16, heads=2, hidden=32, p=0.0)
+output dec = transformer_decoder(y, x, dim=16, heads=2, hidden=32, p=0.0)
+output dec_pre = transformer_decoder_pre(y, x, dim=16, heads=2, hidden=32, p=0.0)
+loss L = sum(enc * enc) + sum(enc_pre * enc_pre) + sum(dec * dec) + sum(dec_pre * dec_pre)
+"""
+
+
+def _copy_attention(module, params: dict, prefix: str) -> None:
+    """A multi_head_attention layer's weights into nn.MultiheadAttention (in_proj: q, k and v stacked)."""
+    import torch
+
+    module.in_proj_weight.copy_(torch.cat([params[f"{prefix}.{r}_weight"] for r in "qkv"]))
+    module.in_proj_bias.copy_(torch.cat([params[f"{prefix}.{r}_bias"] for r in "qkv"]))
+    module.out_proj.weight.copy_(params[f"{prefix}.out_weight"])
+    module.out_proj.bias.copy_(params[f"{prefix}.out_bias"])
+
+
+def _copy_layer(layer, params: dict, prefix: str, decoder: bool) -> None:
+    """A gradc transformer block's weights into PyTorch's layer (dense weights are [in, out]: transposed)."""
+    _copy_attention(layer.self_attn, params, f"{prefix}.multi_head_attention1")
+    if decoder:
+        _copy_attention(layer.multihead_attn, params, f"{prefix}.multi_head_attention2")
+    layer.linear1.weight.copy_(params[f"{prefix}.dense1.weight"].T)
+    layer.linear1.bias.copy_(params[f"{prefix}.dense1.bias"])
+    layer.linear2.weight.copy_(params[f"{prefix}.dense2.weight"].T)
+    layer.linear2.bias.copy_(params[f"{prefix}.dense2.bias"])
+    for k in range(1, 4 if decoder else 3):
+        norm = getattr(layer, f"norm{k}")
+        norm.weight.copy_(params[f"{prefix}.layernorm{k}.gamma"])
+        norm.bias.copy_(params[f"{prefix}.layernorm{k}.beta"])
+
+
+@pytest.mark.slow  # two cold compiles of four transformer layers (about 20 s)
+def test_the_standard_transformer_blocks_are_pytorchs_layers():
+    """transformer_encoder(_pre) and transformer_decoder(_pre) against nn.TransformerEncoderLayer and
+    nn.TransformerDecoderLayer (norm_first False and True, dropout 0) with the same weights: outputs and the
+    inputs' gradients; sinusoidal_positions against its formula."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    inputs = {"x": rng.normal(size=(2, 6, 16)), "y": rng.normal(size=(2, 5, 16))}
+    program = gradc.compile(gradc.loads(TRANSFORMER), cache=False)
+    ours = program.run(inputs, grad=True)
+    params = {name: torch.tensor(value) for name, value in program.params.items()}
+    options = dict(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True, dtype=torch.float64)
+    layers = {"enc": torch.nn.TransformerEncoderLayer(**options), "dec": torch.nn.TransformerDecoderLayer(**options),
+              "enc_pre": torch.nn.TransformerEncoderLayer(norm_first=True, **options),
+              "dec_pre": torch.nn.TransformerDecoderLayer(norm_first=True, **options)}
+    blocks = {"enc": "transformer_encoder1", "enc_pre": "transformer_encoder_pre1", "dec": "transformer_decoder1",
+              "dec_pre": "transformer_decoder_pre1"}
+    with torch.no_grad():
+        for name, layer in layers.items():
+            _copy_layer(layer, params, f"{name}.{blocks[name]}", name.startswith("dec"))
+    x = torch.tensor(inputs["x"], requires_grad=True)
+    y = torch.tensor(inputs["y"], requires_grad=True)
+    steps = torch.arange(6, dtype=torch.float64)[:, None]
+    rates = torch.exp(-np.log(10000.0) * torch.arange(0, 16, 2, dtype=torch.float64) / 16)
+    positions = torch.stack([torch.sin(steps * rates), torch.cos(steps * rates)], dim=-1).reshape(6, 16)
+    causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+    outputs = {"enc": layers["enc"](x + positions), "enc_pre": layers["enc_pre"](x),
+               "dec": layers["dec"](y, x, tgt_mask=causal), "dec_pre": layers["dec_pre"](y, x, tgt_mask=causal)}
+    sum((o * o).sum() for o in outputs.values()).backward()
+    for name, value in outputs.items():
+        np.testing.assert_allclose(ours[name], value.detach().numpy(), rtol=1e-8, atol=1e-10, err_msg=name)
+    np.testing.assert_allclose(ours["grad/x"], x.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours["grad/y"], y.grad.numpy(), rtol=1e-8, atol=1e-10)
