@@ -155,14 +155,14 @@ def compile_child(steps: int) -> None:
     print(f"{time.perf_counter() - start:.2f}")
 
 
-def step_table(results: dict, base_name: str) -> list[str]:
+def step_table(results: dict, base_name: str, batch: int = BATCH) -> list[str]:
     """Rows of ms per step, ratio to ``base_name`` and first-call seconds, from one interleaved run."""
     lines = ["| framework | ms per step | ratio | first call (s) |", "|---|---|---|---|"]
-    base = results["median_ms"].get(base_name, {}).get(BATCH)
+    base = results["median_ms"].get(base_name, {}).get(batch)
     for name, per_batch in results["median_ms"].items():
-        ms = per_batch[BATCH]
+        ms = per_batch[batch]
         ratio = ms / base if base else float("nan")
-        first = results["first_call_s"].get(f"{name}@{BATCH}", float("nan"))
+        first = results["first_call_s"].get(f"{name}@{batch}", float("nan"))
         lines.append(f"| {name} | {ms:.2f} | {ratio:.2f}x | {first:.2f} |")
     for name, why in results["missing"].items():
         lines.append(f"| {name} | not installed ({why}) | | |")

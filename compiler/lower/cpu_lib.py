@@ -427,9 +427,15 @@ def rows_into(out, accumulator, lo, hi, divisor):
 
 # ---------------------------------------------------------------- attention (compiler/ops/attention.py)
 # q [E, T, D], k [E, S, D], v [E, S, Dv] (E: the leading dimensions flattened), the mask viewed as
-# [Em, Tm, Sm] (Tm in {1, T}, Sm in {1, S}) and ``entries[e]``, the mask's entry for entry e. One query row (or
-# key row, for dk and dv) per parallel iteration; the [T, S] scores are never stored: each row runs the online
-# softmax (a running maximum m and sum l, the accumulator rescaled by exp(m_old - m_new) when m grows).
+# [Em, Tm, Sm] (Tm in {1, T}, Sm in {1, S}) and ``entries[e]``, the mask's entry for entry e. FlashAttention's
+# tiling: each parallel iteration takes one entry's block of ATTENTION_BLOCK query rows (key rows, for dk and
+# dv) and runs over the other side's blocks; a tile's scores [block, block] are one BLAS product and never
+# leave the cache; the forward keeps a running maximum and sum per row (the online softmax), rescaling its
+# accumulator when the maximum grows. The [T, S] scores are never stored (but in attention_ds3, a mask's
+# gradient, which is that array).
+
+ATTENTION_BLOCK = 64
+_exp = globals()["exp"]  # the scalar helper: float32's vectorizable exp (cpu_vector_math), math.exp otherwise
 
 
 @jit
@@ -456,41 +462,82 @@ def attention_entries(lead, mask_lead):
 
 
 @jit
-def _attention_score(q, k, mask, e, i, j, me, scale):
-    s = 0.0
-    for c in range(q.shape[2]):
-        s += q[e, i, c] * k[e, j, c]
-    return s * scale + mask[me, i if mask.shape[1] > 1 else 0, j if mask.shape[2] > 1 else 0]
+def _attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale):
+    """The tile of scores [i1 - i0, j1 - j0]: scale * q k^T + mask, -inf after the diagonal when causal."""
+    s = np.dot(q[e, i0:i1], k[e, j0:j1].T)
+    rows_vary, cols_vary = mask.shape[1] > 1, mask.shape[2] > 1
+    minus_inf = q.dtype.type(-np.inf)
+    for a in range(i1 - i0):
+        mask_row = i0 + a if rows_vary else 0
+        for b in range(j1 - j0):
+            value = q.dtype.type(s[a, b] * scale + mask[me, mask_row, j0 + b if cols_vary else 0])
+            s[a, b] = minus_inf if causal and j0 + b > i0 + a else value
+    return s
+
+
+@jit
+def _attention_probabilities(s, lse, e, i0):
+    """exp(s - lse) in place, row by row; 0 in a row that sees no key."""
+    for a in range(s.shape[0]):
+        top = lse[e, i0 + a]
+        for b in range(s.shape[1]):
+            s[a, b] = _exp(s[a, b] - top) if top != -np.inf else 0.0
+    return s
+
+
+@jit
+def _attention_score_gradient(q, k, v, g, lse, delta, mask, e, me, i0, i1, j0, j1, causal, scale):
+    """p and ds = p * (g v^T - delta) for one tile (the scores recomputed)."""
+    p = _attention_probabilities(_attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale), lse, e, i0)
+    ds = np.dot(g[e, i0:i1], v[e, j0:j1].T)
+    for a in range(i1 - i0):
+        d = delta[e, i0 + a]
+        for b in range(j1 - j0):
+            ds[a, b] = p[a, b] * (ds[a, b] - d)
+    return p, ds
+
+
+@jit
+def _key_stop(keys, i1, causal):
+    return min(keys, i1) if causal else keys
 
 
 @parallel_jit
 def attention_forward3(q, k, v, mask, entries, causal, scale):
-    """softmax(scale q k^T + mask) v, row by row (see above); a row that sees no key is zeros."""
+    """softmax(scale q k^T + mask) v, tile by tile (see above); a row that sees no key is zeros."""
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros((count, rows, width), dtype=q.dtype)
-    for r in prange(count * rows):
-        e, i = r // rows, r % rows
+    for r in prange(count * blocks):
+        e, i0 = r // blocks, (r % blocks) * ATTENTION_BLOCK
+        i1 = min(rows, i0 + ATTENTION_BLOCK)
         me = entries[e]
-        top, total = -np.inf, 0.0
-        acc = np.zeros(width)
-        for j in range(min(keys, i + 1) if causal else keys):
-            s = _attention_score(q, k, mask, e, i, j, me, scale)
-            if s == -np.inf:
-                continue
-            if s > top:
-                factor = math.exp(top - s)
-                total = total * factor + 1.0
+        top = np.full(i1 - i0, -np.inf)
+        total = np.zeros(i1 - i0)
+        acc = np.zeros((i1 - i0, width), dtype=q.dtype)
+        for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
+            j1 = min(keys, j0 + ATTENTION_BLOCK)
+            s = _attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale)
+            for a in range(i1 - i0):
+                new_top = max(top[a], np.max(s[a]))
+                if new_top == -np.inf:
+                    s[a] = 0.0
+                    continue
+                shift = q.dtype.type(new_top)
+                row_sum = 0.0
+                for b in range(j1 - j0):
+                    s[a, b] = _exp(s[a, b] - shift)
+                    row_sum += s[a, b]
+                factor = math.exp(top[a] - new_top)
+                total[a] = total[a] * factor + row_sum
                 for c in range(width):
-                    acc[c] = acc[c] * factor + v[e, j, c]
-                top = s
-            else:
-                w = math.exp(s - top)
-                total += w
+                    acc[a, c] *= factor
+                top[a] = new_top
+            acc += np.dot(s, v[e, j0:j1])
+        for a in range(i1 - i0):
+            if total[a] > 0.0:
                 for c in range(width):
-                    acc[c] += w * v[e, j, c]
-        if total > 0.0:
-            for c in range(width):
-                out[e, i, c] = acc[c] / total
+                    out[e, i0 + a, c] = acc[a, c] / total[a]
     return out
 
 
@@ -498,86 +545,85 @@ def attention_forward3(q, k, v, mask, entries, causal, scale):
 def attention_lse3(q, k, mask, entries, causal, scale):
     """Each query row's log-sum-exp of its scores, -inf where it sees no key."""
     count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.empty((count, rows), dtype=q.dtype)
-    for r in prange(count * rows):
-        e, i = r // rows, r % rows
+    for r in prange(count * blocks):
+        e, i0 = r // blocks, (r % blocks) * ATTENTION_BLOCK
+        i1 = min(rows, i0 + ATTENTION_BLOCK)
         me = entries[e]
-        top, total = -np.inf, 0.0
-        for j in range(min(keys, i + 1) if causal else keys):
-            s = _attention_score(q, k, mask, e, i, j, me, scale)
-            if s == -np.inf:
-                continue
-            if s > top:
-                total = total * math.exp(top - s) + 1.0
-                top = s
-            else:
-                total += math.exp(s - top)
-        out[e, i] = top + math.log(total) if total > 0.0 else -np.inf
+        top = np.full(i1 - i0, -np.inf)
+        total = np.zeros(i1 - i0)
+        for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
+            j1 = min(keys, j0 + ATTENTION_BLOCK)
+            s = _attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale)
+            for a in range(i1 - i0):
+                new_top = max(top[a], np.max(s[a]))
+                if new_top == -np.inf:
+                    continue
+                shift = q.dtype.type(new_top)
+                row_sum = 0.0
+                for b in range(j1 - j0):
+                    row_sum += _exp(s[a, b] - shift)
+                total[a] = total[a] * math.exp(top[a] - new_top) + row_sum
+                top[a] = new_top
+        for a in range(i1 - i0):
+            out[e, i0 + a] = top[a] + math.log(total[a]) if total[a] > 0.0 else -np.inf
     return out
-
-
-@jit
-def _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale):
-    """p_ij and ds_ij = p_ij (g_i . v_j - delta_i), the scores recomputed."""
-    if lse[e, i] == -np.inf:
-        return 0.0, 0.0
-    p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
-    dp = 0.0
-    for c in range(v.shape[2]):
-        dp += g[e, i, c] * v[e, j, c]
-    return p, p * (dp - delta[e, i])
 
 
 @parallel_jit
 def attention_dq3(q, k, v, g, lse, delta, mask, entries, causal, scale):
-    count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
+    count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros(q.shape, dtype=q.dtype)
-    for r in prange(count * rows):
-        e, i = r // rows, r % rows
-        me = entries[e]
-        acc = np.zeros(depth)
-        for j in range(min(keys, i + 1) if causal else keys):
-            _, ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale)
-            for c in range(depth):
-                acc[c] += ds * k[e, j, c]
-        for c in range(depth):
-            out[e, i, c] = scale * acc[c]
+    for r in prange(count * blocks):
+        e, i0 = r // blocks, (r % blocks) * ATTENTION_BLOCK
+        i1 = min(rows, i0 + ATTENTION_BLOCK)
+        acc = np.zeros((i1 - i0, q.shape[2]), dtype=q.dtype)
+        for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
+            j1 = min(keys, j0 + ATTENTION_BLOCK)
+            _, ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, e, entries[e], i0, i1, j0, j1,
+                                              causal, scale)
+            acc += np.dot(ds, k[e, j0:j1])
+        out[e, i0:i1] = acc * q.dtype.type(scale)
     return out
 
 
 @parallel_jit
 def attention_dk3(q, k, v, g, lse, delta, mask, entries, causal, scale):
-    count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
+    count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    blocks = (keys + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros(k.shape, dtype=k.dtype)
-    for r in prange(count * keys):
-        e, j = r // keys, r % keys
-        me = entries[e]
-        acc = np.zeros(depth)
-        for i in range(j if causal else 0, rows):
-            _, ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale)
-            for c in range(depth):
-                acc[c] += ds * q[e, i, c]
-        for c in range(depth):
-            out[e, j, c] = scale * acc[c]
+    for r in prange(count * blocks):
+        e, j0 = r // blocks, (r % blocks) * ATTENTION_BLOCK
+        j1 = min(keys, j0 + ATTENTION_BLOCK)
+        acc = np.zeros((j1 - j0, k.shape[2]), dtype=k.dtype)
+        first = (j0 // ATTENTION_BLOCK) * ATTENTION_BLOCK if causal else 0
+        for i0 in range(min(first, rows), rows, ATTENTION_BLOCK):
+            i1 = min(rows, i0 + ATTENTION_BLOCK)
+            _, ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, e, entries[e], i0, i1, j0, j1,
+                                              causal, scale)
+            acc += np.dot(ds.T, q[e, i0:i1])
+        out[e, j0:j1] = acc * k.dtype.type(scale)
     return out
 
 
 @parallel_jit
 def attention_dv3(q, k, g, lse, mask, entries, causal, scale):
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], g.shape[2]
+    blocks = (keys + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros((count, keys, width), dtype=q.dtype)
-    for r in prange(count * keys):
-        e, j = r // keys, r % keys
-        me = entries[e]
-        acc = np.zeros(width)
-        for i in range(j if causal else 0, rows):
-            if lse[e, i] == -np.inf:
-                continue
-            p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
-            for c in range(width):
-                acc[c] += p * g[e, i, c]
-        for c in range(width):
-            out[e, j, c] = acc[c]
+    for r in prange(count * blocks):
+        e, j0 = r // blocks, (r % blocks) * ATTENTION_BLOCK
+        j1 = min(keys, j0 + ATTENTION_BLOCK)
+        acc = np.zeros((j1 - j0, width), dtype=q.dtype)
+        first = (j0 // ATTENTION_BLOCK) * ATTENTION_BLOCK if causal else 0
+        for i0 in range(min(first, rows), rows, ATTENTION_BLOCK):
+            i1 = min(rows, i0 + ATTENTION_BLOCK)
+            p = _attention_probabilities(
+                _attention_scores(q, k, mask, e, entries[e], i0, i1, j0, j1, causal, scale), lse, e, i0)
+            acc += np.dot(p.T, g[e, i0:i1])
+        out[e, j0:j1] = acc
     return out
 
 
@@ -585,10 +631,14 @@ def attention_dv3(q, k, g, lse, mask, entries, causal, scale):
 def attention_ds3(q, k, v, g, lse, delta, mask, entries, causal, scale):
     """The scores' gradient [E, T, S] (a mask's gradient); 0 for the keys a causal row leaves out."""
     count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
+    blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros((count, rows, keys), dtype=q.dtype)
-    for r in prange(count * rows):
-        e, i = r // rows, r % rows
-        me = entries[e]
-        for j in range(min(keys, i + 1) if causal else keys):
-            out[e, i, j] = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale)[1]
+    for r in prange(count * blocks):
+        e, i0 = r // blocks, (r % blocks) * ATTENTION_BLOCK
+        i1 = min(rows, i0 + ATTENTION_BLOCK)
+        for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
+            j1 = min(keys, j0 + ATTENTION_BLOCK)
+            _, ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, e, entries[e], i0, i1, j0, j1,
+                                              causal, scale)
+            out[e, i0:i1, j0:j1] = ds
     return out
