@@ -13,8 +13,9 @@ from gradc.compiler.passes.training import dropout_rates, training_graph
 from gradc.dsl.diagnostics import DataError, GradcError
 from gradc.runtime import files
 from gradc.runtime.training import checkpoints, datasets
-from gradc.runtime.training.data import Scaling, batches, bind, find_task, split
+from gradc.runtime.training.data import Scaling, Task, batches, bind, find_task, split
 from gradc.runtime.training.fit import TrainingDiverged
+from gradc.runtime.training.metrics import score
 
 MODELS = ROOT / "models"
 SMALL_MLP = """model small
@@ -368,6 +369,27 @@ def test_recurrent_models_reach_their_figures(tmp_path):
     assert adding.test.loss < 0.01
     _, parity = fit(gradc.load(MODELS / "rnn_parity.model"), tmp_path, "parity")
     assert parity.test.metrics["accuracy"] >= 0.99
+
+
+@pytest.mark.skipif(os.environ.get("GRADC_TEST_SLOW") != "1", reason="a minute of training; GRADC_TEST_SLOW=1 runs it")
+def test_transformer_sort_reaches_its_figure(tmp_path):
+    """Issue 17's figure: at least 99% of the sorted tokens right on the test split."""
+    _, result = fit(gradc.load(MODELS / "transformer_sort.model"), tmp_path)
+    assert result.test.metrics["accuracy"] >= 0.99 and result.test.metrics["sequence_accuracy"] > 0.9
+
+
+def test_token_datasets_and_their_metrics():
+    """reverse and sort: 12 digits a sequence, a label per token; a prediction is scored per token and per
+    sequence."""
+    tokens = datasets.sort(0)
+    assert tokens.features.shape == (4000, 12) and tokens.labels.shape == (4000, 12)
+    assert np.array_equal(tokens.labels, np.sort(tokens.features, axis=1).astype(np.int64))
+    flipped = datasets.reverse(0)
+    assert np.array_equal(flipped.labels, flipped.features[:, ::-1].astype(np.int64))
+    task = Task("classification", "y", "x", "logits", sequence=True)
+    labels = np.array([[1, 2, 3], [4, 5, 6]])
+    scores = np.eye(10)[np.array([[1, 2, 3], [4, 0, 6]])]  # one token of the second sequence wrong
+    assert score(task, scores, labels) == {"accuracy": 5 / 6, "sequence_accuracy": 0.5}
 
 
 def test_spirals_need_the_hidden_layers(tmp_path):

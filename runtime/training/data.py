@@ -9,7 +9,8 @@ A tabular dataset (built in, or .csv) needs a model with exactly these two data 
 its arrays after the model's inputs and may feed any number of them.
 
 Task. Found from the graph: an integer label input read by a class loss (cross_entropy, hinge) is
-*classification* (accuracy is the arg-max of the output shaped [N, classes]); a label read by ``bce`` is
+*classification* (accuracy is the arg-max of the output shaped [N, classes]; with a label per step, [N, T],
+accuracy counts tokens and ``sequence_accuracy`` whole sequences); a label read by ``bce`` is
 *binary* (the output shaped like the label is a probability, thresholded at 0.5; at 0 for
 ``bce_with_logits``); any other is *regression* (MAE and RMSE of the output shaped like the label). A model
 with no such output is scored on its loss's prediction operand, which :func:`expose_prediction` makes an
@@ -50,12 +51,15 @@ class Task:
     features: str | None  # the feature input (for tabular data and scaling)
     prediction: str | None  # the output that metrics read
     threshold: float = 0.5
+    sequence: bool = False  # class labels per step ([N, T]): accuracy per token, and per whole sequence
 
     @property
     def metric_names(self) -> tuple[str, ...]:
         if self.prediction is None:
             return ()
-        return ("accuracy",) if self.kind in ("classification", "binary") else ("mae", "rmse")
+        if self.kind in ("classification", "binary"):
+            return ("accuracy", "sequence_accuracy") if self.sequence else ("accuracy",)
+        return ("mae", "rmse")
 
 
 def data_inputs(graph: Graph) -> dict[str, TensorType]:
@@ -102,7 +106,8 @@ def find_task(graph: Graph, label: str | None = None, features: str | None = Non
     else:
         kind = "binary" if loss_op in BINARY_LOSSES else "regression"
     prediction = next((n for n, i in graph.outputs.items() if _scores(kind, label_type, graph.node(i).type)), None)
-    return Task(kind, label, features, prediction, BINARY_LOSSES.get(loss_op, 0.5))
+    sequence = kind == "classification" and label_type.rank >= 2
+    return Task(kind, label, features, prediction, BINARY_LOSSES.get(loss_op, 0.5), sequence)
 
 
 def _scores(kind: str, label: TensorType, output: TensorType) -> bool:

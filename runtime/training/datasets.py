@@ -13,6 +13,8 @@ Built in:
   and a marker channel, the target the sum of the two marked values), ``sine`` (T = 20 noisy samples of a
   sine of random frequency and phase, the target the next sample) and ``parity`` (T = 16 bits, labelled at
   every step with whether an odd number of the bits so far is set).
+- token sequences generated from the seed, features ``[n, T]`` (digits 0-9, for an ``i64[N, T]`` input) and
+  a label per token: ``reverse`` and ``sort`` (T = 12: the sequence reversed, or sorted).
 
 A dataset has features (a matrix, or sequences) and one label per example; binding it to a model's inputs is
 the job of :mod:`.data`.
@@ -173,10 +175,31 @@ def parity(seed: int, n: int = 4000, steps: int = 16) -> Table:
                  ("even", "odd"))
 
 
+def _digit_sequences(seed: int, stream: int, n: int, steps: int) -> np.ndarray:
+    return np.random.default_rng([seed, stream]).integers(0, 10, size=(n, steps))
+
+
+def reverse(seed: int, n: int = 4000, steps: int = 12) -> Table:
+    """Sequences of ``steps`` digits (tokens 0-9), each labelled with the sequence reversed: position t's label is
+    the token at position T - 1 - t. A sequence-to-sequence task of the same length (chance: 0.1 a token)."""
+    tokens = _digit_sequences(seed, 8, n, steps)
+    return Table("reverse", tokens.astype(np.float64), tokens[:, ::-1].copy(),
+                 tuple(f"token{t}" for t in range(steps)), "reversed", tuple(map(str, range(10))))
+
+
+def sort(seed: int, n: int = 4000, steps: int = 12) -> Table:
+    """Sequences of ``steps`` digits, each labelled with the sequence sorted: position t's label is the t-th
+    smallest token. Every position must count the tokens smaller than each one (chance: about 0.2 a token,
+    predicting the most frequent token at each rank)."""
+    tokens = _digit_sequences(seed, 9, n, steps)
+    return Table("sort", tokens.astype(np.float64), np.sort(tokens, axis=1),
+                 tuple(f"token{t}" for t in range(steps)), "sorted", tuple(map(str, range(10))))
+
+
 BUILTIN: dict[str, Callable[[int], Table]] = {
     "digits": digits, "iris": iris, "breast_cancer": breast_cancer,
     "xor": xor, "moons": moons, "spirals": spirals, "curve": curve,
-    "adding": adding, "sine": sine, "parity": parity,
+    "adding": adding, "sine": sine, "parity": parity, "reverse": reverse, "sort": sort,
 }
 
 

@@ -1,4 +1,5 @@
-"""Scoring predictions: accuracy for classification, MAE and RMSE for regression, and the confusion matrix."""
+"""Scoring predictions: accuracy for classification (per token and per sequence for labels per step), MAE and
+RMSE for regression, and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ def predicted_classes(task: Task, prediction: np.ndarray) -> np.ndarray:
 def score(task: Task, prediction: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The task's metrics for one split."""
     if task.kind in ("classification", "binary"):
-        return {"accuracy": float(np.mean(predicted_classes(task, prediction) == labels))}
+        right = predicted_classes(task, prediction) == labels
+        metrics = {"accuracy": float(np.mean(right))}
+        if task.sequence:  # every step of a sequence right
+            metrics["sequence_accuracy"] = float(np.mean(np.all(right.reshape(len(right), -1), axis=1)))
+        return metrics
     error = prediction.astype(np.float64) - labels
     return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2)))}
 
