@@ -35,8 +35,10 @@ LARGER_MODELS = ("mlp_digits", "spirals_mlp", "residual_mlp", "autoencoder", "ti
 # run here at a few channels; at 32-64 channels each takes the simulator many minutes
 # the recurrent models run scans whose kernels the mixed model "recurrence" runs here at a few units; at their own
 # sizes (T up to 50 steps, each a few launches of simulated threads) each would take the simulator minutes
+# transformer_sort runs the attention kernels that the op cases and the mixed model "attention" run here
 MODEL_NAMES = [m.stem for m in MODELS if m.stem not in ("residual_mlp", "cnn_digits", "conv_autoencoder",
-                                                        "lstm_adding", "gru_sine", "rnn_parity")]
+                                                        "lstm_adding", "gru_sine", "rnn_parity",
+                                                        "transformer_sort")]
 PTX_COMPUTE_CAPABILITY = "9.0"  # Hopper (H100/H200), the GPUs this project is lent
 
 
