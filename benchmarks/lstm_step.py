@@ -183,13 +183,20 @@ def report(results: dict) -> str:
         lines += ["", f"CUDA: not measured ({cuda})"]
     lines += ["", "gradc cold compile of the training step (fresh process, no cache), by T: "
               + ", ".join(f"T={t}: {s} s" for t, s in results["compile_s"].items())]
-    if results.get("peak_mib"):
-        lines += ["", "peak resident memory (MiB), each framework alone in its own process, by T:", "",
-                  "| framework | " + " | ".join(f"T={t}" for t in results["memory_steps"]) + " |",
-                  "|---|" + "---|" * len(results["memory_steps"])]
-        for name, by_steps in results["peak_mib"].items():
-            lines.append(f"| {name} | " + " | ".join(str(by_steps[t]) for t in results["memory_steps"]) + " |")
+    lines += memory_table(results)
     return "\n".join(lines)
+
+
+def memory_table(results: dict) -> list[str]:
+    """The peak resident memory rows, by sequence length, when they were measured."""
+    if not results.get("peak_mib"):
+        return []
+    lines = ["", "peak resident memory (MiB), each framework alone in its own process, by T:", "",
+             "| framework | " + " | ".join(f"T={t}" for t in results["memory_steps"]) + " |",
+             "|---|" + "---|" * len(results["memory_steps"])]
+    for name, by_steps in results["peak_mib"].items():
+        lines.append(f"| {name} | " + " | ".join(str(by_steps[t]) for t in results["memory_steps"]) + " |")
+    return lines
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lstm_step import step_table
+from lstm_step import memory_table, step_table
 from mlp_step import child as run_child
 from mlp_step import interleaved as run_interleaved
 from mlp_step import machine, peak_resident_mib, publish, versions
@@ -97,13 +97,7 @@ def report(results: dict) -> str:
     lines = [f"machine: {results['machine']}", f"versions: {found}", f"command: {results['command']}", "",
              f"ms per training step of a transformer encoder layer, B={BATCH}, T={STEPS}, d={DIM}, {HEADS} heads, "
              f"feed-forward {HIDDEN} (median of interleaved rounds); ratio = framework / gradc", ""]
-    lines += step_table(results, "gradc", BATCH)
-    if results.get("peak_mib"):
-        lines += ["", "peak resident memory (MiB), each framework alone in its own process, by T:", "",
-                  "| framework | " + " | ".join(f"T={t}" for t in results["memory_steps"]) + " |",
-                  "|---|" + "---|" * len(results["memory_steps"])]
-        for name, by_steps in results["peak_mib"].items():
-            lines.append(f"| {name} | " + " | ".join(str(by_steps[t]) for t in results["memory_steps"]) + " |")
+    lines += step_table(results, "gradc", BATCH) + memory_table(results)
     return "\n".join(lines)
 
 
