@@ -211,6 +211,10 @@ MIXED_MODELS = {
     "batch-broadcast": "model i\ninput x: f32[N, 2, 3]\nparam w: f32[1, 3, 2] = xavier_uniform\n"
                        "input y: f32[1, 2, 3]\noutput o = (x @ w) + transpose(y, [0, 1, 2]) @ w\n"
                        "loss L = mean(o ^ 2)\n",
+    # attention's products by hand: [N, heads, T, D] @ [N, 1, D, S] broadcasts the heads axis
+    "batch-broadcast-heads": "model k\ninput q: f32[N, 2, 3, 4]\ninput k: f32[N, 1, 4, 5]\n"
+                             "output s = softmax(q @ k, axis=-1) @ transpose(k, [0, 1, 3, 2])\n"
+                             "loss L = mean(s * s)\n",
     # recurrences: scans stacked (every step's state of both directions under a length mask, then the last state
     # from a given one), each with a reverse scan as gradient
     "recurrence": "model r\ninput x: f32[N, 3, 2]\ninput y: f32[N, 3, 2]\ninput n: i64[N]\ninput h0: f32[N, 2]\n"
