@@ -289,8 +289,11 @@ class ModelWriter:
                                     f"{x} -> rnn({k}, activation=relu)",
                                     f"mean({x} -> lstm({k}, return_sequences=true), axis=1)",
                                     f"mean(reshape({x} -> gru({k}, bidirectional=true), shape=[N, 2, {k}]), axis=1)",
-                                    f"mean(attention({x}, tanh({x}), {x}), axis=1)",
-                                    f"mean(attention({x}, {x}, sigmoid({x}), causal=true, scale=0.5), axis=1)"])
+                                    f"mean(attention({x} -> learned_positions, tanh({x}), {x}), axis=1)",
+                                    f"mean(attention({x}, {x}, sigmoid({x}), causal=true, scale=0.5), axis=1)",
+                                    f"mean({x} -> sinusoidal_positions -> multi_head_attention(heads=1, dim={k}, "
+                                    "causal=true), axis=1)",
+                                    f"mean({x} -> multi_head_attention(heads=1, dim={k}, bias=false), axis=1)"])
             return form, (N, k), value.dtype
         if self.image is None:
             return self._literal()
