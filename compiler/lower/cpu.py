@@ -116,7 +116,7 @@ class _Function(ScalarConstantRefs):
             if entry.results.count(value) == 1 and graph.node(value).op not in ("input", "param"):
                 self.destinations[value] = j
         self.into = into
-        self.written_into: set[int] = set()  # the results that were
+        self.written_into: set[int] = set()  # the results computed in those buffers
         self.functions = functions  # loop function text -> its name, shared by every entry point
         self.loops: list[tuple[LoopKernel, _LoopWriter]] = []
         self.g = graph
