@@ -53,9 +53,10 @@ def launches():
         yield recorder
 
 
-# the window ops' option variants share their kernels with each op's first case; the mixed model
-# "convolutions" runs the options together here
-CUDA_CASES = [c for c in CASES if not (c.op in WINDOW_OPS and c.id)]
+# the window ops' and attention's option variants share their kernels with each op's first case; the mixed
+# models "convolutions" and "attention" run the options together here (attention's: causal, an additive mask
+# with its gradient, padded keys)
+CUDA_CASES = [c for c in CASES if not (c.op in (*WINDOW_OPS, "attention") and c.id)]
 
 
 @pytest.mark.parametrize("case", CUDA_CASES, ids=case_id)
