@@ -9,6 +9,8 @@ Parameters, in PyTorch's [out, in] layout so that weights copy one to one: ``q_w
 ``k_weight`` and ``v_weight [dim, Fc]`` (``in_proj_weight`` split in three when F = Fc = dim), their biases
 ``[dim]``, ``out_weight [dim, dim]`` and ``out_bias [dim]``; the weights Xavier-uniform, the biases zero.
 
+``dropout=p`` drops attention weights in training (the op's own dropout: nothing [T, S] is stored).
+
 Masks: ``causal=true``; ``lengths=n`` (integers [N]: each example's number of keys; later keys are left out,
 PyTorch's ``key_padding_mask``); ``mask=m``, an additive mask broadcasting to [N, heads, T, S] (a [T, S]
 table, say). A key left out by ``lengths`` is skipped exactly; an example with no keys gets zeros.
@@ -76,7 +78,7 @@ def _multi_head_attention(b: Builder, x: Ref, attrs: dict[str, Any], new_param: 
     for m in masks:
         mask = m if mask is None else b.add(mask, m)
     operands = (q, k, v) if mask is None else (q, k, v, mask)
-    heads_out = b.attention(*operands, causal=attrs["causal"])  # [N, heads, T, dim / heads]
+    heads_out = b.attention(*operands, causal=attrs["causal"], dropout=attrs["dropout"])  # [N, heads, T, dim / heads]
     rows = b.type(x).shape[1]
     joined = b.reshape(b.transpose(heads_out, axes=(0, 2, 1, 3)), shape=(b.graph.batch_symbol, rows, dim))
     out = b.matmul(joined, b.transpose(new_param("out_weight", (dim, dim), {"kind": "xavier_uniform"}),
@@ -131,7 +133,9 @@ ATTENTION_LAYERS = {
         (AttrSpec("heads", "int", doc="the number of heads"),
          AttrSpec("dim", "int", doc="the width of queries, keys and values across the heads, and of the output"),
          AttrSpec("causal", "bool", False, doc="each position attends to itself and the positions before it"),
-         AttrSpec("bias", "bool", True, doc="biases on the four projections")),
+         AttrSpec("bias", "bool", True, doc="biases on the four projections"),
+         AttrSpec("dropout", "float", 0.0, doc="in training, drop each attention weight with this probability "
+                  "(PyTorch's dropout on the weights)")),
         _multi_head_attention,
         "PyTorch's nn.MultiheadAttention: x [N, T, F] projected to queries, the context (x, or context=) to keys "
         "and values, split into heads, scaled dot-product attention per head, the heads joined and projected: "

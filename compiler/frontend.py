@@ -446,10 +446,10 @@ class _FrontEnd:
         if op.variadic and not call.args:
             raise ModelError(f"{op.name} takes one or more tensors, as in {op.name}(a, b, axis=1); got none",
                              call.func_loc)
-        count = len(op.operands) - op.optional
+        count = len(op.public_operands) - op.optional
         if len(call.args) < count:
             raise ModelError(
-                f"{op.name} takes {count} operand(s) ({', '.join(op.operands[:count])}), got {len(call.args)}",
+                f"{op.name} takes {count} operand(s) ({', '.join(op.public_operands[:count])}), got {len(call.args)}",
                 call.func_loc,
             )
         return op
@@ -670,7 +670,7 @@ def operand_count(op, call: ast.Call) -> int:
     """How many of a call's positional arguments are operands: all of them for a variadic op (concat)."""
     if op.variadic:
         return len(call.args)
-    return min(len(call.args), len(op.operands)) if op.optional else len(op.operands)
+    return min(len(call.args), len(op.public_operands)) if op.optional else len(op.public_operands)
 
 
 def _references(stmt: ast.Statement, blocks: dict[str, ast.BlockDef] | None = None) -> list[ast.Name]:

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 import gradc
+from gradc.compiler.ops.attention import dropout_weights
+from gradc.compiler.passes.training import attention_seeds
 from gradc.runtime.execution.gradcheck import gradcheck
+from gradc.runtime.execution.reference import evaluate
 from gradc.runtime.execution.sampling import random_inputs
 
 MODEL = """model att
@@ -235,3 +238,88 @@ def test_the_standard_transformer_blocks_are_pytorchs_layers():
         np.testing.assert_allclose(ours[name], value.detach().numpy(), rtol=1e-8, atol=1e-10, err_msg=name)
     np.testing.assert_allclose(ours["grad/x"], x.grad.numpy(), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours["grad/y"], y.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+# ---------------------------------------------------------------- dropout on the attention weights
+
+DROPOUT = """model dr
+input q: f64[N, 2, 6, 4]
+input k: f64[N, 2, 7, 4]
+input v: f64[N, 2, 7, 3]
+input bias: f64[6, 7]
+output plain = attention(q, k, v, dropout=0.3)
+output causal = attention(q, k, v, causal=true, dropout=0.5)
+output masked = attention(q, k, v, bias, scale=0.4, dropout=0.2)
+loss L = sum(plain * plain) + sum(causal * causal) + sum(masked * masked)
+"""
+
+
+def _hash_written_out(seed: int, e: int, i: int, j: int) -> int:
+    """compiler/ops/attention.py's dropout_hash, one Python int at a time."""
+    x = seed
+    for word in (0, e, i, j):
+        x ^= word
+        for _ in range(2):
+            x = (((x >> 16) ^ x) * 0x45D9F3B) % 2 ** 32
+        x = (x >> 16) ^ x
+    return x
+
+
+def test_attention_dropout_drops_weights_by_a_hash_of_their_place():
+    z = dropout_weights(np.int64(99), {"dropout": 0.25}, (2, 3, 5, 4))  # entries numbered in C order: 6
+    for e, i, j in [(0, 0, 0), (5, 4, 3), (3, 2, 1)]:
+        kept = _hash_written_out(99, e, i, j) >= 0.25 * 2 ** 32
+        assert z.reshape(6, 5, 4)[e, i, j] == (1 / 0.75 if kept else 0.0)
+    many = dropout_weights(np.int64(7), {"dropout": 0.3}, (8, 64, 64))
+    assert abs(np.mean(many == 0.0) - 0.3) < 0.01 and abs(np.mean(many) - 1.0) < 0.02
+    assert not np.array_equal(many, dropout_weights(np.int64(8), {"dropout": 0.3}, (8, 64, 64)))
+    assert dropout_weights(np.int64(-1), {"dropout": 0.3}, (2, 3)) == 1.0  # no seed: no dropout
+
+
+def test_attention_dropout_is_training_only_and_its_forward_is_the_formula():
+    """A training step's forward drops weights p_ij z_ij as the hash says; evaluation drops nothing."""
+    program = gradc.compile(gradc.loads(DROPOUT), target="reference")
+    inputs = feeds(np.random.default_rng(2))
+    plain = program.run(inputs)
+    undropped = gradc.compile(gradc.loads(DROPOUT.replace(", dropout=0.3", "").replace(", dropout=0.5", "")
+                                          .replace(", dropout=0.2", "")), target="reference").run(inputs)
+    for name in ("plain", "causal", "masked"):
+        np.testing.assert_array_equal(plain[name], undropped[name])
+    trained = attention_seeds(program.graph)
+    assert sorted(n for n in trained.inputs() if n.endswith(".seed")) == [
+        "attention1.seed", "attention2.seed", "attention3.seed"]
+    seeded = {**inputs, "attention1.seed": np.array(5), "attention2.seed": np.array(6),
+              "attention3.seed": np.array(7)}
+    out = evaluate(trained, seeded, {}, [trained.outputs["plain"]])[trained.outputs["plain"]]
+    q, k, v = inputs["q"], inputs["k"], inputs["v"]
+    z = dropout_weights(np.int64(5), {"dropout": 0.3}, (3, 2, 6, 7))
+    scores = q @ np.swapaxes(k, -1, -2) / 2.0
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(out, (z * weights / weights.sum(axis=-1, keepdims=True)) @ v, rtol=1e-12)
+
+
+def test_attention_dropout_passes_gradcheck():
+    """float64 central differences of a training graph, its seeds fixed: the dropped weights' gradients,
+    with every mask kind."""
+    program = gradc.compile(gradc.loads(DROPOUT), target="reference", cache=False)
+    graph = attention_seeds(program.graph)
+    inputs = {**feeds(np.random.default_rng(3)), "attention1.seed": np.array(11), "attention2.seed": np.array(12),
+              "attention3.seed": np.array(13)}
+    reports = gradcheck(graph, inputs, {}, max_elements=200)
+    assert {r.name for r in reports} == {"q", "k", "v", "bias"}
+    for report in reports:
+        assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
+
+
+def test_attention_dropout_on_cpu_matches_the_reference_in_training():
+    """The training step's gradients with dropout in multi_head_attention (the seed drawn alike on both)."""
+    source = ("model t\ninput x: f32[N, 5, 4]\ninput y: f32[N, 5, 4]\ninput b: f32[5, 5]\n"
+              "h = x -> multi_head_attention(heads=2, dim=4, causal=true, dropout=0.4, mask=b)\n"
+              "loss L = mse(h, y)\n")  # the mask's gradient: attention_ds with dropout
+    spec = gradc.loads(source)
+    programs = [gradc.compile(spec, target=t, seed=1) for t in ("reference", "cpu")]
+    inputs = random_inputs(programs[0].graph, 3, np.random.default_rng(4))
+    got = [p.gradients(inputs) for p in programs]
+    for name, want in got[0].items():
+        np.testing.assert_allclose(got[1][name], want, rtol=2e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(got[0]["L"], programs[0].run(inputs)["L"])  # dropout changed the training loss

@@ -35,10 +35,11 @@ LARGER_MODELS = ("mlp_digits", "spirals_mlp", "residual_mlp", "autoencoder", "ti
 # run here at a few channels; at 32-64 channels each takes the simulator many minutes
 # the recurrent models run scans whose kernels the mixed model "recurrence" runs here at a few units; at their own
 # sizes (T up to 50 steps, each a few launches of simulated threads) each would take the simulator minutes
-# transformer_sort runs the attention kernels that the op cases and the mixed model "attention" run here
+# transformer_sort and grammar_lm run the attention kernels that the op cases and the mixed model "attention"
+# run here
 MODEL_NAMES = [m.stem for m in MODELS if m.stem not in ("residual_mlp", "cnn_digits", "conv_autoencoder",
                                                         "lstm_adding", "gru_sine", "rnn_parity",
-                                                        "transformer_sort")]
+                                                        "transformer_sort", "grammar_lm")]
 PTX_COMPUTE_CAPABILITY = "9.0"  # Hopper (H100/H200), the GPUs this project is lent
 
 
@@ -94,6 +95,18 @@ def test_mixed_models_on_cuda_match_cpu(source):
     cpu, cuda = gradc.compile(spec, target="cpu"), gradc.compile(spec, target="cuda")
     inputs = random_inputs(cpu.graph, 2, np.random.default_rng(1))
     assert_close(cpu.run(inputs, grad=True), cuda.run(inputs, grad=True), TOLERANCE["f32"])
+
+
+def test_attention_dropout_in_training_on_cuda_matches_cpu():
+    """The training graph's gradients with dropout on the attention weights (the seed drawn alike on both):
+    the kernels hash each weight's place as the cpu's do."""
+    source = ("model t\ninput x: f32[N, 3, 4]\ninput y: f32[N, 3, 4]\n"
+              "h = x -> multi_head_attention(heads=2, dim=4, causal=true, dropout=0.5)\nloss L = mse(h, y)\n")
+    spec = gradc.loads(source)
+    programs = [gradc.compile(spec, target=t, seed=1) for t in ("cpu", "cuda")]
+    inputs = random_inputs(programs[0].graph, 2, np.random.default_rng(4))
+    cpu, cuda = (p.gradients(inputs) for p in programs)
+    assert_close(cpu, cuda, TOLERANCE["f32"])
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])

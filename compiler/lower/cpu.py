@@ -702,6 +702,9 @@ def _contract_batch(f: _Function, node: Node) -> None:
           f"reshape({f.ref(b)}, ({entries}, {k}, {p})))")
 
 
+NO_SEED = "np.full(1, -1, dtype=np.int64)"  # attention without dropout
+
+
 def _attention(f: _Function, node: Node) -> None:
     """attention and its gradient's ops: one call of the library's kernel on views with the leading dimensions
     flattened (see attention_layout.py), the result viewed back."""
@@ -712,14 +715,14 @@ def _attention(f: _Function, node: Node) -> None:
     for value, shape in call.operands:
         dims = ", ".join(sizes[d] if d in sizes else f.shape_dim(d) for d in shape)
         if value is None:
-            views.append(f"zeros_{node.type.dtype}(({dims},))")
+            views.append(f"zeros_{node.type.dtype}(({dims},))" if shape[0] == "M" else NO_SEED)
         else:
             views.append(f"reshape(np.ascontiguousarray({f.ref(value)}), ({dims},))")
     int_array = lambda dims: (f"np.array(({', '.join(f.shape_dim(d) for d in dims)},), dtype=np.int64)" if dims
                               else "np.zeros(0, dtype=np.int64)")
     entries = f"attention_entries({int_array(call.lead)}, {int_array(call.mask_lead)})"
-    f.put(f"v{node.id} = reshape({call.kernel}({', '.join(views)}, {entries}, {call.causal}, "
-          f"{call.scale!r}), {f.shape(node.type.shape)})")
+    f.put(f"v{node.id} = reshape({call.kernel}({', '.join(views)}, {entries}, {call.numbers}), "
+          f"{f.shape(node.type.shape)})")
 
 
 def _contract_rows(f: _Function, node: Node) -> None:

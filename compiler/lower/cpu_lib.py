@@ -9,6 +9,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..ops.attention import dropout_hash
 from .cpu_vector_math import FAST_FLOAT32, float32_fast
 from .scalar_helpers import compile_helpers
 
@@ -434,8 +435,12 @@ def rows_into(out, accumulator, lo, hi, divisor):
 # accumulator when the maximum grows. The [T, S] scores are never stored (but in attention_ds3, a mask's
 # gradient, which is that array).
 
+# Dropout on the weights (``dropout`` p > 0 and a seed >= 0, in training): each weight of the tile is
+# multiplied by keep / (1 - p), keep recomputed from a hash of (seed, e, i, j) wherever it is needed.
+
 ATTENTION_BLOCK = 64
 _exp = globals()["exp"]  # the scalar helper: float32's vectorizable exp (cpu_vector_math), math.exp otherwise
+_dropout_hash = jit(dropout_hash)
 
 
 @jit
@@ -486,15 +491,28 @@ def _attention_probabilities(s, lse, e, i0):
 
 
 @jit
-def _attention_score_gradient(q, k, v, g, lse, delta, mask, e, me, i0, i1, j0, j1, causal, scale):
-    """p and ds = p * (g v^T - delta) for one tile (the scores recomputed)."""
+def _drop(w, seed, dropout, e, i0, j0):
+    """The tile w [rows i0.., keys j0..] times keep / (1 - dropout), in place; w itself without dropout."""
+    if dropout == 0.0 or seed[0] < 0:
+        return w
+    threshold, factor = dropout * 4294967296.0, w.dtype.type(1.0 / (1.0 - dropout))
+    for a in range(w.shape[0]):
+        for b in range(w.shape[1]):
+            kept = _dropout_hash(seed[0] & 0xFFFFFFFF, e, i0 + a, j0 + b) >= threshold
+            w[a, b] = w[a, b] * factor if kept else 0.0
+    return w
+
+
+@jit
+def _attention_score_gradient(q, k, v, g, lse, delta, mask, seed, e, me, i0, i1, j0, j1, causal, scale, dropout):
+    """ds = p * (z * (g v^T) - delta) for one tile (the scores recomputed; z: dropout's weights)."""
     p = _attention_probabilities(_attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale), lse, e, i0)
-    ds = np.dot(g[e, i0:i1], v[e, j0:j1].T)
+    ds = _drop(np.dot(g[e, i0:i1], v[e, j0:j1].T), seed, dropout, e, i0, j0)
     for a in range(i1 - i0):
         d = delta[e, i0 + a]
         for b in range(j1 - j0):
             ds[a, b] = p[a, b] * (ds[a, b] - d)
-    return p, ds
+    return ds
 
 
 @jit
@@ -503,7 +521,7 @@ def _key_stop(keys, i1, causal):
 
 
 @parallel_jit
-def attention_forward3(q, k, v, mask, entries, causal, scale):
+def attention_forward3(q, k, v, mask, seed, entries, causal, scale, dropout):
     """softmax(scale q k^T + mask) v, tile by tile (see above); a row that sees no key is zeros."""
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
     blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
@@ -533,7 +551,7 @@ def attention_forward3(q, k, v, mask, entries, causal, scale):
                 for c in range(width):
                     acc[a, c] *= factor
                 top[a] = new_top
-            acc += np.dot(s, v[e, j0:j1])
+            acc += np.dot(_drop(s, seed, dropout, e, i0, j0), v[e, j0:j1])
         for a in range(i1 - i0):
             if total[a] > 0.0:
                 for c in range(width):
@@ -572,7 +590,7 @@ def attention_lse3(q, k, mask, entries, causal, scale):
 
 
 @parallel_jit
-def attention_dq3(q, k, v, g, lse, delta, mask, entries, causal, scale):
+def attention_dq3(q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
     blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros(q.shape, dtype=q.dtype)
@@ -582,15 +600,15 @@ def attention_dq3(q, k, v, g, lse, delta, mask, entries, causal, scale):
         acc = np.zeros((i1 - i0, q.shape[2]), dtype=q.dtype)
         for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
             j1 = min(keys, j0 + ATTENTION_BLOCK)
-            _, ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, e, entries[e], i0, i1, j0, j1,
-                                              causal, scale)
+            ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, seed, e, entries[e], i0, i1, j0, j1,
+                                           causal, scale, dropout)
             acc += np.dot(ds, k[e, j0:j1])
         out[e, i0:i1] = acc * q.dtype.type(scale)
     return out
 
 
 @parallel_jit
-def attention_dk3(q, k, v, g, lse, delta, mask, entries, causal, scale):
+def attention_dk3(q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
     blocks = (keys + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros(k.shape, dtype=k.dtype)
@@ -601,15 +619,15 @@ def attention_dk3(q, k, v, g, lse, delta, mask, entries, causal, scale):
         first = (j0 // ATTENTION_BLOCK) * ATTENTION_BLOCK if causal else 0
         for i0 in range(min(first, rows), rows, ATTENTION_BLOCK):
             i1 = min(rows, i0 + ATTENTION_BLOCK)
-            _, ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, e, entries[e], i0, i1, j0, j1,
-                                              causal, scale)
+            ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, seed, e, entries[e], i0, i1, j0, j1,
+                                           causal, scale, dropout)
             acc += np.dot(ds.T, q[e, i0:i1])
         out[e, j0:j1] = acc * k.dtype.type(scale)
     return out
 
 
 @parallel_jit
-def attention_dv3(q, k, g, lse, mask, entries, causal, scale):
+def attention_dv3(q, k, g, lse, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], g.shape[2]
     blocks = (keys + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
     out = np.zeros((count, keys, width), dtype=q.dtype)
@@ -622,13 +640,13 @@ def attention_dv3(q, k, g, lse, mask, entries, causal, scale):
             i1 = min(rows, i0 + ATTENTION_BLOCK)
             p = _attention_probabilities(
                 _attention_scores(q, k, mask, e, entries[e], i0, i1, j0, j1, causal, scale), lse, e, i0)
-            acc += np.dot(p.T, g[e, i0:i1])
+            acc += np.dot(_drop(p, seed, dropout, e, i0, j0).T, g[e, i0:i1])
         out[e, j0:j1] = acc
     return out
 
 
 @parallel_jit
-def attention_ds3(q, k, v, g, lse, delta, mask, entries, causal, scale):
+def attention_ds3(q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     """The scores' gradient [E, T, S] (a mask's gradient); 0 for the keys a causal row leaves out."""
     count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
     blocks = (rows + ATTENTION_BLOCK - 1) // ATTENTION_BLOCK
@@ -638,7 +656,6 @@ def attention_ds3(q, k, v, g, lse, delta, mask, entries, causal, scale):
         i1 = min(rows, i0 + ATTENTION_BLOCK)
         for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
             j1 = min(keys, j0 + ATTENTION_BLOCK)
-            _, ds = _attention_score_gradient(q, k, v, g, lse, delta, mask, e, entries[e], i0, i1, j0, j1,
-                                              causal, scale)
-            out[e, i0:i1, j0:j1] = ds
+            out[e, i0:i1, j0:j1] = _attention_score_gradient(q, k, v, g, lse, delta, mask, seed, e, entries[e],
+                                                             i0, i1, j0, j1, causal, scale, dropout)
     return out

@@ -526,14 +526,15 @@ def _attention(f: _HostFunction, node: Node) -> None:
     f.put(f"v{node.id} = ws.array({node.id}, {f.shape(node.type.shape)}, {dtype})")
     args = []
     for value, shape in call.operands:
-        if value is None:
+        if value is None and shape[0] == "M":
             args.append(f"ws.filled(({node.id}, 'mask'), (1, 1, 1), {dtype}, 0.0)")
+        elif value is None:  # no dropout seed
+            args.append(f"ws.filled(({node.id}, 'seed'), (1,), np.int64, -1)")
         else:
             args.append(f"{f.ref(value)}.reshape({view(shape)})")
     out_shape = ("E", *node.type.shape[len(call.lead):])
     entries = f"ws.batch_map({node.id}, {f.shape(call.mask_lead)}, {f.shape(call.lead)})"
-    f.put(f"{call.kernel}(v{node.id}.reshape({view(out_shape)}), {', '.join(args)}, {entries}, {call.causal}, "
-          f"{call.scale!r})")
+    f.put(f"{call.kernel}(v{node.id}.reshape({view(out_shape)}), {', '.join(args)}, {entries}, {call.numbers})")
 
 
 def _contract_rows(f: _HostFunction, node: Node) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from numba import cuda
 from numba.core import config
 
+from ..ops.attention import dropout_hash
 from .cuda import MAX_THREADS, TILES
 from .cuda_simulator import patch_shared_memory_race
 from .scalar_helpers import compile_helpers
@@ -352,7 +353,10 @@ def contract_batch3(out, a, b) -> None:
 # ---------------------------------------------------------------- attention (compiler/ops/attention.py)
 # The layout of cpu_lib's attention kernels (q [E, T, D], k [E, S, D], v [E, S, Dv], mask [Em, Tm, Sm] and
 # ``entries``, the mask's entry per entry e: Workspace.batch_map), one thread per query row (per key row for
-# dk and dv) running the online softmax; the row's accumulator is its output row.
+# dk and dv) running the online softmax; the row's accumulator is its output row. Dropout (p > 0 and a seed
+# >= 0) multiplies weight (i, j) by keep / (1 - p), keep recomputed from the hash of its place.
+
+_dropout_hash = cuda.jit(device=True)(dropout_hash)
 
 
 @cuda.jit(device=True)
@@ -364,18 +368,28 @@ def _attention_score(q, k, mask, e, i, j, me, scale):
 
 
 @cuda.jit(device=True)
-def _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale):
+def _kept(seed, dropout, e, i, j):
+    """z_ij: keep / (1 - dropout), or 1 without dropout."""
+    if dropout == 0.0 or seed[0] < 0:
+        return 1.0
+    if _dropout_hash(seed[0] & 0xFFFFFFFF, e, i, j) >= dropout * 4294967296.0:
+        return 1.0 / (1.0 - dropout)
+    return 0.0
+
+
+@cuda.jit(device=True)
+def _attention_ds(q, k, v, g, lse, delta, mask, seed, e, i, j, me, scale, dropout):
     if lse[e, i] == -math.inf:
         return 0.0
     p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
     dp = 0.0
     for c in range(v.shape[2]):
         dp += g[e, i, c] * v[e, j, c]
-    return p * (dp - delta[e, i])
+    return p * (_kept(seed, dropout, e, i, j) * dp - delta[e, i])
 
 
 @cuda.jit(cache=True)
-def _attention_forward(out, q, k, v, mask, entries, causal, scale):
+def _attention_forward(out, q, k, v, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
     for r in range(cuda.grid(1), count * rows, cuda.gridsize(1)):
         e, i = r // rows, r % rows
@@ -387,17 +401,18 @@ def _attention_forward(out, q, k, v, mask, entries, causal, scale):
             s = _attention_score(q, k, mask, e, i, j, me, scale)
             if s == -math.inf:
                 continue
+            z = _kept(seed, dropout, e, i, j)
             if s > top:
                 factor = math.exp(top - s)
                 total = total * factor + 1.0
                 for c in range(width):
-                    out[e, i, c] = out[e, i, c] * factor + v[e, j, c]
+                    out[e, i, c] = out[e, i, c] * factor + z * v[e, j, c]
                 top = s
             else:
                 w = math.exp(s - top)
                 total += w
                 for c in range(width):
-                    out[e, i, c] += w * v[e, j, c]
+                    out[e, i, c] += z * w * v[e, j, c]
         if total > 0.0:
             for c in range(width):
                 out[e, i, c] /= total
@@ -423,7 +438,7 @@ def _attention_lse(out, q, k, mask, entries, causal, scale):
 
 
 @cuda.jit(cache=True)
-def _attention_dq(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
+def _attention_dq(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
     for r in range(cuda.grid(1), count * rows, cuda.gridsize(1)):
         e, i = r // rows, r % rows
@@ -431,13 +446,13 @@ def _attention_dq(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
         for c in range(depth):
             out[e, i, c] = 0.0
         for j in range(min(keys, i + 1) if causal else keys):
-            ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale) * scale
+            ds = _attention_ds(q, k, v, g, lse, delta, mask, seed, e, i, j, me, scale, dropout) * scale
             for c in range(depth):
                 out[e, i, c] += ds * k[e, j, c]
 
 
 @cuda.jit(cache=True)
-def _attention_dk(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
+def _attention_dk(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, depth = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
     for r in range(cuda.grid(1), count * keys, cuda.gridsize(1)):
         e, j = r // keys, r % keys
@@ -445,13 +460,13 @@ def _attention_dk(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
         for c in range(depth):
             out[e, j, c] = 0.0
         for i in range(j if causal else 0, rows):
-            ds = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, me, scale) * scale
+            ds = _attention_ds(q, k, v, g, lse, delta, mask, seed, e, i, j, me, scale, dropout) * scale
             for c in range(depth):
                 out[e, j, c] += ds * q[e, i, c]
 
 
 @cuda.jit(cache=True)
-def _attention_dv(out, q, k, g, lse, mask, entries, causal, scale):
+def _attention_dv(out, q, k, g, lse, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], g.shape[2]
     for r in range(cuda.grid(1), count * keys, cuda.gridsize(1)):
         e, j = r // keys, r % keys
@@ -462,38 +477,45 @@ def _attention_dv(out, q, k, g, lse, mask, entries, causal, scale):
             if lse[e, i] == -math.inf:
                 continue
             p = math.exp(_attention_score(q, k, mask, e, i, j, me, scale) - lse[e, i])
+            p *= _kept(seed, dropout, e, i, j)
             for c in range(width):
                 out[e, j, c] += p * g[e, i, c]
 
 
 @cuda.jit(cache=True)
-def _attention_ds_all(out, q, k, v, g, lse, delta, mask, entries, causal, scale):
+def _attention_ds_all(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     count, rows, keys = q.shape[0], q.shape[1], k.shape[1]
     for r in range(cuda.grid(1), count * rows * keys, cuda.gridsize(1)):
         e, i, j = r // (rows * keys), (r // keys) % rows, r % keys
         allowed = j <= i or not causal
-        out[e, i, j] = _attention_ds(q, k, v, g, lse, delta, mask, e, i, j, entries[e], scale) if allowed else 0.0
+        out[e, i, j] = (_attention_ds(q, k, v, g, lse, delta, mask, seed, e, i, j, entries[e], scale, dropout)
+                        if allowed else 0.0)
 
 
-def attention_forward3(out, q, k, v, mask, entries, causal, scale) -> None:
-    launch_flat(_attention_forward, q.shape[0] * q.shape[1], out, q, k, v, mask, entries, causal, scale)
+def attention_forward3(out, q, k, v, mask, seed, entries, causal, scale, dropout) -> None:
+    launch_flat(_attention_forward, q.shape[0] * q.shape[1], out, q, k, v, mask, seed, entries, causal, scale,
+                dropout)
 
 
 def attention_lse3(out, q, k, mask, entries, causal, scale) -> None:
     launch_flat(_attention_lse, q.shape[0] * q.shape[1], out, q, k, mask, entries, causal, scale)
 
 
-def attention_dq3(out, q, k, v, g, lse, delta, mask, entries, causal, scale) -> None:
-    launch_flat(_attention_dq, q.shape[0] * q.shape[1], out, q, k, v, g, lse, delta, mask, entries, causal, scale)
+def attention_dq3(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:
+    launch_flat(_attention_dq, q.shape[0] * q.shape[1], out, q, k, v, g, lse, delta, mask, seed, entries, causal,
+                scale, dropout)
 
 
-def attention_dk3(out, q, k, v, g, lse, delta, mask, entries, causal, scale) -> None:
-    launch_flat(_attention_dk, k.shape[0] * k.shape[1], out, q, k, v, g, lse, delta, mask, entries, causal, scale)
+def attention_dk3(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:
+    launch_flat(_attention_dk, k.shape[0] * k.shape[1], out, q, k, v, g, lse, delta, mask, seed, entries, causal,
+                scale, dropout)
 
 
-def attention_dv3(out, q, k, g, lse, mask, entries, causal, scale) -> None:
-    launch_flat(_attention_dv, k.shape[0] * k.shape[1], out, q, k, g, lse, mask, entries, causal, scale)
+def attention_dv3(out, q, k, g, lse, mask, seed, entries, causal, scale, dropout) -> None:
+    launch_flat(_attention_dv, k.shape[0] * k.shape[1], out, q, k, g, lse, mask, seed, entries, causal, scale,
+                dropout)
 
 
-def attention_ds3(out, q, k, v, g, lse, delta, mask, entries, causal, scale) -> None:
-    launch_flat(_attention_ds_all, out.size, out, q, k, v, g, lse, delta, mask, entries, causal, scale)
+def attention_ds3(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:
+    launch_flat(_attention_ds_all, out.size, out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale,
+                dropout)

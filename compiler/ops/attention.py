@@ -1,5 +1,5 @@
-"""Scaled dot-product attention, ``attention(q, k, v[, mask], causal=, scale=)``, and the internal ops of its
-gradient.
+"""Scaled dot-product attention, ``attention(q, k, v[, mask], causal=, scale=, dropout=)``, and the internal ops
+of its gradient.
 
     s[..., i, j] = scale * q[..., i, :] . k[..., j, :] + mask[..., i, j]     (j > i left out when causal)
     out[..., i, :] = sum_j softmax_j(s[..., i, :]) v[..., j, :]
@@ -18,6 +18,16 @@ query's log-sum-exp, and the three gradient ops recompute the probabilities from
 
     p = exp(s - lse),  delta_i = sum_c g[i, c] out[i, c],  ds = p * (g . v_j - delta_i)
     dq_i = scale * sum_j ds_ij k_j,   dk_j = scale * sum_i ds_ij q_i,   dv_j = sum_i p_ij g_i
+
+Dropout on the attention weights (``dropout=p``, in training only) multiplies each weight p_ij by
+z_ij = keep_ij / (1 - p). Storing the [T, S] mask would undo the point of the online softmax, so, as in
+FlashAttention, the mask is a function: keep_ij is whether a 32-bit hash of (seed, entry, i, j) is at least
+p * 2^32, and every kernel that needs it recomputes it. The seed is a fifth operand that the training pass
+``attention_seeds`` adds (an input fed a fresh number each step; no seed, or a negative one: no dropout,
+as in evaluation). With the weights z p, the output is sum_j z_ij p_ij v_j, the row sums (the log-sum-exp)
+do not change, delta_i = g_i . out_i still holds, and the gradient's formulas become
+
+    ds = p * (z * (g . v_j) - delta_i),   dv_j = sum_i z_ij p_ij g_i
 """
 
 from __future__ import annotations
@@ -34,12 +44,35 @@ from .registry import AttrSpec, OpDef, register
 ATTRS = (
     AttrSpec("causal", "bool", False, doc="leave out the keys after each query (query i sees keys 0..i)"),
     AttrSpec("scale", "float", 0.0, doc="the scores' factor; 0: 1 / sqrt(D)"),
+    AttrSpec("dropout", "float", 0.0, doc="in training, drop each attention weight with this probability"),
 )
+WORD = 0xFFFFFFFF
+MIX = 0x45D9F3B
 
 
 def effective_scale(attrs: dict, depth: int) -> float:
     """The scores' factor: the ``scale`` attribute, or 1 / sqrt(D) where it is 0."""
     return float(attrs["scale"]) if attrs["scale"] else 1.0 / math.sqrt(depth)
+
+
+def dropout_hash(seed, e, i, j):
+    """Whether weight (i, j) of entry e is kept: kept when this 32-bit hash is at least p * 2^32. Four rounds
+    of a multiply-xorshift finalizer, taking in the seed, e, i and j in turn; written once for NumPy int64
+    arrays and for scalars in Numba's cpu and cuda kernels alike (0 <= x < 2^32: every product stays below
+    2^63, and nothing calls out of the function)."""
+    x = seed
+    for word in (0, e, i, j):
+        x = x ^ word
+        x = ((x >> 16) ^ x) * MIX & WORD
+        x = ((x >> 16) ^ x) * MIX & WORD
+        x = (x >> 16) ^ x
+    return x
+
+
+def _normalize(types: list[TensorType], attrs: dict) -> dict:
+    if not 0.0 <= attrs["dropout"] < 1.0:
+        raise ShapeError(f"attention: dropout must be in [0, 1), got {attrs['dropout']}")
+    return attrs
 
 
 # ---------------------------------------------------------------- shapes
@@ -68,10 +101,16 @@ def _qkv(types: list[TensorType], what: str) -> tuple[TensorType, TensorType, Te
     return q, k, v
 
 
+def _check_seed(types: list[TensorType], position: int, what: str) -> None:
+    if len(types) > position and (types[position].rank != 0 or types[position].is_float):
+        raise ShapeError(f"{what}: the dropout seed must be an integer scalar, got {types[position]}")
+
+
 def _attention_type(types: list[TensorType], attrs: dict) -> TensorType:
     q, k, v = _qkv(types, "attention")
-    if len(types) == 4:
+    if len(types) >= 4:
         _check_mask(types[3], q, k.shape[-2], "attention")
+    _check_seed(types, 4, "attention")
     return TensorType((*q.shape[:-1], v.shape[-1]), promote(promote(q.dtype, k.dtype), v.dtype))
 
 
@@ -82,14 +121,17 @@ def _lse_type(types: list[TensorType], attrs: dict) -> TensorType:
 
 
 def _dq_type(types: list[TensorType], attrs: dict) -> TensorType:
+    _check_seed(types, 7, "attention_dq")
     return types[0]
 
 
 def _dk_type(types: list[TensorType], attrs: dict) -> TensorType:
+    _check_seed(types, 7, "attention_dk")
     return types[1]
 
 
 def _dv_type(types: list[TensorType], attrs: dict) -> TensorType:
+    _check_seed(types, 5, "attention_dv")
     k, g = types[1], types[2]
     return TensorType(k.shape[:-1] + g.shape[-1:], k.dtype)
 
@@ -122,10 +164,27 @@ def probabilities(s: np.ndarray, lse: np.ndarray) -> np.ndarray:
     return np.where(finite, np.exp(s - np.where(finite, lse[..., None], 0.0)), 0.0).astype(s.dtype)
 
 
+def dropout_weights(seed: np.ndarray | None, attrs: dict, shape: tuple[int, ...]) -> np.ndarray | float:
+    """z = keep / (1 - p) for the [..., T, S] weights (entries numbered in C order), or 1 without dropout."""
+    p = float(attrs["dropout"])
+    if seed is None or int(seed) < 0 or p == 0.0:
+        return 1.0
+    *lead, t, n = shape
+    e = np.arange(math.prod(lead), dtype=np.int64).reshape((*lead, 1, 1))
+    i, j = np.arange(t, dtype=np.int64)[:, None], np.arange(n, dtype=np.int64)[None, :]
+    keep = dropout_hash(np.int64(int(seed) & WORD), e, i, j) >= p * 2.0 ** 32
+    return keep / (1.0 - p)
+
+
+def _seed(args: list[np.ndarray], position: int) -> np.ndarray | None:
+    return args[position] if len(args) > position else None
+
+
 def _attention_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     q, k, v = args[:3]
-    s = scores(q, k, args[3] if len(args) == 4 else None, attrs)
-    return (probabilities(s, log_sum_exp(s)) @ v).astype(q.dtype)
+    s = scores(q, k, args[3] if len(args) >= 4 else None, attrs)
+    z = dropout_weights(_seed(args, 4), attrs, s.shape)
+    return ((z * probabilities(s, log_sum_exp(s))) @ v).astype(q.dtype)
 
 
 def _lse_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
@@ -133,27 +192,27 @@ def _lse_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
     return log_sum_exp(scores(q, k, mask, attrs))
 
 
-def _score_gradient(q, k, v, g, lse, delta, mask, attrs) -> tuple[np.ndarray, np.ndarray]:
-    """p and ds = p * (dp - delta), each [..., T, S]."""
+def _score_gradient(args: list[np.ndarray], attrs: dict) -> np.ndarray:
+    """ds = p * (z * dp - delta), [..., T, S], from (q, k, v, g, lse, delta, mask[, seed])."""
+    q, k, v, g, lse, delta, mask = args[:7]
     p = probabilities(scores(q, k, mask, attrs), lse)
-    return p, p * (g @ np.swapaxes(v, -1, -2) - delta[..., None])
+    z = dropout_weights(_seed(args, 7), attrs, p.shape)
+    return p * (z * (g @ np.swapaxes(v, -1, -2)) - delta[..., None])
 
 
 def _dq_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
-    q, k, v, g, lse, delta, mask = args
-    _, ds = _score_gradient(q, k, v, g, lse, delta, mask, attrs)
-    return (effective_scale(attrs, q.shape[-1]) * (ds @ k)).astype(q.dtype)
+    q, k = args[:2]
+    return (effective_scale(attrs, q.shape[-1]) * (_score_gradient(args, attrs) @ k)).astype(q.dtype)
 
 
 def _dk_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
-    q, k, v, g, lse, delta, mask = args
-    _, ds = _score_gradient(q, k, v, g, lse, delta, mask, attrs)
+    q = args[0]
+    ds = _score_gradient(args, attrs)
     return (effective_scale(attrs, q.shape[-1]) * (np.swapaxes(ds, -1, -2) @ q)).astype(q.dtype)
 
 
 def _ds_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
-    q, k, v, g, lse, delta, mask = args
-    return _score_gradient(q, k, v, g, lse, delta, mask, attrs)[1].astype(q.dtype)
+    return _score_gradient(args, attrs).astype(args[0].dtype)
 
 
 def _ds_type(types: list[TensorType], attrs: dict) -> TensorType:
@@ -162,8 +221,9 @@ def _ds_type(types: list[TensorType], attrs: dict) -> TensorType:
 
 
 def _dv_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
-    q, k, g, lse, mask = args
+    q, k, g, lse, mask = args[:5]
     p = probabilities(scores(q, k, mask, attrs), lse)
+    p = p * dropout_weights(_seed(args, 5), attrs, p.shape)
     return (np.swapaxes(p, -1, -2) @ g).astype(q.dtype)
 
 
@@ -173,7 +233,9 @@ def _dv_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
 def _attention_grad(b, n, g):
     q, k, v = n.inputs[:3]
     attrs = {"causal": n.attrs["causal"], "scale": n.attrs["scale"]}
-    mask = n.inputs[3] if len(n.inputs) == 4 else b.const(0.0, b.type(q).dtype)
+    mask = n.inputs[3] if len(n.inputs) >= 4 else b.const(0.0, b.type(q).dtype)
+    seed = n.inputs[4:5]  # the dropout seed, when the training pass gave one
+    dropped = {**attrs, "dropout": n.attrs["dropout"] if seed else 0.0}
     built = {}
 
     def parts():
@@ -183,12 +245,14 @@ def _attention_grad(b, n, g):
         return built["lse"], built["delta"]
 
     thunks = [
-        lambda: b.attention_dq(q, k, v, g, *parts(), mask, **attrs),
-        lambda: b.attention_dk(q, k, v, g, *parts(), mask, **attrs),
-        lambda: b.attention_dv(q, k, g, parts()[0], mask, **attrs),
+        lambda: b.attention_dq(q, k, v, g, *parts(), mask, *seed, **dropped),
+        lambda: b.attention_dk(q, k, v, g, *parts(), mask, *seed, **dropped),
+        lambda: b.attention_dv(q, k, g, parts()[0], mask, *seed, **dropped),
     ]
-    if len(n.inputs) == 4:  # the mask's gradient is ds itself, summed where the mask broadcasts: [T, S] values
-        thunks.append(lambda: b.attention_ds(q, k, v, g, *parts(), mask, **attrs))
+    if len(n.inputs) >= 4:  # the mask's gradient is ds itself, summed where the mask broadcasts: [T, S] values
+        thunks.append(lambda: b.attention_ds(q, k, v, g, *parts(), mask, *seed, **dropped))
+    if seed:
+        thunks.append(None)
     return thunks
 
 
@@ -208,35 +272,39 @@ def _attention_flops(types: list[TensorType], out: TensorType, attrs: dict) -> i
 register(
     OpDef(
         name="attention",
-        operands=("q", "k", "v", "mask"),
+        operands=("q", "k", "v", "mask", "seed"),
         optional=1,
+        internal_operands=1,
+        normalize=_normalize,
         infer=_attention_type,
         forward=_attention_forward,
         grad=_attention_grad,
         attrs=ATTRS,
         category="nn",
-        casts=(0, 1, 2, 3),
+        casts=(0, 1, 2, 3),  # not the seed
         flops=_attention_flops,
         formula="softmax(scale * q k^T + mask) v over the keys, row by row (online softmax on every target: the "
-                "[T, S] scores are never stored); causal: query i sees keys 0..i; scale 0: 1/sqrt(D)",
+                "[T, S] scores are never stored); causal: query i sees keys 0..i; scale 0: 1/sqrt(D); dropout: "
+                "in training, each weight dropped with probability p (a hash of its place, never stored)",
         shape_rule="[..., T, D], [..., S, D], [..., S, Dv] (, mask broadcasting to [..., T, S]) -> [..., T, Dv]",
     )
 )
 
 INTERNAL = dict(attrs=ATTRS, category="nn", public=False)
+GRADIENT = ("q", "k", "v", "g", "lse", "delta", "mask", "seed")  # the seed only with dropout
 register(OpDef(name="attention_lse", operands=("q", "k", "mask"), infer=_lse_type, forward=_lse_forward,
                formula="each query's log-sum-exp of its scores (attention's gradient recomputes it)",
                shape_rule="[..., T, D], [..., S, D], mask -> [..., T]", **INTERNAL))
-register(OpDef(name="attention_dq", operands=("q", "k", "v", "g", "lse", "delta", "mask"), infer=_dq_type,
-               forward=_dq_forward, formula="attention's gradient with respect to q, the scores recomputed",
+register(OpDef(name="attention_dq", operands=GRADIENT, optional=1, infer=_dq_type, forward=_dq_forward,
+               formula="attention's gradient with respect to q, the scores recomputed",
                shape_rule="-> [..., T, D]", **INTERNAL))
-register(OpDef(name="attention_dk", operands=("q", "k", "v", "g", "lse", "delta", "mask"), infer=_dk_type,
-               forward=_dk_forward, formula="attention's gradient with respect to k, the scores recomputed",
+register(OpDef(name="attention_dk", operands=GRADIENT, optional=1, infer=_dk_type, forward=_dk_forward,
+               formula="attention's gradient with respect to k, the scores recomputed",
                shape_rule="-> [..., S, D]", **INTERNAL))
-register(OpDef(name="attention_ds", operands=("q", "k", "v", "g", "lse", "delta", "mask"), infer=_ds_type,
-               forward=_ds_forward, formula="attention's gradient with respect to its scores (a mask's gradient: "
-               "the one [T, S] array attention's gradient makes, only where a mask takes a gradient)",
+register(OpDef(name="attention_ds", operands=GRADIENT, optional=1, infer=_ds_type, forward=_ds_forward,
+               formula="attention's gradient with respect to its scores (a mask's gradient: the one [T, S] "
+               "array attention's gradient makes, only where a mask takes a gradient)",
                shape_rule="-> [..., T, S]", **INTERNAL))
-register(OpDef(name="attention_dv", operands=("q", "k", "g", "lse", "mask"), infer=_dv_type,
+register(OpDef(name="attention_dv", operands=("q", "k", "g", "lse", "mask", "seed"), optional=1, infer=_dv_type,
                forward=_dv_forward, formula="attention's gradient with respect to v, the scores recomputed",
                shape_rule="-> [..., S, Dv]", **INTERNAL))

@@ -71,6 +71,7 @@ class OpDef:
     attrs: tuple[AttrSpec, ...] = ()
     variadic: bool = False  # takes one or more operands (its single operand name stands for all; attrs by keyword)
     optional: int = 0  # how many trailing operands a call may leave out (attention's mask)
+    internal_operands: int = 0  # trailing operands that only passes add, never a call (attention's dropout seed)
     category: str = "elementwise"  # elementwise, reduction, linalg, shape, nn, loss, source, internal
     public: bool = True  # callable from .model files
     pure: bool = True  # same operands and attributes give the same value (CSE may merge it)
@@ -130,8 +131,14 @@ class OpDef:
         """The operands as a call writes them: ``xs...`` for a variadic op, ``[mask]`` for an optional one."""
         if self.variadic:
             return [f"{self.operands[0]}..."]
-        required = len(self.operands) - self.optional
-        return [name if k < required else f"[{name}]" for k, name in enumerate(self.operands)]
+        public = self.public_operands
+        required = len(public) - self.optional
+        return [name if k < required else f"[{name}]" for k, name in enumerate(public)]
+
+    @property
+    def public_operands(self) -> tuple[str, ...]:
+        """The operands a call may write (not the internal ones that passes add)."""
+        return self.operands[:len(self.operands) - self.internal_operands]
 
     @property
     def signature(self) -> str:

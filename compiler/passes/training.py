@@ -4,6 +4,10 @@
   ``dropout<k>.mask`` with x's type. The runtime feeds it every step with independent draws of
   ``0`` (probability p) or ``1/(1-p)`` (inverted dropout, so evaluation needs no rescaling), from the
   run's seed. Outside training the pipeline's ``simplify`` pass removes dropout instead.
+- ``attention_seeds``: each ``attention(..., dropout=p)`` with p > 0 gets a fifth operand, a new integer
+  scalar input named ``attention<k>.seed``, which the runtime feeds a fresh draw every step; the kernels hash
+  it with each weight's place to decide what to drop (compiler/ops/attention.py). Without a seed (outside
+  training) attention drops nothing.
 - ``weight_decay`` (see :mod:`.regularize`): the objective gains lambda/2 * sum of squared weights.
 - ``clip_norm`` (see :mod:`.clipping`), right after autodiff: the parameters' gradients scaled down to a
   global norm of at most the setting.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from ..builder import Builder, Ref
 from ..graph import Graph
+from ..types import TensorType
 from .clipping import clip_gradient_norm
 from .pipeline import PIPELINE, STAGE_NAMES, Stage, run_stages
 from .regularize import weight_decay
@@ -41,6 +46,29 @@ def dropout_masks(graph: Graph) -> Graph:
     return g
 
 
+SEED_SUFFIX = ".seed"
+
+
+def attention_seeds(graph: Graph) -> Graph:
+    """Give every attention with dropout a seed input fed at run time (and a mask of zeros where it had none,
+    since the seed is the operand after the mask)."""
+    g = graph.copy()
+    b = Builder(g)
+    dropping = [n for n in g.order() if g.node(n).op == "attention" and g.node(n).attrs["dropout"] > 0.0]
+    for k, node_id in enumerate(dropping, start=1):
+        node = g.node(node_id)
+        with b.at(node.line, node.col, origin=node.origin):
+            seed = g.add("input", (), TensorType((), "i64"), {"dropout": float(node.attrs["dropout"])},
+                         line=node.line, col=node.col, name=f"attention{k}{SEED_SUFFIX}", origin=node.origin)
+            operands = [Ref(i) for i in node.inputs]
+            if len(operands) == 3:
+                operands.append(b.const(0.0, node.type.dtype))
+            seeded = b.attention(*operands, Ref(seed), **node.attrs)
+        g.replace_uses(node_id, seeded)
+        g.remove(node_id)
+    return g
+
+
 BATCH_SUFFIX = ".batch"
 
 
@@ -59,7 +87,7 @@ def batch_statistics(graph: Graph) -> Graph:
 
 def train_mode(graph: Graph) -> Graph:
     """Dropout masks and batch statistics: the graph as it behaves in training."""
-    return batch_statistics(dropout_masks(graph))
+    return batch_statistics(attention_seeds(dropout_masks(graph)))
 
 
 def statistic_outputs(graph: Graph) -> dict[str, str]:
@@ -71,7 +99,8 @@ def statistic_outputs(graph: Graph) -> dict[str, str]:
 
 
 def dropout_rates(graph: Graph) -> dict[str, float]:
-    """Mask input name -> drop probability, for the inputs that ``dropout_masks`` added."""
+    """Mask or seed input name -> drop probability, for the inputs that ``dropout_masks`` and
+    ``attention_seeds`` added."""
     return {name: graph.node(i).attrs["dropout"] for name, i in graph.inputs().items()
             if "dropout" in graph.node(i).attrs}
 
@@ -87,8 +116,8 @@ def training_stages(decay: float = 0.0, clip: float = 0.0) -> tuple[Stage, ...]:
         if stage.name == "autodiff":
             pipeline.append(clipping)
     return (
-        Stage("train-mode", train_mode, "dropout becomes x * mask, the mask fed each step; batchnorm uses batch "
-              "statistics"),
+        Stage("train-mode", train_mode, "dropout becomes x * mask, the mask fed each step; attention with dropout "
+              "gets a seed fed each step; batchnorm uses batch statistics"),
         Stage("weight-decay", weight_decay(decay), f"objective + {decay:g}/2 * sum of squared weights"),
         *pipeline,
     )

@@ -1,5 +1,6 @@
 """gradc predict FILE --checkpoint CKPT --inputs X.npz|X.csv -o OUT.npz|OUT.csv: the model's outputs and the
-predicted class."""
+predicted class; gradc predict FILE --checkpoint CKPT --prompt TEXT [--tokens K] [--sample]: a causal
+language model's text, generated from a prompt."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from gradc.compiler.binding import lengths_in
 from gradc.dsl.diagnostics import DataError
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS, Program
-from gradc.runtime.files import load_npz
+from gradc.runtime.files import atomic_write_text, load_npz
 from gradc.runtime.training.data import as_examples, data_inputs, find_task
 from gradc.runtime.training.datasets import read_csv_features
 from gradc.runtime.training.fit import predicted_class
@@ -31,19 +32,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(the class name when the training data had names, else the index), to an "
                                    ".npz file, or a .csv table when OUT ends in .csv. Inputs that no output "
                                    "needs, such as labels, may be left out. On a terminal the first rows are "
-                                   "shown.")
+                                   "shown. With --prompt, a causal language model (tokens in, next-token scores "
+                                   "out) generates text instead: greedily, or drawing each token with --sample.")
     p.add_argument("file", help="the .model file")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint (best.npz, last.npz)")
-    p.add_argument("--inputs", required=True, metavar="X", help=".npz with arrays named after the inputs, or "
-                                                               ".csv with a header (feature columns in order, "
-                                                               "without the label column)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the .npz or .csv file to write")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inputs", metavar="X", help=".npz with arrays named after the inputs, or .csv with a "
+                                                      "header (feature columns in order, without the label "
+                                                      "column)")
+    source.add_argument("--prompt", metavar="TEXT", help="generate text after TEXT: words of the training "
+                                                         "data's vocabulary (or token indices) separated by "
+                                                         "spaces")
+    p.add_argument("-o", "--output", metavar="OUT", help="the .npz or .csv file to write (with --prompt: a text "
+                                                         "file, optional)")
+    p.add_argument("--tokens", type=int, default=20, metavar="K", help="with --prompt: how many tokens to "
+                                                                        "generate (default 20)")
+    p.add_argument("--sample", action="store_true", help="with --prompt: draw each token from "
+                                                         "softmax(scores / temperature) instead of taking the "
+                                                         "most likely one")
+    p.add_argument("--temperature", type=float, default=1.0, help="with --sample: below 1 sharper, above 1 "
+                                                                  "flatter (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="with --sample: the draws' seed (default 0)")
     p.add_argument("--target", choices=TARGETS, default="cpu", help=TARGET_HELP)
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.prompt is not None:
+        return _generate(args)
+    if args.output is None:
+        raise DataError("give -o OUT: the .npz or .csv file to write the outputs to")
     spec = load_spec(args.file)
     dims = None
     if spec.length_symbols and Path(args.inputs).suffix == ".npz":  # compiled for the inputs' lengths
@@ -63,6 +82,19 @@ def run(args: argparse.Namespace) -> int:
         except DataError:
             pass  # outputs that are not one row per example: the summary above is the preview
     print(f"wrote {args.output} ({written}: {', '.join(outputs)})")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if args.tokens < 1:
+        raise DataError(f"--tokens {args.tokens}: generate at least 1 token")
+    program = load_checkpoint(load_spec(args.file), args.checkpoint, target=args.target, cache=not args.no_cache)
+    tokens = program.generate(args.prompt, args.tokens, args.sample, args.temperature, args.seed)
+    text = program.words(tokens)
+    print(text)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+        print(f"wrote {args.output}")
     return 0
 
 

@@ -16,7 +16,7 @@ parameters, optimizer state, epoch, the dropout masks' random stream); ``optimiz
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,11 +233,15 @@ class Program:
         self.training_mode().backend.apply_update(self._params, checked, self.optimizer)
 
     def _masks(self, inputs: Mapping[str, np.ndarray], mode: TrainingMode, drop: bool = True):
-        """A dropout mask for each dropout: 0 with probability p, else 1/(1-p) (all ones with ``drop=False``)."""
+        """A dropout mask for each dropout: 0 with probability p, else 1/(1-p) (all ones with ``drop=False``);
+        a seed for each attention with dropout: a draw in [0, 2^31) (-1, no dropout, with ``drop=False``)."""
         batch = len(next(iter(inputs.values())))
         masks = {}
         for name, p in mode.rates.items():
             t = mode.feed_spec.declared[name]
+            if not t.is_float:  # an attention's seed
+                masks[name] = np.array(self.mask_rng.integers(0, 2 ** 31) if drop else -1, dtype=t.numpy_dtype)
+                continue
             shape = tuple(batch if isinstance(d, str) else d for d in t.shape)
             keep = self.mask_rng.random(shape) >= p if drop else np.ones(shape, bool)
             masks[name] = (keep / (1.0 - p) if drop else keep).astype(t.numpy_dtype)
@@ -288,6 +292,21 @@ class Program:
         from ..training.fit import predict
 
         return predict(self, inputs)
+
+    def generate(self, prompt: str | Sequence[int], tokens: int = 20, sample: bool = False,
+                 temperature: float = 1.0, seed: int = 0) -> list[int]:
+        """A causal language model's text: the prompt (words of the training vocabulary, or token indices)
+        and ``tokens`` more, each the arg-max of the next token's scores or, with ``sample``, a draw from
+        softmax(scores / temperature). ``words(tokens)`` writes them as text."""
+        from ..training.generation import generate
+
+        return generate(self, prompt, tokens, sample, temperature, seed)
+
+    def words(self, tokens: Sequence[int]) -> str:
+        """Tokens as text: the training vocabulary's words, or the indices."""
+        from ..training.generation import words_of
+
+        return words_of(self, tokens)
 
     def save(self, path: str | Path) -> None:
         """Write a checkpoint (parameters, optimizer state, scaling and metadata)."""

@@ -14,7 +14,13 @@ Built in:
   sine of random frequency and phase, the target the next sample) and ``parity`` (T = 16 bits, labelled at
   every step with whether an odd number of the bits so far is set).
 - token sequences generated from the seed, features ``[n, T]`` (digits 0-9, for an ``i64[N, T]`` input) and
-  a label per token: ``reverse`` and ``sort`` (T = 12: the sequence reversed, or sorted).
+  a label per token: ``reverse`` and ``sort`` (the sequence reversed, or sorted), and ``grammar`` (text of a
+  small English-like grammar, 24 words, each token labelled with the next: a causal language model's data).
+
+A sequence dataset's length T follows the model's feature input where it declares one (``i64[N, 16]`` for
+tokens: sixteen steps; ``f32[N, 30, 2]`` for adding: thirty); otherwise (a symbolic T, or the steps
+flattened into ``[N, T * F]``) it is the dataset's own (12 for reverse and sort, 16 for grammar, 50, 20, 16 for
+adding, sine, parity).
 
 A dataset has features (a matrix, or sequences) and one label per example; binding it to a model's inputs is
 the job of :mod:`.data`.
@@ -34,6 +40,7 @@ import numpy as np
 from gradc.dsl.diagnostics import DataError, did_you_mean
 
 from ..files import load_npz
+from . import grammar as grammar_text
 
 
 @dataclass
@@ -196,19 +203,48 @@ def sort(seed: int, n: int = 4000, steps: int = 12) -> Table:
                  tuple(f"token{t}" for t in range(steps)), "sorted", tuple(map(str, range(10))))
 
 
-BUILTIN: dict[str, Callable[[int], Table]] = {
+def grammar(seed: int, n: int = 12000, steps: int = 16) -> Table:
+    """Language modelling: windows of ``steps`` tokens cut from a run of sentences of a small English-like
+    grammar (:mod:`.grammar`: 24 words, subject-verb agreement across a prepositional phrase), each starting
+    0 to 11 tokens into its own run of sentences; a token's label is the next token. The features and the
+    labels are the same text shifted by one, as a causal language model trains."""
+    rng = np.random.default_rng([seed, 10])
+    windows = np.empty((n, steps + 1), dtype=np.int64)
+    for row in range(n):
+        start = int(rng.integers(0, 12))
+        windows[row] = grammar_text.token_stream(rng, start + steps + 1)[start:start + steps + 1]
+    return Table("grammar", windows[:, :-1].astype(np.float64), windows[:, 1:].copy(),
+                 tuple(f"token{t}" for t in range(steps)), "next", grammar_text.VOCABULARY)
+
+
+BUILTIN: dict[str, Callable[..., Table]] = {
     "digits": digits, "iris": iris, "breast_cancer": breast_cancer,
     "xor": xor, "moons": moons, "spirals": spirals, "curve": curve,
-    "adding": adding, "sine": sine, "parity": parity, "reverse": reverse, "sort": sort,
+    "adding": adding, "sine": sine, "parity": parity, "reverse": reverse, "sort": sort, "grammar": grammar,
 }
+# the sequence datasets (a ``steps`` argument, the length T) and the rank of the feature input whose axis 1
+# is T: tokens [N, T], or steps of features [N, T, F]
+SEQUENCES = {"adding": 3, "sine": 3, "parity": 3, "reverse": 2, "sort": 2, "grammar": 2}
+MAX_STEPS = 512
 
 
-def load_dataset(source: str, seed: int = 0, label: str | None = None, label_optional: bool = False) -> Dataset:
+def load_dataset(source: str, seed: int = 0, label: str | None = None, label_optional: bool = False,
+                 feature_shape: tuple | None = None) -> Dataset:
     """A built-in dataset by name, or a path to a .npz or .csv file. ``label`` names a .csv file's label
     column; with ``label_optional`` (the name is the model's label input) a file without that column takes
-    its last one."""
+    its last one. A built-in sequence dataset takes its length T from ``feature_shape``, the feature input's
+    declared shape, where that is [N, T] for tokens or [N, T, F] for steps of features with T a number;
+    otherwise it keeps its own."""
     if source in BUILTIN:
-        return BUILTIN[source](seed)
+        rank = SEQUENCES.get(source)
+        if rank is None or feature_shape is None or len(feature_shape) != rank or not isinstance(
+                feature_shape[1], int):
+            return BUILTIN[source](seed)
+        steps = feature_shape[1]
+        if not 2 <= steps <= MAX_STEPS:
+            raise DataError(f"dataset {source}: sequences of {steps} steps; the built-in sequence datasets are "
+                            f"2 to {MAX_STEPS} steps long")
+        return BUILTIN[source](seed, steps=steps)
     path = Path(source)
     if path.suffix == ".npz":
         return NamedArrays(path.name, load_npz(path, "data"))

@@ -140,7 +140,9 @@ def load_data(graph: Graph, data: Any, settings: Mapping[str, Any]) -> tuple[Tas
         if source is None:
             raise DataError(f"no data for model '{graph.model_name}': give --data (a built-in dataset, .npz or "
                             ".csv) or 'data = ...' in the train block")
-        dataset = _load_located(source, settings["seed"], label, label in data_inputs(graph))
+        features = data_inputs(graph).get(task.features) if task.features else None
+        dataset = _load_located(source, settings["seed"], label, label in data_inputs(graph),
+                                features.shape if features is not None else None)
     elif isinstance(data, Mapping):
         source, dataset = "arrays", NamedArrays("arrays", {k: np.asarray(v) for k, v in data.items()})
     else:
@@ -154,10 +156,11 @@ def data_lengths(graph: Graph, data: Any, settings: Mapping[str, Any]) -> dict[s
     return lengths_in(graph, arrays, source)
 
 
-def _load_located(source: str, seed: int, label: str | None, label_is_input: bool):
+def _load_located(source: str, seed: int, label: str | None, label_is_input: bool,
+                  feature_shape: tuple | None = None):
     """Load a dataset; an error about a path given in the model's train block points at that line."""
     try:
-        return load_dataset(source, seed, label, label_optional=label_is_input)
+        return load_dataset(source, seed, label, label_optional=label_is_input, feature_shape=feature_shape)
     except DataError as error:
         location = getattr(source, "location", None)
         if location is None:
