@@ -34,7 +34,7 @@ def autodiff(graph: Graph) -> Graph:
     result_grads: dict[int, dict[int, Ref]] = defaultdict(dict)  # scan -> result index -> its gradient
     for node_id in reversed(forward_order):
         node = g.node(node_id)
-        if get_op(node.op).multi_result:  # its results' gradients arrived through its scan_result nodes
+        if get_op(node.op).multi_result:  # its results' gradients arrived through its result nodes
             per_result = result_grads.pop(node_id, None)
             if per_result:
                 count = max(per_result) + 1
@@ -49,7 +49,7 @@ def autodiff(graph: Graph) -> Graph:
             for part in parts[1:]:
                 total = b.add(total, part)
             totals[node_id] = total
-            if node.op == "scan_result":
+            if node.op == "result":
                 result_grads[node.inputs[0]][node.attrs["index"]] = total
             elif node.op not in SOURCE_OPS:
                 _propagate(b, node, total, relevant, contributions)

@@ -35,7 +35,7 @@ def make_body(name: str, inputs: Sequence[tuple[str, TensorType]], build: BodyBu
 
 def scan(b: Builder, body: Graph, carries: Sequence[Ref], sequences: Sequence[Ref], constants: Sequence[Ref],
          reverse: bool = False, length: int | None = None, final_carries: bool = False) -> list[Ref]:
-    """Emit a scan and one ``scan_result`` per body output: the carries after every step (after the last one
+    """Emit a scan and one ``result`` per body output: the carries after every step (after the last one
     only, with ``final_carries``), then the per-step outputs, each stacked along a new axis 0 of T steps."""
     node = b.scan(*carries, *sequences, *constants, body=body, carries=len(carries), sequences=len(sequences),
                   reverse=reverse, length=length, final_carries=final_carries)
@@ -44,7 +44,7 @@ def scan(b: Builder, body: Graph, carries: Sequence[Ref], sequences: Sequence[Re
 
 def results(b: Builder, node: Ref) -> list[Ref]:
     types = scan_results(b.graph.node(node).attrs)
-    return [b.scan_result(node, index=k, type=t) for k, t in enumerate(types)]
+    return [b.result(node, index=k, type=t) for k, t in enumerate(types)]
 
 
 def step(b: Builder, stacked: Ref, t: int) -> Ref:

@@ -69,13 +69,15 @@ def test_large_scores_stay_finite_and_long_rows_match_the_reference():
 
 
 def test_the_scores_are_never_stored_and_a_mask_gradient_only_where_asked():
-    """A training step over parameters keeps no [T, S] value; only the gradients entry point, which gives the
-    mask input its gradient, makes the scores' gradient (attention_ds)."""
+    """A training step over parameters keeps no [T, S] value and makes the three gradients in one kernel; only
+    the gradients entry point, which gives the mask input its gradient, makes the scores' gradient
+    (attention_ds)."""
     source = ("model p\ninput x: f32[N, 16, 4]\ninput bias: f32[16, 16]\nparam w: f32[4, 4] = xavier_uniform\n"
               "output y = attention(x @ w, x, x, bias)\nloss L = mean(y * y)\n")
     program = gradc.compile(gradc.loads(source), cache=False)
     step = program.backend.lowered.source.split("def train_sgd(")[1].split("\ndef ")[0]
-    assert "attention_ds3" not in step and "attention_forward3" in step and "attention_dq3" in step
+    assert "attention_ds3" not in step and "attention_forward3" in step and "attention_grads3" in step
+    assert "attention_lse3" not in step  # the forward kernel wrote the log-sum-exp (the attention-lse stage)
     gradients = program.backend.lowered.source.split("def gradients(")[1].split("\ndef ")[0]
     assert "attention_ds3" in gradients
     graph = program.graph
@@ -161,7 +163,7 @@ def test_multi_head_attention_passes_gradcheck(options):
     program = gradc.compile(gradc.loads(source), target="reference", cache=False)
     inputs = random_inputs(program.graph, 3, np.random.default_rng(0))
     inputs["n"] = np.array([5, 0, 3])  # an example with no keys: zeros, and no gradient through it
-    reports = gradcheck(program.graph, inputs, program.params, max_elements=200)
+    reports = gradcheck(program.source, inputs, program.params, max_elements=200)
     assert reports
     for report in reports:
         assert report.passed(), f"{report.name}: max error {report.max_error:.3e}"
@@ -285,7 +287,7 @@ def test_attention_dropout_is_training_only_and_its_forward_is_the_formula():
                                           .replace(", dropout=0.2", "")), target="reference").run(inputs)
     for name in ("plain", "causal", "masked"):
         np.testing.assert_array_equal(plain[name], undropped[name])
-    trained = attention_seeds(program.graph)
+    trained = attention_seeds(program.source)
     assert sorted(n for n in trained.inputs() if n.endswith(".seed")) == [
         "attention1.seed", "attention2.seed", "attention3.seed"]
     seeded = {**inputs, "attention1.seed": np.array(5), "attention2.seed": np.array(6),
@@ -302,7 +304,7 @@ def test_attention_dropout_passes_gradcheck():
     """float64 central differences of a training graph, its seeds fixed: the dropped weights' gradients,
     with every mask kind."""
     program = gradc.compile(gradc.loads(DROPOUT), target="reference", cache=False)
-    graph = attention_seeds(program.graph)
+    graph = attention_seeds(program.source)
     inputs = {**feeds(np.random.default_rng(3)), "attention1.seed": np.array(11), "attention2.seed": np.array(12),
               "attention3.seed": np.array(13)}
     reports = gradcheck(graph, inputs, {}, max_elements=200)

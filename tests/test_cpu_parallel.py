@@ -81,6 +81,31 @@ def test_contract_batch3_matches_numpy_and_not_the_thread_count(entries):
         np.testing.assert_array_equal(other, results[0])  # fixed chunks: the same sums in the same order
 
 
+@pytest.mark.parametrize("shape", [(1024, 64, 256), (700, 48, 40), (300, 8, 8), (3, 5, 7)],
+                         ids=["runs", "uneven-runs", "below-the-work", "few-rows"])
+def test_dot_rows_match_numpy_and_not_the_thread_count(shape):
+    """A product over many rows in runs across threads: NumPy's product, the same bits with any number of
+    threads, the transposed form alike; small products take the one-call path."""
+    rows, k, m = shape
+    rng = np.random.default_rng(rows)
+    a, b = rng.normal(size=(rows, k)).astype(np.float32), rng.normal(size=(k, m)).astype(np.float32)
+    bits = {}
+    for count in THREAD_COUNTS:
+        numba.set_num_threads(count)
+        bits[count] = (cpu_lib.dot_rows(a, b), cpu_lib.dot_rows_nt(a, np.ascontiguousarray(b.T)),
+                       cpu_lib.dot_rows(np.asfortranarray(a), b))
+    numba.set_num_threads(max(THREAD_COUNTS))
+    for plain, transposed, fortran in bits.values():
+        np.testing.assert_allclose(plain, a @ b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(transposed, plain)
+        np.testing.assert_allclose(fortran, plain, rtol=1e-5, atol=1e-5)
+    first = bits[THREAD_COUNTS[0]]
+    for other in bits.values():
+        for x, y in zip(first, other, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert cpu_lib._row_runs(a, m) == (4 if shape[0] == 1024 else 2 if shape[0] == 700 else 1)
+
+
 def test_a_convolution_runs_its_per_example_products_through_the_parallel_helpers():
     source = ("model conv\ninput x: f32[N, 1, 6, 6]\ninput y: i64[N]\n"
               "logits = x -> conv2d(4, 3) -> relu -> flatten -> dense(3)\nloss L = cross_entropy(logits, y)\n")

@@ -135,7 +135,9 @@ def test_emitted_source_maps_kernels_to_nodes_and_lines(cli, tmp_path):
     source = (tmp_path / "mlp_digits_cpu.py").read_text()
     assert ("# k0 gemm: matmul | nodes %3 | lines 4 + epilogue k1 loop: add, relu, step | nodes %5 %6 %38 | "
             "lines 4") in source
-    assert "= dot(" in source and "= dot_nt(" in source and "= dot_tn(" in source
+    # an entry point's products may split their rows across threads (cpu_lib.dot_rows); BLAS reads transposed
+    # operands in place
+    assert "= dot_rows(" in source and "= dot_rows_nt(" in source and "= dot_tn(" in source
     # cross_entropy expanded: the loss in one loop after the row maximum and the sum of exponentials; the
     # backward's softmax minus one-hot, scaled by 1/N, with the bias gradient's sum, in another
     assert "kernel k14 loop over [N,10]: log, sub, onehot, mul, mul, mean; stores %21 %50" in result.out

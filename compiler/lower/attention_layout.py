@@ -9,21 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..graph import Graph, Node
-from ..ops.attention import effective_scale
+from ..ops.attention import effective_scale, gradient_types, with_lse_types
+from ..ops.registry import get_op
+from ..types import TensorType
 
 MASK, SEED = "mask", "seed"
 # per op: the operands, each with how many trailing axes it keeps after the flattened leading ones
 KEPT_AXES = {
     "attention": (2, 2, 2, MASK, SEED),
+    "attention_with_lse": (2, 2, 2, MASK, SEED),
     "attention_lse": (2, 2, MASK),
-    "attention_dq": (2, 2, 2, 2, 1, 1, MASK, SEED),
-    "attention_dk": (2, 2, 2, 2, 1, 1, MASK, SEED),
-    "attention_dv": (2, 2, 2, 1, MASK, SEED),
+    "attention_grads": (2, 2, 2, 2, 1, 1, MASK, SEED),
     "attention_ds": (2, 2, 2, 2, 1, 1, MASK, SEED),
 }
-KERNELS = {"attention": "attention_forward3", "attention_lse": "attention_lse3", "attention_dq": "attention_dq3",
-           "attention_dk": "attention_dk3", "attention_dv": "attention_dv3",
-           "attention_ds": "attention_ds3"}
+# the library function of each op; attention's forward kernel makes the log-sum-exp too (attention_with_lse
+# keeps it, attention drops it)
+KERNELS = {"attention": "attention_forward3", "attention_with_lse": "attention_forward3",
+           "attention_lse": "attention_lse3", "attention_grads": "attention_grads3", "attention_ds": "attention_ds3"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class AttentionCall:
     causal: bool
     scale: float
     dropout: float | None  # None: the kernel takes no dropout (attention_lse)
+    outputs: list[tuple[tuple, tuple]]  # the kernel's results: (the full shape, the view's shape) each
+    results: int  # how many of them the node returns (a multi-result node: all; attention: its output only)
 
     @property
     def numbers(self) -> str:
@@ -68,5 +72,18 @@ def attention_call(graph: Graph, node: Node) -> AttentionCall:
         else:
             operands.append((value, ("E", *shape[len(shape) - kept:])))
     dropout = float(node.attrs["dropout"]) if SEED in kept_axes else None
+    types = kernel_outputs(graph, node)
+    outputs = [(t.shape, ("E", *t.shape[len(lead):])) for t in types]
     return AttentionCall(KERNELS[node.op], operands, lead, mask_lead, bool(node.attrs["causal"]),
-                         effective_scale(node.attrs, q.shape[-1]), dropout)
+                         effective_scale(node.attrs, q.shape[-1]), dropout, outputs,
+                         len(outputs) if get_op(node.op).multi_result else 1)
+
+
+def kernel_outputs(graph: Graph, node: Node) -> list[TensorType]:
+    """The types of the results the op's kernel makes."""
+    types = [graph.node(i).type for i in node.inputs]
+    if node.op in ("attention", "attention_with_lse"):
+        return with_lse_types(types)
+    if node.op == "attention_grads":
+        return gradient_types(types)
+    return [node.type]

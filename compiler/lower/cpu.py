@@ -97,7 +97,7 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
 
     bodies = ScanBodies(render_body)
     for entry in schedule:
-        body += _Function(graph, names, entry, cache, functions, bodies).emit()
+        body += _Function(graph, names, entry, cache, functions, bodies, top_level=True).emit()
     loops = [text.replace("{name}", name) + "\n\n" for text, name in functions.items()]
     source = ("\n".join(header) + "\n" + "\n".join(loops) + "\n" + "\n".join(bodies.lines) + "\n"
               + "\n".join(body) + "\n")
@@ -107,8 +107,9 @@ def lower_cpu(schedule: ProgramSchedule, cache: bool = True) -> LoweredProgram:
 
 class _Function(ScalarConstantRefs):
     def __init__(self, graph: Graph, names: ArgNames, entry: EntrySchedule, cache: bool, functions: dict[str, str],
-                 bodies: ScanBodies, into: tuple[int, ...] = ()):
+                 bodies: ScanBodies, into: tuple[int, ...] = (), top_level: bool = False):
         self.bodies = bodies
+        self.top_level = top_level  # an entry point (not a scan's body): its products may use threads
         # a scan body's results computed in buffers its caller gives (out<j>: ScanBodies), by their values
         self.destinations: dict[int, int] = {}
         for j in into:
@@ -129,6 +130,11 @@ class _Function(ScalarConstantRefs):
         self.scalar_consts: list[int] = []
         self.shape_numbers: set[int] = set()  # the numbers in shapes, each an int64 variable n<k>
         self.regions_written: list = []
+
+    def row_parallel(self, a: int, b: int) -> bool:
+        """Whether a product of these two values may split its rows across threads: two matrices, in an entry
+        point (cpu_lib.dot_rows)."""
+        return self.top_level and self.g.node(a).type.rank == 2 and self.g.node(b).type.rank == 2
 
     # -------------------------------------------------------------- structure
     def emit(self) -> list[str]:
@@ -370,7 +376,9 @@ class _LoopWriter:
     def _write(self) -> None:
         if self.gemm is not None:
             a, b = self.gemm.a, self.gemm.b
-            self.put(f"g0 = {_dot_call(self._external(a.value), a.swapped, self._external(b.value), b.swapped)}")
+            product = _dot_call(self._external(a.value), a.swapped, self._external(b.value), b.swapped,
+                                self.f.row_parallel(a.value, b.value))
+            self.put(f"g0 = {product}")
             if self.gemm.store_product:
                 self.put(f"{self.result[self.product]} = g0")
         for n in self.stored:
@@ -381,7 +389,7 @@ class _LoopWriter:
             else:
                 self.put(f"{self.result[n.id]} = empty_{n.type.dtype}({self._shape()})")
         for r in self.reductions:
-            start = "-np.inf" if get_op(r.op).reduce == "max" else "0.0"
+            start = self._start(r)
             if self._is_total(r):
                 self.put(f"a{self.outputs.index(r.id)} = {start}")
             else:
@@ -413,6 +421,8 @@ class _LoopWriter:
             inner, extent = self.index[-1], self._extent(len(self.domain) - 1)
             splits = innermost_splits(self.kernel)
             bounds = [0, *splits, None]
+            for r in self.row_reductions:
+                self.put(f"r{self.outputs.index(r.id)} = {self._start(r)}", depth)
             for lo, hi in itertools.pairwise(bounds):
                 end = extent if hi is None else f"min({hi}, {extent})"
                 self.put(f"for {inner} in range({f'{lo}, ' if lo else ''}{end}):", depth)
@@ -420,6 +430,9 @@ class _LoopWriter:
                 self.decided = (lambda guard, lo=lo: guard_at(guard, lo, axis)) if splits else None
                 self._write_body(depth + 1)
             self.decided = None
+            for r in self.row_reductions:
+                j = self.outputs.index(r.id)
+                self.put(f"{self._accumulator(r)} = r{j}", depth)
         for r in per_example:  # the chunk's rows of a float64 accumulator, converted
             if not self._exact_in_own_dtype(r):
                 j = self.outputs.index(r.id)
@@ -527,7 +540,33 @@ class _LoopWriter:
     def _is_total(node: Node) -> bool:
         return all(d == 1 for d in node.type.shape)
 
+    @staticmethod
+    def _start(node: Node) -> str:
+        return "-np.inf" if get_op(node.op).reduce == "max" else "0.0"
+
+    @property
+    def row_reductions(self) -> list[Node]:
+        """The reductions over the innermost axis alone (a layernorm's mean, a softmax's sum), outside batch
+        regions and merged loops: each row's sum runs in a register (``r<j>``) and is stored once after the
+        row, the same additions in the same order, without a store and a load per element."""
+        if self.region is not None or self.merge is not None or len(self.domain) < 2:
+            return []
+        last = len(self.domain) - 1
+        return [r for r in self.reductions if not self._is_total(r) and tuple(r.attrs["axis"]) == (last,)
+                and (r.type.is_float or not self._exact_in_own_dtype(r))]  # a float accumulator
+
     def _reduction_update(self, node: Node, value: str, depth: int) -> None:
+        if node.id in {r.id for r in self.row_reductions}:
+            accumulator = f"r{self.outputs.index(node.id)}"
+        else:
+            accumulator = self._accumulator(node)
+        if get_op(node.op).reduce == "max":
+            self.put(f"{accumulator} = max({accumulator}, {value})", depth)
+        else:
+            self.put(f"{accumulator} += {value}", depth)
+
+    def _accumulator(self, node: Node) -> str:
+        """The element of the reduction's array of accumulators that this iteration adds into."""
         accumulator = f"a{self.outputs.index(node.id)}"
         if not self._is_total(node):
             axes, keep = node.attrs["axis"], node.attrs["keepdims"]
@@ -538,10 +577,7 @@ class _LoopWriter:
                 count = len(self.domain) - self.merge  # the merged axes, last in the accumulator: its view's
                 accumulator, parts = self.views[accumulator], [*parts[:len(parts) - count], self.index[self.merge]]
             accumulator += f"[{', '.join(parts)}]"
-        if get_op(node.op).reduce == "max":
-            self.put(f"{accumulator} = max({accumulator}, {value})", depth)
-        else:
-            self.put(f"{accumulator} += {value}", depth)
+        return accumulator
 
     def _divisor(self, node: Node) -> str:
         """What a reduction's sum is divided by: the number of its terms for a mean, else 1."""
@@ -587,12 +623,15 @@ def shape_tuple(dims: list[str]) -> str:
 UNROLLED_EXTENT = 4
 
 DOT_CALLS = {(False, False): "dot", (False, True): "dot_nt", (True, False): "dot_tn"}
+# in an entry point: a product over many rows split across threads (cpu_lib.dot_rows); a scan's body, itself
+# run across threads, keeps the plain calls
+ROW_PARALLEL_CALLS = {(False, False): "dot_rows", (False, True): "dot_rows_nt", (True, False): "dot_tn"}
 
 
-def _dot_call(a: str, a_swapped: bool, b: str, b_swapped: bool) -> str:
+def _dot_call(a: str, a_swapped: bool, b: str, b_swapped: bool, row_parallel: bool = False) -> str:
     """A product of two matrices (or vectors) through the library; a swapped operand is read transposed by
     BLAS (an F-ordered view), nothing is copied."""
-    name = DOT_CALLS.get((a_swapped, b_swapped))
+    name = (ROW_PARALLEL_CALLS if row_parallel else DOT_CALLS).get((a_swapped, b_swapped))
     if name is None:
         return f"dot(transpose2({a}), transpose2({b}))"
     return f"{name}({a}, {b})"
@@ -609,7 +648,7 @@ def _matmul(f: _Function, node: Node, a: GemmOperand, b: GemmOperand) -> None:
     out = f"v{node.id}"
     left, right = _gemm_ref(f, a), _gemm_ref(f, b)
     if ta.rank <= 2 and tb.rank <= 2:
-        product = _dot_call(f.ref(a.value), a.swapped, f.ref(b.value), b.swapped)
+        product = _dot_call(f.ref(a.value), a.swapped, f.ref(b.value), b.swapped, f.row_parallel(a.value, b.value))
         if ta.rank == 1 and tb.rank == 1:
             f.put(f"{out} = empty_{node.type.dtype}(())")
             f.put(f"{out}[()] = {product}")
@@ -618,7 +657,8 @@ def _matmul(f: _Function, node: Node, a: GemmOperand, b: GemmOperand) -> None:
         return
     if tb.rank <= 2 and ta.rank > 2:  # [..., n, k] @ [k, m] or [k]: one product on the flattened rows
         rows = f"reshape({left}, (-1, {f.shape_dim(ta.shape[-1])}))"
-        f.put(f"{out} = reshape(dot({rows}, {right}), {f.shape(node.type.shape)})")
+        call = "dot_rows" if f.top_level and tb.rank == 2 else "dot"
+        f.put(f"{out} = reshape({call}({rows}, {right}), {f.shape(node.type.shape)})")
         return
     _batched_matmul(f, node, left, right)
 
@@ -721,8 +761,16 @@ def _attention(f: _Function, node: Node) -> None:
     int_array = lambda dims: (f"np.array(({', '.join(f.shape_dim(d) for d in dims)},), dtype=np.int64)" if dims
                               else "np.zeros(0, dtype=np.int64)")
     entries = f"attention_entries({int_array(call.lead)}, {int_array(call.mask_lead)})"
-    f.put(f"v{node.id} = reshape({call.kernel}({', '.join(views)}, {entries}, {call.numbers}), "
-          f"{f.shape(node.type.shape)})")
+    kernel = f"{call.kernel}({', '.join(views)}, {entries}, {call.numbers})"
+    if len(call.outputs) == 1:
+        f.put(f"v{node.id} = reshape({kernel}, {f.shape(node.type.shape)})")
+        return
+    f.put(f"r{node.id} = {kernel}")
+    if call.results == 1:  # the output alone
+        f.put(f"v{node.id} = reshape(r{node.id}[0], {f.shape(node.type.shape)})")
+        return
+    for j, (shape, _) in enumerate(call.outputs):  # read through result nodes
+        f.put(f"s{node.id}_{j} = reshape(r{node.id}[{j}], {f.shape(shape)})")
 
 
 def _contract_rows(f: _Function, node: Node) -> None:
@@ -744,7 +792,7 @@ def _scan(f: _Function, node: Node) -> None:
     final = k if attrs["final_carries"] else 0
     read = set()  # the results something reads
     for consumer in map(f.g.node, f.g.consumers(node.id)):
-        read |= {consumer.attrs["index"]} if consumer.op == "scan_result" else set(range(len(results)))
+        read |= {consumer.attrs["index"]} if consumer.op == "result" else set(range(len(results)))
     stacked = [j for j in range(final, len(results)) if j in read]
     if runs_in_chunks(node, f.g.batch_symbol):
         _scan_in_chunks(f, node, sorted(read | set(range(final))), results)
@@ -806,7 +854,7 @@ def _scan_in_chunks(f: _Function, node: Node, kept: list[int], results: list[Ten
     f.put(f"{name}({', '.join(args)})")
 
 
-def _scan_result(f: _Function, node: Node) -> None:
+def _result(f: _Function, node: Node) -> None:
     f.put(f"v{node.id} = s{node.inputs[0]}_{node.attrs['index']}")
 
 
@@ -822,5 +870,5 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "contract_rows": _contract_rows,
     **dict.fromkeys(KERNELS, _attention),
     "scan": _scan,
-    "scan_result": _scan_result,
+    "result": _result,
 }

@@ -523,7 +523,12 @@ def _attention(f: _HostFunction, node: Node) -> None:
     sizes = {"E": f.size(call.lead), "M": f.size(call.mask_lead)}
     view = lambda shape: "(" + ", ".join(sizes[d] if d in sizes else f.dim(d) for d in shape) + ",)"
     dtype = f"np.{np.dtype(node.type.numpy_dtype).name}"
-    f.put(f"v{node.id} = ws.array({node.id}, {f.shape(node.type.shape)}, {dtype})")
+    outputs = []
+    for j, (shape, view_shape) in enumerate(call.outputs):
+        # a multi-result node's results are read through result nodes; attention's lse is scratch
+        name = f"s{node.id}_{j}" if call.results > 1 else f"v{node.id}" if j == 0 else f"w{node.id}_{j}"
+        f.put(f"{name} = ws.array(({node.id}, {j}), {f.shape(shape)}, {dtype})")
+        outputs.append(f"{name}.reshape({view(view_shape)})")
     args = []
     for value, shape in call.operands:
         if value is None and shape[0] == "M":
@@ -532,9 +537,8 @@ def _attention(f: _HostFunction, node: Node) -> None:
             args.append(f"ws.filled(({node.id}, 'seed'), (1,), np.int64, -1)")
         else:
             args.append(f"{f.ref(value)}.reshape({view(shape)})")
-    out_shape = ("E", *node.type.shape[len(call.lead):])
     entries = f"ws.batch_map({node.id}, {f.shape(call.mask_lead)}, {f.shape(call.lead)})"
-    f.put(f"{call.kernel}(v{node.id}.reshape({view(out_shape)}), {', '.join(args)}, {entries}, {call.numbers})")
+    f.put(f"{call.kernel}({', '.join(outputs)}, {', '.join(args)}, {entries}, {call.numbers})")
 
 
 def _contract_rows(f: _HostFunction, node: Node) -> None:
@@ -573,14 +577,14 @@ def _scan(f: _HostFunction, node: Node) -> None:
         f.put(f"{name} = {row(i)}", 2)
 
 
-def _scan_result(f: _HostFunction, node: Node) -> None:
+def _result(f: _HostFunction, node: Node) -> None:
     f.put(f"v{node.id} = s{node.inputs[0]}_{node.attrs['index']}")
 
 
 # Op kernels: the views, shape queries and scatters (matrix products are call kernels; every other op is a loop)
 OP_LOWERING: dict[str, Callable[[_HostFunction, Node], None]] = {
     "scan": _scan,
-    "scan_result": _scan_result,
+    "result": _result,
     "reshape": _reshape,
     "expand_dims": _reshape,
     "shape_size": _shape_size,

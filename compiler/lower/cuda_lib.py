@@ -372,7 +372,7 @@ def _kept(seed, dropout, e, i, j):
     """z_ij: keep / (1 - dropout), or 1 without dropout."""
     if dropout == 0.0 or seed[0] < 0:
         return 1.0
-    if _dropout_hash(seed[0] & 0xFFFFFFFF, e, i, j) >= dropout * 4294967296.0:
+    if _dropout_hash(seed[0] & 0xFFFFFFFF, np.int64(e), np.int64(i), np.int64(j)) >= dropout * 4294967296.0:
         return 1.0 / (1.0 - dropout)
     return 0.0
 
@@ -389,7 +389,7 @@ def _attention_ds(q, k, v, g, lse, delta, mask, seed, e, i, j, me, scale, dropou
 
 
 @cuda.jit(cache=True)
-def _attention_forward(out, q, k, v, mask, seed, entries, causal, scale, dropout):
+def _attention_forward(out, lse, q, k, v, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
     for r in range(cuda.grid(1), count * rows, cuda.gridsize(1)):
         e, i = r // rows, r % rows
@@ -413,6 +413,7 @@ def _attention_forward(out, q, k, v, mask, seed, entries, causal, scale, dropout
                 total += w
                 for c in range(width):
                     out[e, i, c] += z * w * v[e, j, c]
+        lse[e, i] = top + math.log(total) if total > 0.0 else -math.inf
         if total > 0.0:
             for c in range(width):
                 out[e, i, c] /= total
@@ -466,7 +467,7 @@ def _attention_dk(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scal
 
 
 @cuda.jit(cache=True)
-def _attention_dv(out, q, k, g, lse, mask, seed, entries, causal, scale, dropout):
+def _attention_dv(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout):
     count, rows, keys, width = q.shape[0], q.shape[1], k.shape[1], g.shape[2]
     for r in range(cuda.grid(1), count * keys, cuda.gridsize(1)):
         e, j = r // keys, r % keys
@@ -492,28 +493,21 @@ def _attention_ds_all(out, q, k, v, g, lse, delta, mask, seed, entries, causal, 
                         if allowed else 0.0)
 
 
-def attention_forward3(out, q, k, v, mask, seed, entries, causal, scale, dropout) -> None:
-    launch_flat(_attention_forward, q.shape[0] * q.shape[1], out, q, k, v, mask, seed, entries, causal, scale,
-                dropout)
+def attention_forward3(out, lse, q, k, v, mask, seed, entries, causal, scale, dropout) -> None:
+    launch_flat(_attention_forward, q.shape[0] * q.shape[1], out, lse, q, k, v, mask, seed, entries, causal,
+                scale, dropout)
 
 
 def attention_lse3(out, q, k, mask, entries, causal, scale) -> None:
     launch_flat(_attention_lse, q.shape[0] * q.shape[1], out, q, k, mask, entries, causal, scale)
 
 
-def attention_dq3(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:
-    launch_flat(_attention_dq, q.shape[0] * q.shape[1], out, q, k, v, g, lse, delta, mask, seed, entries, causal,
-                scale, dropout)
-
-
-def attention_dk3(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:
-    launch_flat(_attention_dk, k.shape[0] * k.shape[1], out, q, k, v, g, lse, delta, mask, seed, entries, causal,
-                scale, dropout)
-
-
-def attention_dv3(out, q, k, g, lse, mask, seed, entries, causal, scale, dropout) -> None:
-    launch_flat(_attention_dv, k.shape[0] * k.shape[1], out, q, k, g, lse, mask, seed, entries, causal, scale,
-                dropout)
+def attention_grads3(dq, dk, dv, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:
+    """The three gradients, a kernel each: a thread per query row (dq), per key row (dk, dv)."""
+    operands = (q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout)
+    launch_flat(_attention_dq, q.shape[0] * q.shape[1], dq, *operands)
+    launch_flat(_attention_dk, k.shape[0] * k.shape[1], dk, *operands)
+    launch_flat(_attention_dv, k.shape[0] * k.shape[1], dv, *operands)
 
 
 def attention_ds3(out, q, k, v, g, lse, delta, mask, seed, entries, causal, scale, dropout) -> None:

@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (each module registers its ops)
     pooling,
     reductions,
     reshaping,
+    results,
     scan,
     windows,
 )

@@ -14,7 +14,10 @@ query that sees no key at all gets zeros, and passes no gradient.
 The NumPy forwards here are the reference: they build the [T, S] scores. The targets never do: their kernels
 run the online softmax (FlashAttention's recurrence), one query row at a time against the keys in turn, with
 a running maximum and sum. The gradient recomputes rather than stores: ``attention_lse`` recomputes each
-query's log-sum-exp, and the three gradient ops recompute the probabilities from it:
+query's log-sum-exp (in a training graph, the pass ``attention-lse`` has the forward kernel write it beside
+its output instead: ``attention_with_lse``, two results), and one op, ``attention_grads``, recomputes each
+tile's probabilities from it once and makes the three gradients (its three results, FlashAttention-2's
+backward pass):
 
     p = exp(s - lse),  delta_i = sum_c g[i, c] out[i, c],  ds = p * (g . v_j - delta_i)
     dq_i = scale * sum_j ds_ij k_j,   dk_j = scale * sum_i ds_ij q_i,   dv_j = sum_i p_ij g_i
@@ -120,20 +123,16 @@ def _lse_type(types: list[TensorType], attrs: dict) -> TensorType:
     return TensorType(q.shape[:-1], q.dtype)
 
 
-def _dq_type(types: list[TensorType], attrs: dict) -> TensorType:
-    _check_seed(types, 7, "attention_dq")
-    return types[0]
+def gradient_types(types: list[TensorType]) -> list[TensorType]:
+    """attention_grads' results: the gradients of q, k and v (v's: k's rows, g's width)."""
+    _check_seed(types, 7, "attention_grads")
+    q, k, g = types[0], types[1], types[3]
+    return [q, k, TensorType(k.shape[:-1] + g.shape[-1:], k.dtype)]
 
 
-def _dk_type(types: list[TensorType], attrs: dict) -> TensorType:
-    _check_seed(types, 7, "attention_dk")
-    return types[1]
-
-
-def _dv_type(types: list[TensorType], attrs: dict) -> TensorType:
-    _check_seed(types, 5, "attention_dv")
-    k, g = types[1], types[2]
-    return TensorType(k.shape[:-1] + g.shape[-1:], k.dtype)
+def with_lse_types(types: list[TensorType]) -> list[TensorType]:
+    """attention_with_lse's results: attention's output and each query's log-sum-exp."""
+    return [_attention_type(types, {}), TensorType(types[0].shape[:-1], types[0].dtype)]
 
 
 # ---------------------------------------------------------------- NumPy reference
@@ -221,10 +220,19 @@ def _ds_type(types: list[TensorType], attrs: dict) -> TensorType:
 
 
 def _dv_forward(args: list[np.ndarray], attrs: dict) -> np.ndarray:
-    q, k, g, lse, mask = args[:5]
+    q, k, _, g, lse, _, mask = args[:7]
     p = probabilities(scores(q, k, mask, attrs), lse)
-    p = p * dropout_weights(_seed(args, 5), attrs, p.shape)
+    p = p * dropout_weights(_seed(args, 7), attrs, p.shape)
     return (np.swapaxes(p, -1, -2) @ g).astype(q.dtype)
+
+
+def _grads_forward(args: list[np.ndarray], attrs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _dq_forward(args, attrs), _dk_forward(args, attrs), _dv_forward(args, attrs)
+
+
+def _with_lse_forward(args: list[np.ndarray], attrs: dict) -> tuple[np.ndarray, np.ndarray]:
+    q, k, _, mask = args[:4]
+    return _attention_forward(args, attrs), log_sum_exp(scores(q, k, mask, attrs))
 
 
 # ---------------------------------------------------------------- gradient
@@ -244,11 +252,14 @@ def _attention_grad(b, n, g):
             built["delta"] = b.sum(b.mul(g, n.id), axis=-1)
         return built["lse"], built["delta"]
 
-    thunks = [
-        lambda: b.attention_dq(q, k, v, g, *parts(), mask, *seed, **dropped),
-        lambda: b.attention_dk(q, k, v, g, *parts(), mask, *seed, **dropped),
-        lambda: b.attention_dv(q, k, g, parts()[0], mask, *seed, **dropped),
-    ]
+    def gradients():  # one op, its three results: the gradients of q, k and v
+        if "grads" not in built:
+            node = b.attention_grads(q, k, v, g, *parts(), mask, *seed, **dropped)
+            types = gradient_types([b.type(x) for x in b.graph.node(node).inputs])
+            built["grads"] = [b.result(node, index=j, type=t) for j, t in enumerate(types)]
+        return built["grads"]
+
+    thunks = [lambda: gradients()[0], lambda: gradients()[1], lambda: gradients()[2]]
     if len(n.inputs) >= 4:  # the mask's gradient is ds itself, summed where the mask broadcasts: [T, S] values
         thunks.append(lambda: b.attention_ds(q, k, v, g, *parts(), mask, *seed, **dropped))
     if seed:
@@ -295,16 +306,15 @@ GRADIENT = ("q", "k", "v", "g", "lse", "delta", "mask", "seed")  # the seed only
 register(OpDef(name="attention_lse", operands=("q", "k", "mask"), infer=_lse_type, forward=_lse_forward,
                formula="each query's log-sum-exp of its scores (attention's gradient recomputes it)",
                shape_rule="[..., T, D], [..., S, D], mask -> [..., T]", **INTERNAL))
-register(OpDef(name="attention_dq", operands=GRADIENT, optional=1, infer=_dq_type, forward=_dq_forward,
-               formula="attention's gradient with respect to q, the scores recomputed",
-               shape_rule="-> [..., T, D]", **INTERNAL))
-register(OpDef(name="attention_dk", operands=GRADIENT, optional=1, infer=_dk_type, forward=_dk_forward,
-               formula="attention's gradient with respect to k, the scores recomputed",
-               shape_rule="-> [..., S, D]", **INTERNAL))
+register(OpDef(name="attention_grads", operands=GRADIENT, optional=1, multi_result=True,
+               infer=lambda ts, at: gradient_types(ts)[0], forward=_grads_forward,
+               formula="attention's gradients with respect to q, k and v (three results), each tile's "
+               "probabilities recomputed once", shape_rule="-> [..., T, D], [..., S, D], [..., S, Dv]", **INTERNAL))
+register(OpDef(name="attention_with_lse", operands=("q", "k", "v", "mask", "seed"), optional=1,
+               multi_result=True, infer=lambda ts, at: with_lse_types(ts)[0], forward=_with_lse_forward,
+               formula="attention's output and each query's log-sum-exp (two results), in one pass",
+               shape_rule="-> [..., T, Dv], [..., T]", **INTERNAL))
 register(OpDef(name="attention_ds", operands=GRADIENT, optional=1, infer=_ds_type, forward=_ds_forward,
                formula="attention's gradient with respect to its scores (a mask's gradient: the one [T, S] "
                "array attention's gradient makes, only where a mask takes a gradient)",
                shape_rule="-> [..., T, S]", **INTERNAL))
-register(OpDef(name="attention_dv", operands=("q", "k", "g", "lse", "mask", "seed"), optional=1, infer=_dv_type,
-               forward=_dv_forward, formula="attention's gradient with respect to v, the scores recomputed",
-               shape_rule="-> [..., S, Dv]", **INTERNAL))

@@ -92,7 +92,7 @@ class OpDef:
     # Its values are 0 or 1 (a mask): a sum of fewer than 2**24 of them is exact in float32, so a target may
     # accumulate it in the value's own dtype.
     zero_one: bool = False
-    # Several results (``scan``): the forward returns a tuple of arrays, each read through a ``scan_result``
+    # Several results (``scan``): the forward returns a tuple of arrays, each read through a ``result``
     # node, and the gradient rule receives a list of gradients, one per result (None where none flows).
     multi_result: bool = False
     left_aligned: tuple[int, ...] = ()  # operands indexed by the leading loop indices (labels of onehot)

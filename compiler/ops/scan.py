@@ -5,7 +5,7 @@
 sequence (the sequence's slice at step t: the sequences are stacked along axis 0, ``[T, ...]``) and one per
 constant (read whole at every step: the weights). Its outputs are, in order, the new carries (each of its
 carry's type) and any per-step outputs. The node has one result per body output, stacked along a new
-axis 0: ``[T, ...]`` for each carry after every step and for each per-step output; ``scan_result(s, index=k)``
+axis 0: ``[T, ...]`` for each carry after every step and for each per-step output; ``result(s, index=k)``
 reads result k. With ``final_carries`` the carries' results are their values after the last step only (as
 ``lax.scan`` returns them), for a scan whose carries' history nothing reads: a gradient's accumulators.
 Compiling a scan compiles its body once, whatever T is, and graph size does not grow with T.
@@ -145,26 +145,5 @@ register(
         formula="the body run once per step, carrying state from step to step; each body output stacked over "
                 "the steps (the carries only at the end, with final_carries)",
         shape_rule="carries, sequences [T, ...], constants -> one [T, ...] result per body output",
-    )
-)
-
-
-def _result_type(types: list[TensorType], attrs: dict[str, Any]) -> TensorType:
-    return attrs["type"]
-
-
-register(
-    OpDef(
-        name="scan_result",
-        operands=("scan",),
-        attrs=(AttrSpec("index", "int", doc="which result"), AttrSpec("type", "type", doc="its type")),
-        infer=_result_type,
-        forward=lambda args, at: args[0][at["index"]],
-        grad=None,  # autodiff hands the gradients of a scan's results to the scan itself
-        view=True,
-        public=False,
-        category="internal",
-        formula="result `index` of a scan",
-        shape_rule="the scan's result",
     )
 )

@@ -14,6 +14,7 @@ from gradc.dsl.diagnostics import GradcError
 from ..autodiff import autodiff
 from ..fusion import fuse
 from ..graph import Graph
+from .attention_lse import fuse_attention_lse
 from .cse import cse
 from .dce import dce
 from .expand import expand
@@ -48,6 +49,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("fold-grad", constant_fold, "constant folding in the backward pass"),
     Stage("simplify-grad", simplify, "algebraic identities in the backward pass"),
     Stage("cse-grad", cse, "reuse forward values in the backward pass"),
+    Stage("attention-lse", fuse_attention_lse, "attention's forward writes the log-sum-exp its gradient reads "
+          "(one pass over the keys, not two)"),
     Stage("dce-grad", dce, "drop what the gradients did not need"),
 )
 

@@ -20,7 +20,7 @@ def promote_float64(graph: Graph) -> Graph:
                                 "value": value.astype(np.float64) if isinstance(value, np.ndarray) else value}
         elif node.op == "scan":
             changes["attrs"] = {**node.attrs, "body": promote_float64(node.attrs["body"])}
-        elif node.op == "scan_result" and node.attrs["type"].dtype == "f32":
+        elif node.op == "result" and node.attrs["type"].dtype == "f32":
             changes["attrs"] = {**node.attrs, "type": TensorType(node.attrs["type"].shape, "f64")}
         if changes:
             g.update(node.id, **changes)

@@ -56,7 +56,7 @@ def _hoist(g: Graph, scan: Node) -> None:
     attrs = scan.attrs
     body, k = attrs["body"], attrs["carries"]
     consumers = [g.node(c) for c in g.consumers(scan.id)]
-    if any(c.op != "scan_result" for c in consumers):
+    if any(c.op != "result" for c in consumers):
         return
     slices = set(body_inputs(body)[k:k + attrs["sequences"]])
     plans = {j: terms for j in range(k) if (terms := _accumulator_terms(body, j, slices)) is not None}
@@ -78,7 +78,7 @@ def _hoist(g: Graph, scan: Node) -> None:
                     stacked[value] = Ref(scan.inputs[ins.index(value)])
                 else:
                     index = positions[value]
-                    stacked[value] = b.scan_result(new_scan, index=index, type=new_types[index])
+                    stacked[value] = b.result(new_scan, index=index, type=new_types[index])
             return stacked[value]
 
         replacements = {}
@@ -102,7 +102,7 @@ def _hoist(g: Graph, scan: Node) -> None:
                 target = replacements[index]
             else:
                 new_index = old_to_new[index]
-                target = b.scan_result(new_scan, index=new_index, type=new_types[new_index])
+                target = b.result(new_scan, index=new_index, type=new_types[new_index])
             g.replace_uses(consumer.id, target)
             g.remove(consumer.id)
     g.remove(scan.id)
