@@ -14,7 +14,7 @@ from conftest import MODELS, ROOT
 from gradc.compiler.printers.common import KIND_COLORS
 
 MODEL_IDS = [m.stem for m in MODELS]
-TRANSFORMERS = ("transformer_sort", "grammar_lm")
+TRANSFORMERS = ("transformer_sort",)
 
 
 @pytest.mark.parametrize("model", MODELS, ids=MODEL_IDS)
@@ -167,8 +167,13 @@ def test_output_is_written_atomically(cli, tmp_path):
     assert not list(tmp_path.glob("**/*.tmp"))
 
 
+# grammar_lm's blocks are transformer_sort's (causal, with learned positions: tests/test_attention.py checks
+# both options' gradients)
+GRADCHECKED = [m for m in MODELS if m.stem != "grammar_lm"]
+
+
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m.stem in TRANSFORMERS else m
-                                   for m in MODELS], ids=MODEL_IDS)  # their float64 references: about 10 s each
+                                   for m in GRADCHECKED], ids=[m.stem for m in GRADCHECKED])  # about 10 s each
 def test_gradcheck_passes_on_every_model(cli, model):
     result = cli("gradcheck", model)
     assert result.code == 0, result

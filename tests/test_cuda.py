@@ -70,17 +70,22 @@ def test_op_on_cuda_matches_cpu(case):
     assert_close(cpu, cuda, TOLERANCE["f32"])
 
 
+# mlp_digits runs spirals_mlp's kernels (dense, relu, cross-entropy) at 128 units, 30 s on the simulator here;
+# its training recipe (dropout) runs in test_every_model_trains_on_cuda_like_on_cpu
+MATCHED_MODELS = [m for m in MODEL_NAMES if m != "mlp_digits"]
+
+
 @pytest.fixture(scope="module")
 def programs():
     """A cpu and a cuda program of every model these tests run, compiled once for this module."""
     compiled = {}
-    for model in (m for m in MODELS if m.stem in MODEL_NAMES):
+    for model in (m for m in MODELS if m.stem in MATCHED_MODELS):
         spec = gradc.load(model)
         compiled[model.stem] = (gradc.compile(spec, target="cpu", seed=1), gradc.compile(spec, target="cuda", seed=1))
     return compiled
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", MATCHED_MODELS)
 def test_models_on_cuda_match_cpu(programs, model):
     cpu, cuda = programs[model]
     inputs = random_inputs(cpu.graph, BATCH, np.random.default_rng(5))
@@ -213,7 +218,7 @@ def test_a_diverging_run_on_cuda_names_its_epoch_and_step(cli, tmp_path):
 
 def test_train_eval_predict_run_and_emit_from_the_cli(cli, tmp_path):
     model = ROOT / "models" / "tiny_regression.model"
-    trained = cli("train", model, "--target", "cuda", "--epochs", "2", "--out", tmp_path / "run")
+    trained = cli("train", model, "--target", "cuda", "--epochs", "1", "--out", tmp_path / "run")
     assert trained.code == 0, trained
     assert "test: loss" in trained.out
     evaluated = cli("eval", model, "--checkpoint", tmp_path / "run" / "last.npz", "--target", "cuda")

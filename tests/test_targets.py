@@ -32,7 +32,7 @@ def assert_cpu_matches_reference(spec, batches=(3,), inputs=None) -> None:
 
 # the larger programs (the CNNs compile for 10-20 s): pytest -m "not slow" leaves them out
 SLOW_MODELS = ("mlp_digits", "spirals_mlp", "cnn_digits", "conv_autoencoder", "lstm_adding", "gru_sine",
-               "rnn_parity", "transformer_sort", "grammar_lm")
+               "rnn_parity", "transformer_sort")
 
 
 def assert_close(expected: dict, actual: dict, rtol: float) -> None:
@@ -75,7 +75,9 @@ def test_op_on_cpu_matches_reference(case, dtype):
 
 # cnn_digits (a 20 s compile) runs only kernels that the window op cases and the mixed model "convolutions"
 # check here; tests/test_cnn.py trains it on the cpu target
-CPU_CHECKED_MODELS = [m for m in MODELS if m.stem != "cnn_digits"]
+# grammar_lm is transformer_sort's blocks with causal attention and learned positions, which the op cases,
+# the mixed model "attention" and tests/test_generation.py run; its cpu program takes 40 s to compile here
+CPU_CHECKED_MODELS = [m for m in MODELS if m.stem not in ("cnn_digits", "grammar_lm")]
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m.stem in SLOW_MODELS else m
