@@ -386,7 +386,7 @@ class _FrontEnd:
                     raise ModelError(f"{layer.name} needs an input: x -> {layer.name}(...) or {layer.name}(x, ...)",
                                      expr.func_loc)
                 return (expr.args[0], *_tensor_keywords(expr))
-            return expr.args[:operand_count(self._public_op(expr), expr)]
+            return operand_exprs(self._public_op(expr), expr)
         if isinstance(expr, ast.Subscript):
             return (expr.value,)
         if isinstance(expr, ast.String):
@@ -570,7 +570,10 @@ class _FrontEnd:
 
     def _call(self, call: ast.Call, operands: list[Ref | float | int], stmt: ast.Statement) -> Ref:
         op = REGISTRY[call.func]
-        attrs = bind_keywords(op.attrs, list(call.args[len(operands):]), call.kwargs, op.name, call.func_loc,
+        named = operand_keywords(op, call)
+        attrs = bind_keywords(op.attrs, list(call.args[operand_count(op, call):]),
+                              tuple(kw for kw in call.kwargs if all(kw is not n for n in named)), op.name,
+                              call.func_loc,
                               self.graph.batch_symbol)
         origin = self._stage_origin(call, stmt)
         with self.builder.at(call.loc.line, call.loc.col, origin=origin):
@@ -673,6 +676,28 @@ def operand_count(op, call: ast.Call) -> int:
     return min(len(call.args), len(op.public_operands)) if op.optional else len(op.public_operands)
 
 
+def operand_keywords(op, call: ast.Call) -> list[ast.Keyword]:
+    """The keyword arguments that name an optional operand (``attention(q, k, v, mask=m)``)."""
+    if not op.optional or op.variadic:
+        return []
+    optional = op.public_operands[len(op.public_operands) - op.optional:]
+    return [kw for kw in call.kwargs if kw.name in optional]
+
+
+def operand_exprs(op, call: ast.Call) -> list[ast.Expr]:
+    """A call's operands in order: its positional ones, then any optional one given by name."""
+    exprs = list(call.args[:operand_count(op, call)])
+    for kw in operand_keywords(op, call):
+        position = op.public_operands.index(kw.name)
+        if position < len(exprs):
+            raise ModelError(f"operand '{kw.name}' of {op.name} is given twice", kw.loc)
+        if position > len(exprs):
+            raise ModelError(f"{op.name}: give the operands before '{kw.name}' "
+                             f"({', '.join(op.public_operands[len(exprs):position])}) too", kw.loc)
+        exprs.append(kw.value)
+    return exprs
+
+
 def _references(stmt: ast.Statement, blocks: dict[str, ast.BlockDef] | None = None) -> list[ast.Name]:
     """The names a definition (or a block's return) reads: not call names, keyword values or initializers."""
     if isinstance(stmt, ast.Return):
@@ -706,7 +731,9 @@ def _collect_names(root: ast.Expr, found: list[ast.Name], blocks: dict[str, ast.
                 count = 1
                 work.extend(reversed(_tensor_keywords(expr)))
             else:
-                count = operand_count(REGISTRY[expr.func], expr) if expr.func in REGISTRY else 1
+                work.extend(reversed(operand_exprs(REGISTRY[expr.func], expr) if expr.func in REGISTRY
+                                     else expr.args[:1]))
+                continue
             work.extend(reversed(expr.args[:count]))
 
 

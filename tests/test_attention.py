@@ -91,6 +91,9 @@ def test_the_scores_are_never_stored_and_a_mask_gradient_only_where_asked():
     ("output y = attention(q, k, v2)", "the keys f32[N,7,4] and the values f32[N,6,2] must have the same number"),
     ("output y = attention(q, k, v, m2)", "the mask f32[6,7] must be a float tensor that broadcasts"),
     ("output y = attention(q, k)", "attention takes 3 operand(s) (q, k, v), got 2"),
+    ("output y = attention(q, k, v, m2, mask=m2)", "operand 'mask' of attention is given twice"),
+    ("output y = attention(q, k, mask=m2)", "attention: give the operands before 'mask' (v) too"),
+    ("output y = attention(q, k, v, dropout=1.5)", "attention: dropout must be in [0, 1), got 1.5"),
 ])
 def test_attention_errors_name_the_shapes_and_the_place(cli, tmp_path, line, message):
     source = ("model bad\ninput q: f32[N, 5, 4]\ninput k: f32[N, 7, 4]\ninput k2: f32[N, 7, 3]\n"
@@ -100,6 +103,18 @@ def test_attention_errors_name_the_shapes_and_the_place(cli, tmp_path, line, mes
     result = cli("check", str(path))
     assert result.code == 1 and "Traceback" not in result.err
     assert f"{path}:8:" in result.err and message in result.err, result.err
+
+
+def test_the_mask_may_be_given_by_name():
+    """attention(q, k, v, mask=m) is attention(q, k, v, m): the issue's spelling."""
+    named = MODEL.replace("attention(q, k, v, bias, scale=0.4)", "attention(q, k, v, mask=bias, scale=0.4)")
+    assert named != MODEL
+    inputs = feeds(np.random.default_rng(5))
+    want = gradc.compile(gradc.loads(MODEL), target="reference").run(inputs, grad=True)
+    got = gradc.compile(gradc.loads(named), target="reference").run(inputs, grad=True)
+    assert want.keys() == got.keys()
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key], value)
 
 
 MHA = """model mha

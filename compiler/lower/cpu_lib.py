@@ -99,7 +99,7 @@ def _row_runs(a, columns):
 def dot_rows(a, b):
     """a @ b (see above)."""
     runs = _row_runs(a, b.shape[-1]) if b.ndim == 2 else 1
-    if runs == 1:
+    if runs == 1 or not a.flags.c_contiguous:  # a's rows apart in memory: BLAS reads it whole, in one call
         return dot(a, b)
     rows = a.shape[0]
     out = np.empty((rows, b.shape[1]), dtype=a.dtype)
@@ -113,7 +113,7 @@ def dot_rows(a, b):
 def dot_rows_nt(a, b):
     """a @ b.T (see above)."""
     runs = _row_runs(a, b.shape[0])
-    if runs == 1:
+    if runs == 1 or not a.flags.c_contiguous:
         return dot_nt(a, b)
     rows = a.shape[0]
     out = np.empty((rows, b.shape[0]), dtype=a.dtype)
