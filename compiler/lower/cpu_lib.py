@@ -575,6 +575,15 @@ def _attention_score_gradient(q, k, v, g, lse, delta, mask, seed, e, me, i0, i1,
 
 
 @jit
+def _add_into(out, x):
+    """out += x for 2-d arrays, as a plain loop (Numba's ``+=`` on an array slice costs as much as the BLAS
+    product it adds: measured in attention_grads3, 1.37 -> 0.92 ms)."""
+    for a in range(x.shape[0]):
+        for b in range(x.shape[1]):
+            out[a, b] += x[a, b]
+
+
+@jit
 def _key_stop(keys, i1, causal):
     return min(keys, i1) if causal else keys
 
@@ -676,13 +685,13 @@ def attention_grads3(q, k, v, g, lse, delta, mask, seed, entries, causal, scale,
                                              lse, e, i0)
                 dp = _drop(np.dot(g[e, i0:i1], v[e, j0:j1].T), seed, dropout, e, i0, j0)
                 kept = _drop(p.copy(), seed, dropout, e, i0, j0) if dropping else p
-                dv[e, j0:j1] += np.dot(kept.T, g[e, i0:i1])
+                _add_into(dv[e, j0:j1], np.dot(kept.T, g[e, i0:i1]))
                 for a in range(i1 - i0):
                     d = delta[e, i0 + a]
                     for b in range(j1 - j0):
                         p[a, b] = p[a, b] * (dp[a, b] - d) * factor  # the scores' gradient, scaled
-                dk[e, j0:j1] += np.dot(p.T, q[e, i0:i1])
-                dq[e, i0:i1] += np.dot(p, k[e, j0:j1])
+                _add_into(dk[e, j0:j1], np.dot(p.T, q[e, i0:i1]))
+                _add_into(dq[e, i0:i1], np.dot(p, k[e, j0:j1]))
     return dq, dk, dv
 
 
