@@ -80,8 +80,8 @@ def dot_tn(a, b):
 # runs, each run's rows of the result one BLAS call, the runs across Numba's threads (the BLAS itself runs on
 # one: runtime/execution/threads.py). The rows alone decide the runs, not the thread count, and each result
 # row is one BLAS product of its own row, so results do not depend on the number of threads. Measured on the
-# transformer benchmark's [1024, 64] @ [64, 256] (2-core AMD EPYC): 0.50 -> 0.29 ms. Entry points call these;
-# a scan's body, itself run across threads, keeps the plain ``dot``.
+# transformer benchmark's [1024, 64] @ [64, 256] (2-core AMD EPYC, kernel_times): 0.45-0.50 -> 0.26-0.33 ms.
+# Entry points call these; a scan's body, itself run across threads, keeps the plain ``dot``.
 DOT_ROWS_PER_RUN = 256
 PARALLEL_DOT_WORK = 1 << 20  # multiply-adds (rows x k x m) below which one call is faster
 
