@@ -584,6 +584,30 @@ def _add_into(out, x):
 
 
 @jit
+def _online_softmax(s, top, total):
+    """The online softmax's step over one tile of scores: each row's running maximum ``top`` and sum
+    ``total`` updated, the tile's scores replaced by exp(s - the new maximum) (zeros in a row that has seen
+    no key yet), and each row's factor exp(old maximum - new maximum) returned, to rescale what was summed
+    before. The exps in a loop apart from the sum, so that they vectorize."""
+    factors = np.ones(s.shape[0])
+    for a in range(s.shape[0]):
+        new_top = max(top[a], np.max(s[a]))
+        if new_top == -np.inf:
+            s[a] = 0.0
+            continue
+        shift = s.dtype.type(new_top)
+        for b in range(s.shape[1]):
+            s[a, b] = _exp(s[a, b] - shift)
+        row_sum = 0.0
+        for b in range(s.shape[1]):
+            row_sum += s[a, b]
+        factors[a] = math.exp(top[a] - new_top)
+        total[a] = total[a] * factors[a] + row_sum
+        top[a] = new_top
+    return factors
+
+
+@jit
 def _key_stop(keys, i1, causal):
     return min(keys, i1) if causal else keys
 
@@ -606,22 +630,10 @@ def attention_forward3(q, k, v, mask, seed, entries, causal, scale, dropout):
         for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
             j1 = min(keys, j0 + ATTENTION_BLOCK)
             s = _attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale)
+            factors = _online_softmax(s, top, total)
             for a in range(i1 - i0):
-                new_top = max(top[a], np.max(s[a]))
-                if new_top == -np.inf:
-                    s[a] = 0.0
-                    continue
-                shift = q.dtype.type(new_top)
-                for b in range(j1 - j0):  # apart from the sum, so that the exps vectorize
-                    s[a, b] = _exp(s[a, b] - shift)
-                row_sum = 0.0
-                for b in range(j1 - j0):
-                    row_sum += s[a, b]
-                factor = math.exp(top[a] - new_top)
-                total[a] = total[a] * factor + row_sum
                 for c in range(width):
-                    acc[a, c] *= factor
-                top[a] = new_top
+                    acc[a, c] *= factors[a]
             acc += np.dot(_drop(s, seed, dropout, e, i0, j0), v[e, j0:j1])
         for a in range(i1 - i0):
             lse[e, i0 + a] = top[a] + math.log(total[a]) if total[a] > 0.0 else -np.inf
@@ -645,19 +657,7 @@ def attention_lse3(q, k, mask, entries, causal, scale):
         total = np.zeros(i1 - i0)
         for j0 in range(0, _key_stop(keys, i1, causal), ATTENTION_BLOCK):
             j1 = min(keys, j0 + ATTENTION_BLOCK)
-            s = _attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale)
-            for a in range(i1 - i0):
-                new_top = max(top[a], np.max(s[a]))
-                if new_top == -np.inf:
-                    continue
-                shift = q.dtype.type(new_top)
-                for b in range(j1 - j0):  # apart from the sum, so that the exps vectorize
-                    s[a, b] = _exp(s[a, b] - shift)
-                row_sum = 0.0
-                for b in range(j1 - j0):
-                    row_sum += s[a, b]
-                total[a] = total[a] * math.exp(top[a] - new_top) + row_sum
-                top[a] = new_top
+            _online_softmax(_attention_scores(q, k, mask, e, me, i0, i1, j0, j1, causal, scale), top, total)
         for a in range(i1 - i0):
             out[e, i0 + a] = top[a] + math.log(total[a]) if total[a] > 0.0 else -np.inf
     return out
