@@ -189,7 +189,7 @@ def report(results: dict) -> str:
 
 def memory_table(results: dict) -> list[str]:
     """The peak resident memory rows, by sequence length, when they were measured."""
-    if not results.get("peak_mib"):
+    if not results.get("peak_mib") or not results.get("memory_steps"):
         return []
     lines = ["", "peak resident memory (MiB), each framework alone in its own process, by T:", "",
              "| framework | " + " | ".join(f"T={t}" for t in results["memory_steps"]) + " |",

@@ -9,6 +9,10 @@ layer's output against a target, float32. Frameworks are timed in interleaved ro
 and ratios to gradc. Child processes measure each framework's peak resident memory at T = 32, 128 and 512:
 attention's [T, S] scores are never stored by gradc, so its memory grows with T, not T^2.
 
+With a GPU (numba-cuda sees a device, and PyTorch has CUDA), a CUDA section times gradc's cuda target beside
+PyTorch eager on the GPU (the NumPy batch copied in each step on both sides, the loss not read back); elsewhere
+the report says why it was not measured.
+
     pip install -e ".[bench]"
     python benchmarks/transformer_step.py                  # a markdown report on stdout
     python benchmarks/transformer_step.py --json out.json  # also the raw figures
@@ -28,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from lstm_step import memory_table, step_table
 from mlp_step import child as run_child
+from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, publish, versions
 from mlp_step import interleaved as run_interleaved
-from mlp_step import machine, peak_resident_mib, publish, versions
 
 LR = 0.01
 BATCH, STEPS, DIM, HEADS, HIDDEN = 32, 32, 64, 4, 256
@@ -56,16 +60,21 @@ def setup_gradc(batch: int, steps: int = STEPS) -> Step:
     return lambda: program.step(feeds, lr=LR, validate=False)
 
 
-def _torch_step(compiled: bool, batch: int, steps: int) -> Step:
+def _torch_step(compiled: bool, batch: int, steps: int, on_gpu: bool = False) -> Step:
     import torch
 
+    if on_gpu and not torch.cuda.is_available():
+        raise ImportError("this PyTorch has no CUDA device")
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(DIM, HEADS, HIDDEN, dropout=0.0, batch_first=True)
+    layer = layer.cuda() if on_gpu else layer
     model = torch.compile(layer) if compiled else layer
-    x, y = (torch.from_numpy(a) for a in data(batch, steps))
+    x_host, y_host = data(batch, steps)
     params = list(layer.parameters())
 
     def step() -> float:
+        x, y = torch.from_numpy(x_host), torch.from_numpy(y_host)
+        x, y = (x.cuda(), y.cuda()) if on_gpu else (x, y)
         for p in params:
             p.grad = None
         loss = torch.nn.functional.mse_loss(model(x), y)
@@ -73,6 +82,9 @@ def _torch_step(compiled: bool, batch: int, steps: int) -> Step:
         with torch.no_grad():
             for p in params:
                 p.add_(p.grad, alpha=-LR)
+        if on_gpu:
+            torch.cuda.synchronize()
+            return 0.0
         return float(loss.detach())
 
     return step
@@ -82,6 +94,10 @@ FRAMEWORKS: dict[str, Callable[..., Step]] = {
     "gradc": setup_gradc,
     "pytorch-eager": lambda batch, steps=STEPS: _torch_step(False, batch, steps),
     "torch.compile": lambda batch, steps=STEPS: _torch_step(True, batch, steps),
+}
+CUDA_FRAMEWORKS: dict[str, Callable[..., Step]] = {
+    "gradc-cuda": lambda batch, steps=STEPS: gradc_cuda_step(source(steps), *data(batch, steps)),
+    "pytorch-cuda": lambda batch, steps=STEPS: _torch_step(False, batch, steps, on_gpu=True),
 }
 
 
@@ -97,15 +113,22 @@ def report(results: dict) -> str:
     lines = [f"machine: {results['machine']}", f"versions: {found}", f"command: {results['command']}", "",
              f"ms per training step of a transformer encoder layer, B={BATCH}, T={STEPS}, d={DIM}, {HEADS} heads, "
              f"feed-forward {HIDDEN} (median of interleaved rounds); ratio = framework / gradc", ""]
-    lines += step_table(results, "gradc", BATCH) + memory_table(results)
-    return "\n".join(lines)
+    lines += step_table(results, "gradc", BATCH)
+    cuda = results.get("cuda")
+    if isinstance(cuda, dict):
+        lines += ["", f"CUDA ({cuda['device']}): ms per step; ratio = framework / gradc-cuda", ""]
+        lines += step_table(cuda, "gradc-cuda", BATCH)
+    elif cuda:
+        lines += ["", f"CUDA: not measured ({cuda})"]
+    return "\n".join(lines + memory_table(results))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
-    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS), choices=list(FRAMEWORKS))
+    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS), choices=list(FRAMEWORKS),
+                        help="the CPU frameworks to time (none: only the CUDA section, where a GPU is present)")
     parser.add_argument("--memory-steps", type=int, nargs="*", default=[32, 128, 512])
     parser.add_argument("--json", help="also write the raw figures here")
     parser.add_argument("--peak-memory-child", nargs=2, metavar=("FRAMEWORK", "T"), help=argparse.SUPPRESS)
@@ -115,6 +138,15 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "command": " ".join(["python", *sys.argv]),
                "memory_steps": args.memory_steps}
     results.update(run_interleaved([BATCH], args.rounds, args.steps, args.frameworks, FRAMEWORKS))
+    absent = gpu_absent()
+    if absent is None:
+        from numba import cuda
+
+        name = cuda.get_current_device().name
+        results["cuda"] = run_interleaved([BATCH], args.rounds, args.steps, list(CUDA_FRAMEWORKS), CUDA_FRAMEWORKS)
+        results["cuda"]["device"] = name.decode() if isinstance(name, bytes) else str(name)
+    else:
+        results["cuda"] = absent
     results["peak_mib"] = {
         name: {t: run_child(["--peak-memory-child", name, str(t)], __file__) for t in args.memory_steps}
         for name in args.frameworks if name not in results["missing"]}
