@@ -21,19 +21,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .collectives import install_sum_over_ranks
+from .entry_points import OBJECTIVE_KEY, PARAM_GRADIENTS
 from .graph import Graph
 from .interpret import evaluate
 from .lower.common import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, EntryPoint, LoweredProgram, LoweringError
 from .lower.cuda_simulator import fast_thread_switching  # how the cuda target's kernels run on the simulator
 from .optimizers import OPTIMIZERS
+from .passes.data_parallel import SHARE_INPUT
 from .passes.pipeline import PIPELINE, STAGE_NAMES, run_pipeline, schedule_graph
 from .passes.precision import promote_float64
-from .passes.training import TRAINING_STAGE_NAMES, dropout_rates, statistic_outputs, training_graph, training_stages
+from .passes.training import (
+    TRAINING_STAGE_NAMES,
+    attention_entries_per_row,
+    dropout_rates,
+    statistic_outputs,
+    training_graph,
+    training_stages,
+)
 from .schedule import ProgramSchedule, schedule_program
 
 __all__ = [
     "DEFAULT_ENTRY_POINTS",
+    "OBJECTIVE_KEY",
+    "PARAM_GRADIENTS",
     "PIPELINE",
+    "SHARE_INPUT",
     "STAGE_NAMES",
     "TARGETS",
     "TRAINING_STAGE_NAMES",
@@ -42,10 +55,12 @@ __all__ = [
     "LoweredProgram",
     "LoweringError",
     "ProgramSchedule",
+    "attention_entries_per_row",
     "build",
     "dropout_rates",
     "evaluate",
     "fast_thread_switching",
+    "install_sum_over_ranks",
     "paused_gc",
     "plan",
     "prepare",
@@ -108,11 +123,12 @@ def prepare_float64(graph: Graph) -> Graph:
 
 
 def prepare_training(graph: Graph, weight_decay: float = 0.0, until: str = "optimized",
-                     clip_norm: float = 0.0) -> Graph:
+                     clip_norm: float = 0.0, data_parallel: bool = False) -> Graph:
     """The graph a program trains with (dropout masks fed, weight decay in the objective, gradients clipped to
-    a global norm of ``clip_norm`` when it is not 0), after ``until``."""
+    a global norm of ``clip_norm`` when it is not 0; with ``data_parallel``, a rank's graph of a data-parallel
+    world: passes/data_parallel.py), after ``until``."""
     with paused_gc():
-        return training_graph(graph, weight_decay, until, clip_norm)
+        return training_graph(graph, weight_decay, until, clip_norm, data_parallel)
 
 
 def schedule(graph: Graph) -> Graph:

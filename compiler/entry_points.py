@@ -1,6 +1,8 @@
 """Entry points: the functions a compiled program offers, and the nodes each computes.
 
-``forward`` returns outputs and losses; ``gradients`` also every ``grad/<name>``; ``train_<optimizer>`` (one per
+``forward`` returns outputs and losses; ``gradients`` also every ``grad/<name>``; ``param_gradients`` the
+objective the gradients are of (:data:`OBJECTIVE_KEY`: the losses plus any weight decay) and the parameters'
+gradients alone (a data-parallel step's first half: no outputs, no input gradients); ``train_<optimizer>`` (one per
 optimizer of :mod:`gradc.compiler.optimizers`) computes the objective and every parameter's gradient and
 updates the parameters in place. The schedule plans each one; targets render each as a function.
 """
@@ -14,6 +16,8 @@ from .optimizers import OPTIMIZERS, OptimizerDef
 
 TRAIN_PREFIX = "train_"
 DEFAULT_ENTRY_POINTS = ("forward", "gradients", "train_sgd")
+PARAM_GRADIENTS = "param_gradients"  # the objective and the parameters' gradients: a training step's first half
+OBJECTIVE_KEY = "objective/total"  # not an identifier: no output or loss of a model file can be named so
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ def entry_points(graph: Graph) -> dict[str, EntryPoint]:
         "gradients": EntryPoint("gradients", (*graph.outputs, *graph.losses, *(f"grad/{n}" for n in graph.grads))),
     }
     if graph.objective is not None and graph.params():
+        points[PARAM_GRADIENTS] = EntryPoint(PARAM_GRADIENTS, (OBJECTIVE_KEY, *(f"grad/{n}" for n in graph.params())))
         for optimizer in OPTIMIZERS.values():
             name = TRAIN_PREFIX + optimizer.name
             points[name] = EntryPoint(name, ("objective",), optimizer)
@@ -42,7 +47,8 @@ def wanted_nodes(graph: Graph, point: EntryPoint, param_names: list[str] | None 
     if point.optimizer is not None:
         names = param_names if param_names is not None else list(graph.params())
         return [graph.objective, *(graph.grads[n] for n in names)]
-    table = {**graph.outputs, **graph.losses, **{f"grad/{n}": i for n, i in graph.grads.items()}}
+    table = {**graph.outputs, **graph.losses, **{f"grad/{n}": i for n, i in graph.grads.items()},
+             OBJECTIVE_KEY: graph.objective}
     return [table[key] for key in point.returns]
 
 

@@ -21,7 +21,9 @@ from gradc.dsl.diagnostics import (
     format_diagnostic,
     format_error,
 )
+from gradc.runtime.distributed.world import abort, world_for_errors
 from gradc.runtime.execution.threads import limit_blas_threads
+from gradc.runtime.training.fit import TrainingDiverged
 
 from . import __version__
 from .commands import cache, check, compile, evaluate, gradcheck, graph, predict, run, train
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always", GradcWarning)
         warnings.showwarning = _show_warning
         args = build_parser().parse_args(argv)
+        args.argv = list(argv) if argv is not None else sys.argv[1:]  # what a launcher of ranks passes on
         return _run(args)
 
 
@@ -83,7 +86,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except GradcError as error:
-        print(format_error(error, _source_of(error)), file=sys.stderr)
+        message = format_error(error, _source_of(error))
+        world = world_for_errors()
+        if world.distributed and not isinstance(error, TrainingDiverged):  # the others wait for this rank
+            abort(world, message, EXIT_USER_ERROR)
+        if world.is_root:  # a divergence is seen by every rank at the same step: rank 0 says so
+            print(message, file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:  # the reader went away (gradc ... | head): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -93,6 +101,11 @@ def _run(args: argparse.Namespace) -> int:
         print("gradc: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
+        world = world_for_errors()
+        if world.distributed:
+            if os.environ.get("GRADC_DEBUG"):
+                traceback.print_exc()
+            abort(world, f"internal error: {type(error).__name__}: {error}", EXIT_INTERNAL_ERROR)
         print(f"gradc: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         print("This is a bug in gradc; please report it with the command and the .model file.",
               file=sys.stderr)

@@ -725,6 +725,10 @@ def _cumsum(f: _Function, node: Node) -> None:
     f.put(f"v{node.id} = reshape(cumsum3(reshape({f.ref(node.inputs[0])}, {view})), {f.shape(shape)})")
 
 
+def _ranks_sum(f: _Function, node: Node) -> None:
+    f.put(f"v{node.id} = ranks_sum({f.ref(node.inputs[0])})")
+
+
 def _unwindow(f: _Function, node: Node) -> None:
     (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
     top, _, left, _ = node.attrs["padding"]
@@ -865,6 +869,7 @@ OP_LOWERING: dict[str, Callable[[_Function, Node], None]] = {
     "shape_size": _shape_size,
     "scatter_add": _scatter_add,
     "cumsum": _cumsum,
+    "ranks_sum": _ranks_sum,
     "unwindow": _unwindow,
     "contract_batch": _contract_batch,
     "contract_rows": _contract_rows,

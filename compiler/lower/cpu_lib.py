@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, objmode, prange
 
+from ..collectives import sum_over_ranks
 from ..ops.attention import dropout_hash
 from .cpu_vector_math import FAST_FLOAT32, float32_fast
 from .scalar_helpers import compile_helpers
@@ -296,6 +297,16 @@ def scatter_add3(g, indices, a, v, b):
     return out
 
 
+@njit(cache=True, error_model="numpy")
+def ranks_sum(x):
+    """A copy of ``x`` summed over the ranks of a data-parallel world: a call back into Python (object mode)
+    to the installed exchange (compiler/collectives.py); the copy itself in one process."""
+    out = np.ascontiguousarray(x).copy()
+    with objmode():
+        sum_over_ranks(out)
+    return out
+
+
 @jit
 def cumsum3(x):
     """The running sum along the middle axis of a 3-D view (before the axis, the axis, after it)."""
@@ -557,7 +568,8 @@ def _drop(w, seed, dropout, e, i0, j0):
     threshold, factor = dropout * 4294967296.0, w.dtype.type(1.0 / (1.0 - dropout))
     for a in range(w.shape[0]):
         for b in range(w.shape[1]):
-            kept = _dropout_hash(seed[0] & 0xFFFFFFFF, np.int64(e), np.int64(i0 + a), np.int64(j0 + b)) >= threshold
+            kept = _dropout_hash(seed[0] & 0xFFFFFFFF, np.int64(e) + (seed[0] >> 32), np.int64(i0 + a),
+                                 np.int64(j0 + b)) >= threshold
             w[a, b] = w[a, b] * factor if kept else 0.0
     return w
 

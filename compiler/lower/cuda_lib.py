@@ -372,7 +372,8 @@ def _kept(seed, dropout, e, i, j):
     """z_ij: keep / (1 - dropout), or 1 without dropout."""
     if dropout == 0.0 or seed[0] < 0:
         return 1.0
-    if _dropout_hash(seed[0] & 0xFFFFFFFF, np.int64(e), np.int64(i), np.int64(j)) >= dropout * 4294967296.0:
+    if _dropout_hash(seed[0] & 0xFFFFFFFF, np.int64(e) + (seed[0] >> 32), np.int64(i),
+                     np.int64(j)) >= dropout * 4294967296.0:
         return 1.0 / (1.0 - dropout)
     return 0.0
 

@@ -25,7 +25,9 @@ backward pass):
 Dropout on the attention weights (``dropout=p``, in training only) multiplies each weight p_ij by
 z_ij = keep_ij / (1 - p). Storing the [T, S] mask would undo the point of the online softmax, so, as in
 FlashAttention, the mask is a function: keep_ij is whether a 32-bit hash of (seed, entry, i, j) is at least
-p * 2^32, and every kernel that needs it recomputes it. The seed is a fifth operand that the training pass
+p * 2^32, and every kernel that needs it recomputes it. The seed's low 32 bits are the draw and its upper bits
+the number of the first entry (0, but for a data-parallel rank's shard, whose entries continue the whole
+batch's, so that its drops are the whole batch's). The seed is a fifth operand that the training pass
 ``attention_seeds`` adds (an input fed a fresh number each step; no seed, or a negative one: no dropout,
 as in evaluation). With the weights z p, the output is sum_j z_ij p_ij v_j, the row sums (the log-sum-exp)
 do not change, delta_i = g_i . out_i still holds, and the gradient's formulas become
@@ -169,7 +171,7 @@ def dropout_weights(seed: np.ndarray | None, attrs: dict, shape: tuple[int, ...]
     if seed is None or int(seed) < 0 or p == 0.0:
         return 1.0
     *lead, t, n = shape
-    e = np.arange(math.prod(lead), dtype=np.int64).reshape((*lead, 1, 1))
+    e = np.arange(math.prod(lead), dtype=np.int64).reshape((*lead, 1, 1)) + (int(seed) >> 32)
     i, j = np.arange(t, dtype=np.int64)[:, None], np.arange(n, dtype=np.int64)[None, :]
     keep = dropout_hash(np.int64(int(seed) & WORD), e, i, j) >= p * 2.0 ** 32
     return keep / (1.0 - p)

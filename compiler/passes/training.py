@@ -7,7 +7,8 @@
 - ``attention_seeds``: each ``attention(..., dropout=p)`` with p > 0 gets a fifth operand, a new integer
   scalar input named ``attention<k>.seed``, which the runtime feeds a fresh draw every step; the kernels hash
   it with each weight's place to decide what to drop (compiler/ops/attention.py). Without a seed (outside
-  training) attention drops nothing.
+  training) attention drops nothing. The input records how many attention entries a batch row holds, for a
+  data-parallel shard's entry offset (the seed's upper bits).
 - ``weight_decay`` (see :mod:`.regularize`): the objective gains lambda/2 * sum of squared weights.
 - ``clip_norm`` (see :mod:`.clipping`), right after autodiff: the parameters' gradients scaled down to a
   global norm of at most the setting.
@@ -21,10 +22,13 @@ NAME`` shows the training graph after each one.
 
 from __future__ import annotations
 
+import math
+
 from ..builder import Builder, Ref
 from ..graph import Graph
 from ..types import TensorType
 from .clipping import clip_gradient_norm
+from .data_parallel import data_parallel
 from .pipeline import PIPELINE, STAGE_NAMES, Stage, run_stages
 from .regularize import weight_decay
 
@@ -58,7 +62,10 @@ def attention_seeds(graph: Graph) -> Graph:
     for k, node_id in enumerate(dropping, start=1):
         node = g.node(node_id)
         with b.at(node.line, node.col, origin=node.origin):
-            seed = g.add("input", (), TensorType((), "i64"), {"dropout": float(node.attrs["dropout"])},
+            lead = g.node(node.inputs[0]).type.shape[:-2]
+            per_row = math.prod(lead[1:]) if lead and isinstance(lead[0], str) else 0
+            seed = g.add("input", (), TensorType((), "i64"), {"dropout": float(node.attrs["dropout"]),
+                                                               "entries_per_row": per_row},
                          line=node.line, col=node.col, name=f"attention{k}{SEED_SUFFIX}", origin=node.origin)
             operands = [Ref(i) for i in node.inputs]
             if len(operands) == 3:
@@ -98,6 +105,14 @@ def statistic_outputs(graph: Graph) -> dict[str, str]:
             if name.endswith(BATCH_SUFFIX) and name.removesuffix(BATCH_SUFFIX) in params}
 
 
+def attention_entries_per_row(graph: Graph) -> dict[str, int]:
+    """Seed input name -> how many of its attention's entries (flattened leading dimensions) one batch row
+    holds (0 where the leading dimensions do not start with the batch): what a shard of the batch starting at
+    row r offsets its entries by (r times it), so that its dropout is the whole batch's."""
+    return {name: graph.node(i).attrs["entries_per_row"] for name, i in graph.inputs().items()
+            if "entries_per_row" in graph.node(i).attrs}
+
+
 def dropout_rates(graph: Graph) -> dict[str, float]:
     """Mask or seed input name -> drop probability, for the inputs that ``dropout_masks`` and
     ``attention_seeds`` added."""
@@ -105,9 +120,10 @@ def dropout_rates(graph: Graph) -> dict[str, float]:
             if "dropout" in graph.node(i).attrs}
 
 
-def training_stages(decay: float = 0.0, clip: float = 0.0) -> tuple[Stage, ...]:
-    """The passes of a training graph, in order: training mode, weight decay, then the pipeline with gradient
-    clipping right after autodiff."""
+def training_stages(decay: float = 0.0, clip: float = 0.0, data_parallel_step: bool = False) -> tuple[Stage, ...]:
+    """The passes of a training graph, in order: training mode, weight decay, the data-parallel rewrite (for
+    a rank of several), then the pipeline with gradient clipping right after autodiff."""
+
     clipping = Stage("clip-norm", clip_gradient_norm(clip), f"parameter gradients scaled to a global norm of at "
                      f"most {clip:g}" if clip else "gradient clipping (off: clip_norm is 0)")
     pipeline = []
@@ -119,6 +135,9 @@ def training_stages(decay: float = 0.0, clip: float = 0.0) -> tuple[Stage, ...]:
         Stage("train-mode", train_mode, "dropout becomes x * mask, the mask fed each step; attention with dropout "
               "gets a seed fed each step; batchnorm uses batch statistics"),
         Stage("weight-decay", weight_decay(decay), f"objective + {decay:g}/2 * sum of squared weights"),
+        Stage("data-parallel", data_parallel(data_parallel_step),
+              "objective * this rank's share of the batch; batch statistics summed over the ranks"
+              if data_parallel_step else "data-parallel rewrite (off: one process)"),
         *pipeline,
     )
 
@@ -127,11 +146,12 @@ TRAINING_STAGE_NAMES: tuple[str, ...] = ("parsed", *(s.name for s in training_st
     STAGE_NAMES.index("optimized"):])
 
 
-def training_graph(graph: Graph, decay: float = 0.0, until: str = "optimized", clip: float = 0.0) -> Graph:
+def training_graph(graph: Graph, decay: float = 0.0, until: str = "optimized", clip: float = 0.0,
+                   data_parallel_step: bool = False) -> Graph:
     """The graph a program trains with, after stage ``until`` (default: the optimization pipeline; the
     schedule stages follow, up to ``fused``, the kernel IR)."""
     if until not in TRAINING_STAGE_NAMES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(TRAINING_STAGE_NAMES)}")
     if until == "parsed":
         return graph
-    return run_stages(graph, training_stages(decay, clip), until)
+    return run_stages(graph, training_stages(decay, clip, data_parallel_step), until)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from gradc.compiler.frontend import ModelSpec
+from gradc.dsl.diagnostics import GradcError
 from gradc.dsl.train_schema import (
     TRAIN_KEYS,
     default_settings,
@@ -14,6 +15,8 @@ from gradc.dsl.train_schema import (
     setting_from_text,
     with_learning_rate,
 )
+from gradc.runtime.distributed.launch import launch
+from gradc.runtime.distributed.world import current_world
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
 from gradc.runtime.training.fit import data_lengths
 
@@ -67,10 +70,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final result")
     p.add_argument("--log-json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train data-parallel on N processes of this machine, through mpiexec (the mpi extra); "
+                        "across machines run 'mpiexec -n N [--hostfile H] gradc train FILE' instead")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise GradcError(f"--workers {args.workers}: give at least 1")
+    if args.workers > 1 and not args.print_config:
+        if current_world().distributed:
+            raise GradcError("--workers starts its own ranks: give it to a plain 'gradc train', not under mpiexec")
+        load_spec(args.file)  # a bad model file is reported once, here, not by every rank
+        return launch(args.argv, args.workers)
     spec = load_spec(args.file)
     settings, sources = resolve(spec, args)
     if args.print_config:

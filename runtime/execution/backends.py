@@ -16,7 +16,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gradc.compiler.driver import DEFAULT_ENTRY_POINTS, TRAIN_PREFIX, build, paused_gc, schedule, update_routine
+from gradc.compiler.driver import (
+    DEFAULT_ENTRY_POINTS,
+    OBJECTIVE_KEY,
+    PARAM_GRADIENTS,
+    TRAIN_PREFIX,
+    build,
+    paused_gc,
+    schedule,
+    update_routine,
+)
 from gradc.compiler.graph import Graph
 from gradc.compiler.types import TensorType
 from gradc.dsl.diagnostics import GradcError
@@ -75,6 +84,10 @@ class ReferenceBackend(HostMemory):
     def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         grads = {f"grad/{n}": i for n, i in self.graph.grads.items()}
         return self._run(feeds, params, {**self.graph.outputs, **self.graph.losses, **grads})
+
+    def param_gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        grads = {f"grad/{n}": self.graph.grads[n] for n in self.graph.params()}
+        return self._run(feeds, params, {OBJECTIVE_KEY: self.graph.objective, **grads})
 
     def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState,
                    fetch: bool = True) -> float:
@@ -190,6 +203,9 @@ class CpuBackend(HostMemory):
 
     def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         return self._call("gradients", feeds, params)
+
+    def param_gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        return self._call(PARAM_GRADIENTS, feeds, params)
 
     def train_step(self, feeds: Arrays, params: dict[str, np.ndarray], optimizer: OptimizerState,
                    fetch: bool = True) -> float:

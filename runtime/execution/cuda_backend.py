@@ -22,6 +22,7 @@ import numpy as np
 
 from gradc.compiler.driver import (
     DEFAULT_ENTRY_POINTS,
+    PARAM_GRADIENTS,
     TRAIN_PREFIX,
     build,
     fast_thread_switching,
@@ -204,6 +205,9 @@ class CudaBackend:
 
     def gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         return self._call("gradients", feeds, params)
+
+    def param_gradients(self, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
+        return self._call(PARAM_GRADIENTS, feeds, params)
 
     def _call(self, name: str, feeds: Arrays, params: Arrays) -> dict[str, np.ndarray]:
         args = self._args(feeds, self.mirror.device_params(params))

@@ -17,13 +17,13 @@ parameters, optimizer state, epoch, the dropout masks' random stream); ``optimiz
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradc.compiler.driver import dropout_rates, prepare_training, statistic_outputs
+from gradc.compiler.driver import attention_entries_per_row, dropout_rates, prepare_training, statistic_outputs
 from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import GradcError
 
@@ -45,12 +45,14 @@ TARGET_HELP = ("cpu: compiled with Numba (default); cuda: numba-cuda kernels on 
 @dataclass
 class TrainingMode:
     """How a program trains: the training graph's backend and feed checks, the drop probability of each
-    dropout mask input, and the batch-statistic outputs (output name -> running-statistic parameter)."""
+    dropout mask input, the batch-statistic outputs (output name -> running-statistic parameter) and, per
+    attention seed input, the attention entries a batch row holds."""
 
     backend: Any
     feed_spec: FeedSpec
     rates: dict[str, float]
     statistics: dict[str, str]
+    entries_per_row: dict[str, int] = field(default_factory=dict)
 
 
 class Program:
@@ -68,6 +70,7 @@ class Program:
         self.feed_spec = FeedSpec.from_graph(graph)
         self.weight_decay = weight_decay
         self.clip_norm = 0.0
+        self.data_parallel = False  # a rank's training graph of a data-parallel world (set_data_parallel)
         self._training: TrainingMode | None = None
         self.train_settings: dict[str, Any] | None = train_settings  # the train block, defaults filled in
         self.scaling: Scaling | None = None  # feature standardization of the data it was trained on
@@ -164,20 +167,30 @@ class Program:
             self.clip_norm = float(max_norm)
             self._training = None
 
+    def set_data_parallel(self, on: bool) -> None:
+        """Train as one rank of a data-parallel world from now on: the training graph takes this rank's share
+        of each batch (``world.share``) and sums batch statistics over the ranks (passes/data_parallel.py);
+        off, the plain training graph. Rebuilds the training graph when it changes."""
+        if on != self.data_parallel:
+            self.data_parallel = bool(on)
+            self._training = None
+
     def training_mode(self) -> TrainingMode:
         """The backend of the training graph, its feed checks, dropout rates and batch statistics (built on
         first use)."""
         if self._training is None:
-            graph = prepare_training(self.source, self.weight_decay, clip_norm=self.clip_norm)
+            graph = prepare_training(self.source, self.weight_decay, clip_norm=self.clip_norm,
+                                     data_parallel=self.data_parallel)
             rates, statistics = dropout_rates(graph), statistic_outputs(graph)
-            if not rates and not statistics and self.weight_decay == 0.0 and self.clip_norm == 0.0:
+            if (not rates and not statistics and self.weight_decay == 0.0 and self.clip_norm == 0.0
+                    and not self.data_parallel):
                 # the same as the evaluation graph
                 self._training = TrainingMode(self.backend, self.feed_spec, {}, {})
             else:
                 check_params(graph, self._params)
                 backend = BACKENDS[self.target](graph, use_cache=self.use_cache, sibling=self.backend)
-                self._training = TrainingMode(backend,
-                                              FeedSpec.from_graph(graph), rates, statistics)
+                self._training = TrainingMode(backend, FeedSpec.from_graph(graph), rates, statistics,
+                                              attention_entries_per_row(graph))
         return self._training
 
     def step(self, inputs: Mapping[str, np.ndarray], lr: float | None = None, validate: bool = True,
@@ -200,17 +213,25 @@ class Program:
         self.optimizer.t += 1
         return mode.backend.train_step(feeds, self._params, self.optimizer, fetch=fetch)
 
-    def gradients(self, inputs: Mapping[str, np.ndarray], validate: bool = True) -> dict[str, np.ndarray]:
+    def gradients(self, inputs: Mapping[str, np.ndarray], validate: bool = True,
+                  shard: tuple[int, int, int] | None = None, params_only: bool = False) -> dict[str, np.ndarray]:
         """The first half of a step split in two: the training graph's losses and gradients (``grad/<name>``)
         for one batch, dropout masks drawn as :meth:`step` draws them; nothing changes. Exchange the gradients
         (an all-reduce across processes, say), then :meth:`apply_update`. Nothing is compiled for the split:
-        the gradients entry point and the kernel library's update routines exist already."""
+        the gradients entry point and the kernel library's update routines exist already.
+        ``shard=(start, stop, rows)``: ``inputs`` are rows start..stop of a batch of ``rows``, and each dropout
+        mask is rows start..stop of the mask drawn for the whole batch (the data-parallel step: every rank
+        draws the same masks and keeps its rows). ``params_only``: the objective (``objective/total``) and the
+        parameters' gradients alone (no outputs, no input gradients: less work)."""
         if self.graph.objective is None:
             raise GradcError("nothing to train: the model has no loss")
         mode = self.training_mode()
         if mode.rates:
-            inputs = {**inputs, **self._masks(inputs, mode)}
-        return mode.backend.gradients(mode.feed_spec.check(inputs, scan_values=validate), self._params)
+            inputs = {**inputs, **self._masks(inputs, mode, shard=shard)}
+        feeds = mode.feed_spec.check(inputs, scan_values=validate)
+        if params_only:
+            return mode.backend.param_gradients(feeds, self._params)
+        return mode.backend.gradients(feeds, self._params)
 
     def apply_update(self, grads: Mapping[str, np.ndarray], lr: float | None = None) -> None:
         """The second half of a split step: the optimizer's update of every parameter with ``grads`` (keyed
@@ -232,34 +253,45 @@ class Program:
         self.optimizer.t += 1
         self.training_mode().backend.apply_update(self._params, checked, self.optimizer)
 
-    def _masks(self, inputs: Mapping[str, np.ndarray], mode: TrainingMode, drop: bool = True):
+    def _masks(self, inputs: Mapping[str, np.ndarray], mode: TrainingMode, drop: bool = True,
+               shard: tuple[int, int, int] | None = None):
         """A dropout mask for each dropout: 0 with probability p, else 1/(1-p) (all ones with ``drop=False``);
-        a seed for each attention with dropout: a draw in [0, 2^31) (-1, no dropout, with ``drop=False``)."""
-        batch = len(next(iter(inputs.values())))
+        a seed for each attention with dropout: a draw in [0, 2^31) (-1, no dropout, with ``drop=False``).
+        With ``shard`` (start, stop, rows), masks are drawn for ``rows`` and rows start..stop kept."""
+        batch = shard[2] if shard is not None else len(next(iter(inputs.values())))
+        start, stop = (shard[0], shard[1]) if shard is not None else (0, batch)
         masks = {}
         for name, p in mode.rates.items():
             t = mode.feed_spec.declared[name]
-            if not t.is_float:  # an attention's seed
-                masks[name] = np.array(self.mask_rng.integers(0, 2 ** 31) if drop else -1, dtype=t.numpy_dtype)
+            if not t.is_float:  # an attention's seed; above its 32 bits, a shard's first entry
+                draw = int(self.mask_rng.integers(0, 2 ** 31))
+                first = start * mode.entries_per_row.get(name, 0)
+                masks[name] = np.array(draw + (first << 32) if drop else -1, dtype=t.numpy_dtype)
                 continue
             shape = tuple(batch if isinstance(d, str) else d for d in t.shape)
             keep = self.mask_rng.random(shape) >= p if drop else np.ones(shape, bool)
+            if t.rank and isinstance(t.shape[0], str):
+                keep = keep[start:stop]
             masks[name] = (keep / (1.0 - p) if drop else keep).astype(t.numpy_dtype)
         return masks
 
-    def update_running_statistics(self, batches: Iterable[Mapping[str, np.ndarray]]) -> None:
+    def update_running_statistics(self, batches: Iterable[Mapping[str, np.ndarray] | tuple[Mapping, int]]
+                                  ) -> None:
         """Set batchnorm's running mean and variance to their averages over ``batches`` (the training data,
         in training-sized batches) of the training graph's batch statistics, without dropout: the
-        population statistics that evaluation normalizes with ("precise" batchnorm statistics)."""
+        population statistics that evaluation normalizes with ("precise" batchnorm statistics). An item
+        ``(batch, rows)`` says how many rows its statistics stand for (a data-parallel rank's shard: the
+        global batch's, whose statistics its graph computes); a plain batch stands for its own rows."""
         mode = self.training_mode()
         if not mode.statistics:
             return
-        totals = {name: 0.0 for name in mode.statistics.values()}
+        shapes = {name: np.shape(value) for name, value in self._params.items()}
+        totals = {name: np.zeros(shapes[name]) for name in mode.statistics.values()}
         rows = 0
-        for batch in batches:
+        for item in batches:
+            batch, n = item if isinstance(item, tuple) else (item, len(next(iter(item.values()))))
             feeds = mode.feed_spec.check({**batch, **self._masks(batch, mode, drop=False)}, scan_values=False)
             results = mode.backend.forward(feeds, self._params)
-            n = len(next(iter(batch.values())))
             for output, param in mode.statistics.items():
                 totals[param] = totals[param] + results[output].astype(np.float64) * n
             rows += n

@@ -9,6 +9,7 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Mapping
@@ -24,6 +25,9 @@ from gradc.compiler.graph import Graph
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
 from gradc.dsl.train_schema import CallValue, check_settings, default_settings, override
 
+from ..distributed.exchange import Exchanger
+from ..distributed.step import DataParallelStep
+from ..distributed.world import World, current_world
 from ..execution.optimizer_state import OptimizerState
 from ..execution.training_state import mask_stream
 from .checkpoints import Checkpoint, spec_hash
@@ -380,11 +384,20 @@ def _picture_reconstructions(program: Program, arrays: Arrays, task: Task, run_d
 
 def fit(program: Program, data: Any = None, *, out: str | Path | None = None, runs_root: str | Path = "runs",
         resume: str | Path | None = None, quiet: bool = False, log_json: bool = False,
-        reporter: Reporter | None = None, write_run: bool = True, **overrides: Any) -> FitResult:
-    """Train ``program`` in place; see :meth:`gradc.runtime.execution.program.Program.fit`."""
+        reporter: Reporter | None = None, write_run: bool = True, world: World | None = None,
+        **overrides: Any) -> FitResult:
+    """Train ``program`` in place; see :meth:`gradc.runtime.execution.program.Program.fit`. In a world of
+    several ranks (started by an MPI launcher; ``world``), data-parallel: each rank takes its rows of every
+    global batch and the gradients are summed over the ranks (:mod:`gradc.runtime.distributed.step`); rank 0
+    alone reports and writes the run folder."""
     started = time.perf_counter()
+    world = world if world is not None else current_world()
     settings = resolve_settings(program, data, **overrides)
     check_settings(settings)  # every setting possible, before anything is read or written
+    if world.distributed and program.target != "cpu":
+        raise GradcError(f"training on several ranks runs on the cpu target (not '{program.target}')")
+    if not world.is_root:
+        reporter, write_run = Reporter(quiet=True, out=io.StringIO(), progress=False), False
     reporter = reporter or Reporter(quiet=quiet, json_lines=log_json)
     if settings["early_stopping"] and settings["validation"] == 0:
         raise GradcError("early_stopping needs a validation split (validation > 0)")
@@ -396,7 +409,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     optimizer: CallValue = settings["optimizer"]
     schedule: CallValue = settings["schedule"]
     program.set_weight_decay(settings["weight_decay"])
-    program.set_clip_norm(settings["clip_norm"])
+    program.set_clip_norm(0.0 if world.distributed else settings["clip_norm"])  # several ranks: after the sum
     program.set_optimizer(optimizer.name, **optimizer.args)
 
     history: list[dict[str, Any]] = []
@@ -416,17 +429,22 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
                     bad_epochs=early.get("bad_epochs", 0))
         best["params"] = checkpoint.best_params or None
         start_epoch = int(checkpoint.meta["epoch"]) + 1
+    exchanger = Exchanger(world)
+    parallel = DataParallelStep(program, exchanger, settings["clip_norm"]) if world.distributed else None
+    exchanger.broadcast(program.params, "the parameters' broadcast from rank 0")
 
     run_dir = RunDirectory.create(program.name, out, runs_root) if write_run else None
     config = {"model": program.name, "target": program.target, "settings": settings_json(settings),
               "task": task.kind, "splits": {s: count(getattr(splits, s)) for s in ("train", "validation", "test")},
-              "data": prepared.source, "resumed_from": str(resume) if resume else None}
+              "data": prepared.source, "resumed_from": str(resume) if resume else None, "world_size": world.size}
     if run_dir is not None:
         run_dir.write_config(config)
     reporter.event("start", f"training {program.name} on {prepared.source} ({task.kind}): "
                    f"{count(splits.train)} train / {count(splits.validation)} validation / {count(splits.test)} "
                    f"test examples; {optimizer}, {schedule}, batch {settings['batch']}, epochs {settings['epochs']}"
                    + (f", resuming at epoch {start_epoch}" if resume else "")
+                   + (f"; {world.size} ranks, {_per_rank(settings['batch'], world.size)} rows each"
+                      if world.distributed else "")
                    + (f"; run folder {run_dir.path}" if run_dir else ""), **config)
 
     epochs, stopped_early = settings["epochs"], False
@@ -439,16 +457,19 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
         shuffle = np.random.default_rng([settings["seed"], epoch, 1])
         losses = program.loss_tracker()  # a device target keeps the losses on the device until the epoch ends
         for step, batch in enumerate(batches(splits.train, settings["batch"], shuffle), start=1):
-            program.optimizer.hyper["lr"] = learning_rate(schedule.name, optimizer.args["lr"],
-                                                          Position(epoch - 1, step, steps, epochs), **schedule.args)
-            loss = losses.add(program.step(batch, validate=False, fetch=losses.immediate), count(batch), step)
+            rate = learning_rate(schedule.name, optimizer.args["lr"], Position(epoch - 1, step, steps, epochs),
+                                 **schedule.args)
+            program.optimizer.hyper["lr"] = rate
+            taken = (parallel.step(batch, rate) if parallel is not None
+                     else program.step(batch, validate=False, fetch=losses.immediate))
+            loss = losses.add(taken, count(batch), step)
             if losses.immediate and not np.isfinite(loss):
                 _diverged(program, run_dir, history, epoch, step, loss)
             reporter.progress(epoch, epochs, step, steps, loss)
         total, bad_step, bad_loss = losses.finish()
         if bad_step:
             _diverged(program, run_dir, history, epoch, bad_step, bad_loss)
-        program.update_running_statistics(batches(splits.train, settings["batch"], None))
+        _update_running_statistics(program, splits.train, settings["batch"], parallel)
         record: dict[str, Any] = {"epoch": epoch, "epochs": epochs, "train_loss": total / count(splits.train)}
         validation = evaluate_arrays(program, splits.validation, task, "validation")
         record["val_loss"] = validation.loss if validation.count else None
@@ -466,7 +487,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
             best["bad_epochs"] += 1
         program.epoch = epoch
         if run_dir is not None:
-            state = _state(settings, history, best, epoch)
+            state = _state(settings, history, best, epoch, world.size)
             if improved:
                 make_checkpoint(program, state).save(run_dir.best)
             _checkpoint_with_best(program, state, best).save(run_dir.last)
@@ -478,6 +499,8 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
                            best_epoch=best["epoch"])
             break
 
+    if parallel is not None:
+        parallel.close()
     restored = bool(settings["early_stopping"]) and best["params"] is not None
     if restored:
         program.params.update(best["params"])
@@ -535,8 +558,22 @@ def _result_line(test: Evaluation | None, epochs: int, seconds: float, figures: 
     return "; ".join(parts)
 
 
-def _state(settings: Mapping[str, Any], history: list, best: dict, epoch: int) -> dict[str, Any]:
-    return {"epoch": epoch, "settings": settings_json(settings), "history": history,
+def _per_rank(batch: int, size: int) -> str:
+    low, high = batch // size, -(-batch // size)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _update_running_statistics(program: Program, train: Arrays, batch: int,
+                               parallel: DataParallelStep | None) -> None:
+    """Batchnorm's population statistics over the training data: on several ranks, each rank runs its shard
+    of every batch, whose graph computes the whole batch's statistics (the same figures as one process's)."""
+    whole = batches(train, batch, None)
+    program.update_running_statistics(whole if parallel is None else parallel.statistics_batches(whole))
+
+
+def _state(settings: Mapping[str, Any], history: list, best: dict, epoch: int, world_size: int = 1
+           ) -> dict[str, Any]:
+    return {"epoch": epoch, "world_size": world_size, "settings": settings_json(settings), "history": history,
             "schedule_position": epoch, "early_stopping": {"best_loss": best["loss"], "best_epoch": best["epoch"],
                                                            "bad_epochs": best["bad_epochs"]}}
 
