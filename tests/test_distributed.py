@@ -294,3 +294,14 @@ def test_attention_dropout_of_shards_is_the_whole_batchs(target):
         np.testing.assert_allclose(part["grad/q"], whole["grad/q"][start:stop], rtol=1e-5, atol=1e-6)
         total = total + part["grad/w"]
     np.testing.assert_allclose(total, whole["grad/w"], rtol=1e-5, atol=1e-6)
+
+
+def test_graph_shows_a_ranks_training_graph(cli):
+    model = ROOT / "models" / "cnn_digits.model"
+    shown = cli("graph", str(model), "--train", "--data-parallel", "--stage", "data-parallel")
+    assert shown.code == 0, shown
+    assert shown.out.count("ranks_sum(") == 4 and 'input "world.share"' in shown.out  # two batchnorms' mean, var
+    plain = cli("graph", str(model), "--train", "--stage", "data-parallel")
+    assert "ranks_sum(" not in plain.out and "world.share" not in plain.out
+    refused = cli("graph", str(model), "--data-parallel")
+    assert refused.code == 1 and "add --train" in refused.err

@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the training graph: stages train-mode (dropout becomes x * mask) and weight-decay "
                         "(the train block's weight_decay) run before the pipeline, clip-norm (its clip_norm) "
                         "right after autodiff")
+    p.add_argument("--data-parallel", action="store_true",
+                   help="with --train: the graph one rank of a data-parallel run (gradc train --workers) trains "
+                        "with: its objective scaled by its share of the batch (input world.share), batchnorm's "
+                        "batch statistics summed over the ranks (ranks_sum)")
     p.add_argument("--format", choices=tuple(FORMATS), default="text")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     add_dim_option(p)
@@ -37,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         spec = bound_spec(spec, args)
     if args.train:
         settings = spec.train or default_settings()
-        graph = prepare_training(spec.graph, settings["weight_decay"], args.stage, settings["clip_norm"])
+        clip = 0.0 if args.data_parallel else settings["clip_norm"]  # a rank clips the summed gradients
+        graph = prepare_training(spec.graph, settings["weight_decay"], args.stage, clip, args.data_parallel)
+    elif args.data_parallel:
+        raise GradcError("--data-parallel shows a training graph: add --train")
     elif args.stage not in STAGE_NAMES:
         raise GradcError(f"stage {args.stage} is a stage of the training graph: add --train")
     else:
