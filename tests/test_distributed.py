@@ -305,3 +305,16 @@ def test_graph_shows_a_ranks_training_graph(cli):
     assert "ranks_sum(" not in plain.out and "world.share" not in plain.out
     refused = cli("graph", str(model), "--data-parallel")
     assert refused.code == 1 and "add --train" in refused.err
+
+
+@needs_mpi
+def test_ranks_on_one_machine_share_its_cores():
+    """Under a plain mpiexec (no NUMBA_NUM_THREADS), each rank takes the cores over the ranks on the machine."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    script = ("from gradc.runtime.distributed.world import current_world, share_cores; "
+              "print('threads', share_cores(current_world()))")
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert done.stdout.split().count(str(expected)) == 2, done.stdout

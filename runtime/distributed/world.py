@@ -70,6 +70,20 @@ def current_world() -> World:
     return World(comm.Get_rank(), comm.Get_size(), comm) if comm.Get_size() > 1 else SINGLE
 
 
+def share_cores(world: World) -> int:
+    """Give this rank its share of the machine's cores for Numba's threads: the cores over the ranks on this
+    machine (``mpiexec -n 2`` on 2 cores: one thread each; several threads per rank on a core would spin against
+    each other), unless ``NUMBA_NUM_THREADS`` says otherwise. Returns the number of threads."""
+    import numba
+
+    if not world.distributed or os.environ.get("NUMBA_NUM_THREADS"):
+        return numba.get_num_threads()
+    local = world.comm.Split_type(import_mpi().COMM_TYPE_SHARED).Get_size()
+    threads = max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // local))
+    numba.set_num_threads(threads)
+    return threads
+
+
 def world_for_errors() -> World:
     """The world to report an error in: :func:`current_world`, or one rank where MPI itself is missing."""
     try:

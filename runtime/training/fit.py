@@ -27,7 +27,7 @@ from gradc.dsl.train_schema import CallValue, check_settings, default_settings, 
 
 from ..distributed.exchange import Exchanger
 from ..distributed.step import DataParallelStep
-from ..distributed.world import World, current_world
+from ..distributed.world import World, current_world, share_cores
 from ..execution.optimizer_state import OptimizerState
 from ..execution.training_state import mask_stream
 from .checkpoints import Checkpoint, spec_hash
@@ -396,6 +396,7 @@ def fit(program: Program, data: Any = None, *, out: str | Path | None = None, ru
     check_settings(settings)  # every setting possible, before anything is read or written
     if world.distributed and program.target != "cpu":
         raise GradcError(f"training on several ranks runs on the cpu target (not '{program.target}')")
+    share_cores(world)
     if not world.is_root:
         reporter, write_run = Reporter(quiet=True, out=io.StringIO(), progress=False), False
     reporter = reporter or Reporter(quiet=quiet, json_lines=log_json)
