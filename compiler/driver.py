@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import gc
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from .collectives import install_sum_over_ranks
 from .entry_points import OBJECTIVE_KEY, PARAM_GRADIENTS
@@ -61,6 +62,7 @@ __all__ = [
     "evaluate",
     "fast_thread_switching",
     "install_sum_over_ranks",
+    "onnx_model",
     "paused_gc",
     "plan",
     "prepare",
@@ -120,6 +122,26 @@ def prepare(graph: Graph, until: str = "optimized") -> Graph:
 def prepare_float64(graph: Graph) -> Graph:
     """``prepare`` of the graph with every floating-point value made f64 (gradient checks)."""
     return prepare(promote_float64(graph))
+
+
+def onnx_model(graph: Graph, outputs: list[str], params: Mapping[str, Any],
+               scaling: Mapping[str, tuple[Any, Any]] | None = None,
+               unscaling: Mapping[str, tuple[Any, Any]] | None = None) -> bytes:
+    """The serialized ONNX model (lower/onnx.py) of ``graph``'s inference: its values ``outputs`` (output
+    statements, or any named value: a loss's prediction), after the evaluation pipeline up to autodiff, each
+    composite that ONNX lacks replaced by its primitives."""
+    from .lower.onnx import ONNX_OPS, to_onnx  # (imports onnx when called)
+    from .passes.expand import expand_composites
+
+    with paused_gc():
+        g = prepare(graph, "dce").copy()
+    by_name = {node.name: node.id for node in g.nodes() if node.name and node.op not in ("param",)}
+    missing = [name for name in outputs if name not in g.outputs and name not in by_name]
+    if missing:
+        raise LoweringError(f"export: no value named {', '.join(repr(m) for m in missing)} in the model")
+    g.outputs = {name: g.outputs.get(name, by_name.get(name)) for name in outputs}
+    g = expand_composites(g, frozenset(ONNX_OPS))
+    return to_onnx(g, g.outputs, params, scaling, unscaling)
 
 
 def prepare_training(graph: Graph, weight_decay: float = 0.0, until: str = "optimized",

@@ -4,9 +4,9 @@ from importlib.metadata import version
 
 from gradc.dsl.diagnostics import DataError, GradcError, ModelError
 
-from .api import compile, graph, load, load_checkpoint, loads
+from .api import compile, export, graph, load, load_checkpoint, loads
 
 __version__ = version("gradc")  # the installed distribution's, from pyproject.toml: one place
 
-__all__ = ["DataError", "GradcError", "ModelError", "__version__", "compile", "graph", "load", "load_checkpoint",
-           "loads"]
+__all__ = ["DataError", "GradcError", "ModelError", "__version__", "compile", "export", "graph", "load",
+           "load_checkpoint", "loads"]

@@ -30,6 +30,7 @@ from gradc.runtime.execution.program import Program
 from gradc.runtime.training.checkpoints import Checkpoint
 from gradc.runtime.training.data import expose_prediction
 from gradc.runtime.training.fit import data_lengths, restore
+from gradc.runtime.training.interchange import export_onnx
 
 
 def load(path: str | Path) -> ModelSpec:
@@ -107,3 +108,10 @@ def load_checkpoint(model: str | Path | ModelSpec, checkpoint: str | Path, targe
     saved.check_spec(program.spec_graph, checkpoint)
     restore(program, saved, checkpoint)
     return program
+
+
+def export(program: Program, path: str | Path) -> list[str]:
+    """Write ``program`` (trained or not) as an ONNX model (opset 18, the batch dimension symbolic): its
+    outputs, parameters and the training data's standardization as its first nodes. Needs the ``onnx`` extra.
+    Returns the output names."""
+    return export_onnx(program, path)

@@ -28,13 +28,21 @@ def expand(graph: Graph) -> Graph:
     return _prepare_scan_bodies(_expand_composites(graph))
 
 
-def _expand_composites(graph: Graph) -> Graph:
-    if not any(get_op(n.op).expands(n) for n in graph.nodes()):
+def expand_composites(graph: Graph, keep: frozenset[str]) -> Graph:
+    """The composites not in ``keep`` replaced by their primitives (scan bodies left as they are)."""
+    return _expand_composites(graph, keep)
+
+
+def _expand_composites(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
+    """Every composite replaced by its primitives, but the ops in ``keep`` (a target that has them natively:
+    the ONNX exporter's softmax and convolutions)."""
+    wanted = lambda n: n.op not in keep and get_op(n.op).expands(n)
+    if not any(wanted(n) for n in graph.nodes()):
         return graph
     g = graph.copy()
     b = Builder(g)
     first_new = g.next_id
-    pending = [i for i in g.order() if get_op(g.node(i).op).expands(g.node(i))]
+    pending = [i for i in g.order() if wanted(g.node(i))]
     while pending:
         node = g.node(pending.pop())
         view = replace(node, id=Ref(node.id), inputs=tuple(Ref(i) for i in node.inputs))
@@ -42,7 +50,7 @@ def _expand_composites(graph: Graph) -> Graph:
         with b.at(node.line, node.col, origin=node.origin):
             value = get_op(node.op).decompose(b, view)
         replace_with(g, node, value)
-        pending += [i for i in range(start, g.next_id) if i in g and get_op(g.node(i).op).expands(g.node(i))]
+        pending += [i for i in range(start, g.next_id) if i in g and wanted(g.node(i))]
     _merge_new_duplicates(g, first_new)
     return g
 
