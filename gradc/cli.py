@@ -26,9 +26,9 @@ from gradc.runtime.execution.threads import limit_blas_threads
 from gradc.runtime.training.fit import TrainingDiverged
 
 from . import __version__
-from .commands import cache, check, compile, evaluate, export, gradcheck, graph, predict, run, train
+from .commands import cache, check, compile, evaluate, export, gradcheck, graph, import_onnx, predict, run, train
 
-COMMANDS = (check, graph, compile, run, gradcheck, train, evaluate, predict, export, cache)
+COMMANDS = (check, graph, compile, run, gradcheck, train, evaluate, predict, export, import_onnx, cache)
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 70
 

@@ -121,3 +121,64 @@ def test_without_onnx_the_command_names_the_extra(tmp_path, cli, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     result = cli("export", str(ROOT / "models" / "mlp_digits.model"), "-o", str(tmp_path / "m.onnx"))
     assert result.code == 1 and 'pip install -e ".[onnx]"' in result.err
+
+
+# ---------------------------------------------------------------- import
+
+RECURRENT = {"gru_sine", "lstm_adding", "rnn_parity"}  # exported as ONNX Scan, which the importer lacks
+
+
+@needs_onnx
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_export_then_import_gives_the_same_outputs(path, tmp_path):
+    from gradc.onnx_import import ImportFailure, import_onnx
+
+    program, inputs = _program_and_test_inputs(path)
+    gradc.export(program, tmp_path / "m.onnx")
+    if path.stem in RECURRENT:
+        with pytest.raises(ImportFailure, match="is op Scan, which the language has no form for"):
+            import_onnx(tmp_path / "m.onnx")
+        return
+    imported = import_onnx(tmp_path / "m.onnx")
+    again = gradc.compile(gradc.loads(imported.text), params=imported.params,
+                          dims=dict(program.dims) if getattr(program, "dims", None) else None)
+    want = program.predict(inputs)
+    got = again.run({name: inputs[name] for name in again.feed_spec.declared})
+    for name in imported.outputs:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6 * max(1.0, float(np.abs(
+            want[name]).max())), err_msg=f"{path.stem}: {name}")
+
+
+@needs_onnx
+def test_import_from_the_command_line_then_run_graph_and_train(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = ROOT / "models" / "mlp_digits.model"
+    assert cli("export", str(model), "-o", "m.onnx").code == 0
+    result = cli("import", "m.onnx", "-o", "m.model")
+    assert result.code == 0, result
+    assert "wrote m.model" in result.out and Path("m.npz").exists()
+    text = Path("m.model").read_text()
+    assert "loss L = cross_entropy(logits, label)" in text  # the hint, commented out
+    assert cli("graph", "m.model", "--stage", "parsed").code == 0
+    np.savez("x.npz", x=np.full((2, 64), 0.5, np.float32))
+    ran = cli("run", "m.model", "--params", "m.npz", "--inputs", "x.npz")
+    assert ran.code == 0 and "probs" in ran.out, ran
+    Path("m.model").write_text(text.replace("# input label", "input label").replace("# loss L", "loss L"))
+    trained = cli("train", "m.model", "--params", "m.npz", "--data", "digits", "--epochs", "1", "-q", "--out", "r")
+    assert trained.code == 0, trained
+
+
+@needs_onnx
+def test_import_names_an_op_the_language_lacks(tmp_path, cli):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Hardmax", ["x"], ["y"], name="pick")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "h.onnx")
+    result = cli("import", str(tmp_path / "h.onnx"), "-o", str(tmp_path / "h.model"))
+    assert result.code == 1 and "node 'pick' is op Hardmax" in result.err
+    assert not (tmp_path / "h.model").exists()
+    missing = cli("import", str(tmp_path / "nothing.onnx"), "-o", str(tmp_path / "n.model"))
+    assert missing.code == 1 and "ONNX file not found" in missing.err

@@ -1,15 +1,16 @@
-"""The ONNX target: a model's inference graph as an ONNX model (opset 18), for onnxruntime, Netron and every
-runtime that reads ONNX.
+"""The ONNX target: a model's inference graph as an ONNX model (opset 18), for onnxruntime, Netron and every runtime
+that reads ONNX.
 
 It renders the graph the evaluation pipeline leaves before autodiff (dropout gone, batchnorm on its running
-statistics), restricted to what the exported outputs need. Each op is rendered by one entry of
-:data:`ONNX_OPS` (a table, as the other targets lower op kernels); a composite op without an entry (a loss, a
-log_softmax) is first replaced by its primitives with the op's own decomposition, so the table holds the
-primitives and the composites that ONNX has natively (softmax, conv2d, the pools). The batch dimension stays
-symbolic (``N``); every named value keeps its ``.model`` name (outputs, inputs, parameters as initializers, and
-the node that computes a named value), the others are ``v<id>``. The training standardization, when given,
-becomes each input's first nodes: ``(x - mean) / std``. An op with no ONNX form stops the export with a
-message naming the node, its op and its line.
+statistics), restricted to what the exported outputs need. Each op is rendered by one entry of :data:`ONNX_OPS` (a
+table, as the other targets lower op kernels); a composite op without an entry (a loss, a log_softmax) is first
+replaced by its primitives with the op's own decomposition, so the table holds the primitives and the composites
+that ONNX has natively (softmax, conv2d, the pools). The batch dimension stays symbolic (``N``); every named value
+keeps its ``.model`` name (outputs, inputs, parameters as initializers, and the node that computes a named value),
+the others are ``v<id>``. Parameters alone are initializers; constants (numbers, shapes, the standardization's
+statistics) are Constant nodes, so an importer can tell them apart. The training standardization, when given,
+becomes each input's first nodes: ``(x - mean) / std``. An op with no ONNX form stops the export with a message
+naming the node, its op and its line.
 
 ``onnx`` is an optional dependency (the ``onnx`` extra); this module imports it only when called.
 """
@@ -82,10 +83,11 @@ class OnnxWriter:
                 raise LoweringError(f"export: no ONNX form for op '{node.op}' (node {label}{where})")
             render(self, node)
 
-    def constant(self, array: np.ndarray, hint: str = "const") -> str:
-        name = self.fresh(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
-        return name
+    def constant(self, array: np.ndarray, hint: str = "const", name: str | None = None) -> str:
+        """A Constant node (parameters alone are initializers: what an importer may train)."""
+        name = name or self.fresh(hint)
+        tensor = self.onnx.numpy_helper.from_array(np.array(array, order="C"), name)
+        return self.add("Constant", [], name, name=f"{name}_constant", value=tensor)
 
     def ints(self, values, hint: str = "shape") -> str:
         return self.constant(np.asarray(values, dtype=np.int64), hint)
@@ -117,7 +119,7 @@ def _elementwise(w: OnnxWriter, node: Node) -> None:
 def _const(w: OnnxWriter, node: Node) -> None:
     value = np.broadcast_to(np.asarray(node.attrs["value"]), _static(node.type.shape, node)).astype(
         node.type.numpy_dtype)
-    w.initializers.append(w.onnx.numpy_helper.from_array(np.array(value, order="C"), w.value(node.id)))
+    w.constant(value, name=w.value(node.id))
 
 
 def _static(shape: tuple, node: Node) -> tuple[int, ...]:

@@ -18,6 +18,8 @@ from gradc.dsl.train_schema import (
 from gradc.runtime.distributed.launch import launch
 from gradc.runtime.distributed.world import current_world
 from gradc.runtime.execution.program import TARGET_HELP, TARGETS
+from gradc.runtime.files import load_npz
+from gradc.runtime.training.checkpoints import Checkpoint
 from gradc.runtime.training.fit import data_lengths
 
 from ..api import compile as compile_model
@@ -70,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final result")
     p.add_argument("--log-json", action="store_true", help="print JSON lines instead of text")
     p.add_argument("--no-cache", action="store_true", help="compile afresh, without the on-disk cache")
+    p.add_argument("--params", metavar="P", help="start from these parameters: an .npz of arrays named after the "
+                                                 "parameters (gradc import writes one), or a checkpoint's")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="train data-parallel on N processes of this machine, through mpiexec (the mpi extra); "
                         "across machines run 'mpiexec -n N [--hostfile H] gradc train FILE' instead")
@@ -96,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     dims = data_lengths(spec.graph, None, settings) if spec.length_symbols else None  # its data's T
     program = compile_model(spec, target=args.target, seed=settings["seed"], cache=not args.no_cache, dims=dims)
+    if args.params:
+        arrays = load_npz(args.params, "parameters")
+        program.set_params(Checkpoint.load(args.params).params if "meta" in arrays else arrays)
     program.train_settings = settings
     program.fit(None, out=args.out, resume=args.resume, quiet=args.quiet, log_json=args.log_json)
     return 0
