@@ -23,7 +23,7 @@ train {{
   optimizer = {optimizer}
   schedule = cosine
   batch = 50
-  epochs = 2
+  epochs = 1
   weight_decay = 1e-3
   clip_norm = {clip}
 }}
@@ -37,7 +37,7 @@ train {{
   data = digits
   optimizer = {optimizer}
   batch = 50
-  epochs = 2
+  epochs = 1
 }}
 """
 RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05, "rmsprop": 0.003, "adam": 0.003}

@@ -126,10 +126,11 @@ def test_without_onnx_the_command_names_the_extra(tmp_path, cli, monkeypatch):
 # ---------------------------------------------------------------- import
 
 RECURRENT = {"gru_sine", "lstm_adding", "rnn_parity"}  # exported as ONNX Scan, which the importer lacks
+ROUND_TRIP = [p for p in MODELS if p.stem != "grammar_lm"]  # its blocks are transformer_sort's
 
 
 @needs_onnx
-@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+@pytest.mark.parametrize("path", ROUND_TRIP, ids=[p.stem for p in ROUND_TRIP])
 def test_export_then_import_gives_the_same_outputs(path, tmp_path):
     from gradc.onnx_import import ImportFailure, import_onnx
 
