@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import _torch_step as torch_step  # the measuring helpers the benchmarks share
 from mlp_step import child as run_child
-from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, publish, versions
+from mlp_step import cuda_section, gradc_cuda_step, machine, peak_resident_mib, publish, versions
 from mlp_step import interleaved as run_interleaved
 
 LR = 0.01
@@ -171,16 +171,7 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "batches": args.batches,
                "command": " ".join(["python", *sys.argv])}
     results.update(run_interleaved(args.batches, args.rounds, args.steps, args.frameworks, FRAMEWORKS))
-    absent = gpu_absent()
-    if absent is None:
-        from numba import cuda
-
-        name = cuda.get_current_device().name
-        results["cuda"] = run_interleaved(args.batches, args.rounds, args.steps, list(CUDA_FRAMEWORKS),
-                                          CUDA_FRAMEWORKS)
-        results["cuda"]["device"] = name.decode() if isinstance(name, bytes) else str(name)
-    else:
-        results["cuda"] = absent
+    results["cuda"] = cuda_section(args.batches, args.rounds, args.steps, CUDA_FRAMEWORKS)
     results["peak_mib"] = {name: child(["--peak-memory-child", name, str(args.batches[-1])])
                            for name in args.frameworks if name not in results["missing"]}
     results["compile_s"] = child(["--compile-child"])

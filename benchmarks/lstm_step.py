@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mlp_step import child as run_child
-from mlp_step import gpu_absent, gradc_cuda_step, machine, peak_resident_mib, publish, versions
+from mlp_step import cuda_section, gradc_cuda_step, machine, peak_resident_mib, publish, versions
 from mlp_step import interleaved as run_interleaved
 
 LR = 0.01
@@ -218,15 +218,7 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "command": " ".join(["python", *sys.argv]),
                "memory_steps": args.memory_steps}
     results.update(run_interleaved([BATCH], args.rounds, args.steps, args.frameworks, FRAMEWORKS))
-    absent = gpu_absent()
-    if absent is None:
-        from numba import cuda
-
-        name = cuda.get_current_device().name
-        results["cuda"] = run_interleaved([BATCH], args.rounds, args.steps, list(CUDA_FRAMEWORKS), CUDA_FRAMEWORKS)
-        results["cuda"]["device"] = name.decode() if isinstance(name, bytes) else str(name)
-    else:
-        results["cuda"] = absent
+    results["cuda"] = cuda_section([BATCH], args.rounds, args.steps, CUDA_FRAMEWORKS)
     results["compile_s"] = {t: child(["--compile-child", str(t)]) for t in args.compile_steps}
     results["peak_mib"] = {name: {t: child(["--peak-memory-child", name, str(t)]) for t in args.memory_steps}
                            for name in args.frameworks if name not in results["missing"]}

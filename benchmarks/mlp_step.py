@@ -227,6 +227,22 @@ def gpu_absent() -> str | None:
     return None if cuda.is_available() else "no CUDA device found"
 
 
+def cuda_section(batches: list[int], rounds: int, steps: int,
+                 frameworks: dict[str, Callable[..., Step]] | None = None) -> dict | str:
+    """The CUDA section: the GPU frameworks timed interleaved (``frameworks``: this benchmark's own by default),
+    with the device's name; or why it was not measured."""
+    absent = gpu_absent()
+    if absent is not None:
+        return absent
+    from numba import cuda
+
+    frameworks = frameworks if frameworks is not None else CUDA_FRAMEWORKS
+    results = interleaved(batches, rounds, steps, list(frameworks), frameworks)
+    name = cuda.get_current_device().name
+    results["device"] = name.decode() if isinstance(name, bytes) else str(name)
+    return results
+
+
 # ---------------------------------------------------------------- measuring
 
 
@@ -404,15 +420,7 @@ def main() -> None:
     results = {"machine": machine(), "versions": versions(), "batches": args.batches,
                "command": " ".join(["python", *sys.argv])}
     results.update(interleaved(args.batches, args.rounds, args.steps, args.frameworks))
-    absent = gpu_absent()
-    if absent is None:
-        from numba import cuda
-
-        results["cuda"] = interleaved(args.batches, args.rounds, args.steps, list(CUDA_FRAMEWORKS))
-        results["cuda"]["device"] = cuda.get_current_device().name.decode() if isinstance(
-            cuda.get_current_device().name, bytes) else str(cuda.get_current_device().name)
-    else:
-        results["cuda"] = absent
+    results["cuda"] = cuda_section(args.batches, args.rounds, args.steps)
     if not args.no_memory:
         results["peak_mib"] = {name: child(["--peak-memory-child", name, "128"]) for name in args.frameworks
                                if name not in results["missing"]}
