@@ -289,8 +289,9 @@ def _scan(w: OnnxWriter, node: Node) -> None:
     histories = [] if a["final_carries"] else [sub.add("Identity", [v], sub.fresh("history"), name=sub.fresh(
         "history")) for v in states]
     per_step = [sub.value(o) for o in outs[k:]]
-    if len(set(states + per_step)) < len(states + per_step) or set(states + per_step) & set(sub.value(i)
-                                                                                            for i in ins):
+    given = {sub.value(i) for i in ins}
+    if len(set(states + per_step)) < len(states + per_step) or given & set(states + per_step):
+        # a graph's outputs are distinct values of its own (a body may return a value twice, or an input)
         per_step = [sub.add("Identity", [v], sub.fresh("step_out"), name=sub.fresh("step_out")) for v in per_step]
         states = [sub.add("Identity", [v], sub.fresh("state_out"), name=sub.fresh("state_out")) for v in states]
     body_out = [_value_info(sub, name, body.node(o)) for name, o in
@@ -301,8 +302,8 @@ def _scan(w: OnnxWriter, node: Node) -> None:
     w.add("Scan", [w.operand(node, j) for j in range(k + m)], results, name=w._node_name(node), body=subgraph,
           num_scan_inputs=m, scan_input_directions=[int(a["reverse"])] * m,
           scan_output_directions=[int(a["reverse"])] * scanned)
-    w.scan_results[node.id] = results[:k] if a["final_carries"] else results[k:2 * k]
-    w.scan_results[node.id] = [*w.scan_results[node.id], *results[k + len(histories):]]
+    carries = results[:k] if a["final_carries"] else results[k:2 * k]  # final values, or their histories
+    w.scan_results[node.id] = [*carries, *results[k + len(histories):]]
 
 
 def _result(w: OnnxWriter, node: Node) -> None:
