@@ -3,7 +3,8 @@
 A blocking MPI call waits for ever when a rank has died without the launcher noticing, so every exchange is
 started non-blocking (``Iallreduce``, ``Ibcast``) and polled until it completes or its deadline passes; a
 missed deadline raises :class:`~.world.WorkerError` naming the exchange, and the caller stops the world.
-The first exchange of a run waits longer: the ranks compile the model before it, not always equally fast.
+The first exchange of a run waits longer: the ranks compile every entry point the run calls before it
+(:class:`~.step.DataParallelStep`), not always equally fast.
 """
 
 from __future__ import annotations

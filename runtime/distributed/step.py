@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gradc.compiler.driver import OBJECTIVE_KEY, SHARE_INPUT, install_sum_over_ranks
+from gradc.compiler.driver import OBJECTIVE_KEY, PARAM_GRADIENTS, SHARE_INPUT, install_sum_over_ranks
 from gradc.dsl.diagnostics import GradcError
 
 from .exchange import Exchanger
@@ -61,6 +61,10 @@ class DataParallelStep:
             self.close()
             raise GradcError(f"data-parallel training cannot split the dropout of {', '.join(unsplittable)} by "
                              "batch rows: its attention's leading dimensions do not start with the batch")
+        if self.world.distributed:  # every entry point the run calls, compiled before the first exchange (whose
+            # deadline allows for a compile): no rank compiles later while the others wait at the short one
+            mode.backend.compile((PARAM_GRADIENTS, "forward"))
+            program.backend.compile(("forward",))
         params = program.params
         self.names = sorted(params)
         self.shapes = {name: params[name].shape for name in self.names}
